@@ -1,0 +1,10 @@
+//! `ndt bench`.
+
+use crate::error::{Result, usage};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> Result<()> {
+    Err(usage("ndt bench: not built yet"))
+}

@@ -1,0 +1,1 @@
+//! Experiments: rank, sweep, report.

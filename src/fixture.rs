@@ -1,0 +1,1 @@
+//! Reference fixture checks (SPEC §8).

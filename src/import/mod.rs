@@ -1,0 +1,1 @@
+//! Importers (SPEC §1): `npy` and `ibl_hf`.

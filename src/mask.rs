@@ -1,0 +1,1 @@
+//! Masking (SPEC §3).

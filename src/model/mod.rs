@@ -1,0 +1,4 @@
+//! The model: config, parameter table, init, checkpoints.
+
+pub mod config;
+pub use config::ModelConfig;

@@ -1,0 +1,1 @@
+//! Counter-based RNG shared by the CPU and CUDA paths.

@@ -1,0 +1,1 @@
+//! Dataset store (SPEC §1).

@@ -1,0 +1,1 @@
+//! Synthetic data (SPEC §1).
