@@ -8,8 +8,10 @@ use crate::scheme::Scheme;
 /// One batch of one session. All three arrays are `[b, t, n]`, row-major.
 #[derive(Clone, Debug)]
 pub struct Batch {
-    /// Index of the session in the dataset manifest (also its stitcher).
+    /// Index of the session in the dataset manifest.
     pub session: usize,
+    /// Session id: selects the stitchers and session token of the model.
+    pub session_id: String,
     /// Trial indices (within the session) of the batch rows.
     pub trials: Vec<u32>,
     pub b: usize,
