@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for ndt: a project-local Python environment (.venv) with what the tests
+# and tools need, including NVRTC and the CUDA headers from PyPI (for the kernel-compile tests; no
+# GPU or CUDA install is needed). Idempotent: a second run only checks.
+#
+#   tools/setup.sh              test dependencies
+#   tools/setup.sh --reference  also JAX, scikit-learn, nlb-tools (to regenerate fixtures and vectors)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+
+need=()
+.venv/bin/python -c "import numpy" 2>/dev/null || need+=(numpy)
+.venv/bin/python -c "import pyarrow" 2>/dev/null || need+=(pyarrow)
+[ -d .venv/lib/python3*/site-packages/nvidia/cuda_nvrtc ] 2>/dev/null || need+=(nvidia-cuda-nvrtc-cu12)
+[ -d .venv/lib/python3*/site-packages/nvidia/cuda_runtime ] 2>/dev/null || need+=(nvidia-cuda-runtime-cu12)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]} into .venv" >&2
+    pip install "${need[@]}"
+fi
+
+if [ "${1:-}" = "--reference" ]; then
+    .venv/bin/python -c "import jax, sklearn, scipy, h5py, pandas" 2>/dev/null \
+        || pip install "jax[cpu]" scikit-learn scipy h5py pandas "setuptools<70" wheel
+    .venv/bin/python -c "import nlb_tools" 2>/dev/null \
+        || pip install --no-build-isolation --no-deps nlb-tools
+fi
+echo "setup: ok ($(.venv/bin/python --version))" >&2
