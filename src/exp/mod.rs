@@ -1,1 +1,3 @@
-//! Experiments: rank, sweep, report.
+//! Experiments of the paper as commands (SPEC §6): session ranking, sweeps, reports.
+
+pub mod stats;
