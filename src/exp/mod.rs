@@ -1,3 +1,4 @@
 //! Experiments of the paper as commands (SPEC §6): session ranking, sweeps, reports.
 
+pub mod plan;
 pub mod stats;

@@ -1,0 +1,264 @@
+//! Sweep plans (`ndt sweep PLAN.toml`, SPEC §6): what to pretrain, in which orders, at which sizes,
+//! with which seeds, for which held-out sessions.
+//!
+//! ```toml
+//! dataset = "data"                 # relative to the plan file
+//! results = "sweep"                # where jobs and results go (relative to the plan file)
+//! heldout = ["rs-0008", "rs-0009"] # held-out session ids (or heldout_last = 2)
+//! sizes = [1, 2, 3, 5, "all"]      # pretraining-set sizes k (first k sessions of an order)
+//! orders = ["random", "ranked", "reverse-ranked"]
+//! shuffles = 2                     # how many random orders
+//! seeds = [42]
+//! device = "auto"
+//! [model]    preset = "small"      # or "paper"; any ModelConfig field overrides
+//! [pretrain] epochs = 20  schemes = ["forward"]
+//! [finetune] epochs = 20  mode = "frozen-core"
+//! [single]   epochs = 20           # single-session models used for ranking
+//! [rank]     epochs = 10           # frozen-core finetunes used for ranking
+//! ```
+
+use crate::error::{Result, input};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Order {
+    Random,
+    Ranked,
+    ReverseRanked,
+}
+
+impl Order {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Order::Random => "random",
+            Order::Ranked => "ranked",
+            Order::ReverseRanked => "reverse-ranked",
+        }
+    }
+}
+
+/// A pretraining-set size: a number of sessions, or all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    N(usize),
+    All(AllTag),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllTag {
+    All,
+}
+
+impl Size {
+    pub fn resolve(self, pool: usize) -> usize {
+        match self {
+            Size::N(k) => k.min(pool),
+            Size::All(_) => pool,
+        }
+    }
+}
+
+/// Training hyper-parameters of one stage of a sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default = "default_schemes")]
+    pub schemes: Vec<String>,
+    #[serde(default = "default_lr")]
+    pub lr: f32,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+fn default_epochs() -> usize {
+    20
+}
+fn default_schemes() -> Vec<String> {
+    vec!["forward".into()]
+}
+fn default_lr() -> f32 {
+    1e-4
+}
+fn default_batch() -> usize {
+    16
+}
+
+impl Default for Stage {
+    fn default() -> Self {
+        Stage {
+            epochs: default_epochs(),
+            schemes: default_schemes(),
+            lr: default_lr(),
+            batch_size: default_batch(),
+            mode: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub dataset: PathBuf,
+    pub results: PathBuf,
+    #[serde(default)]
+    pub heldout: Vec<String>,
+    #[serde(default)]
+    pub heldout_last: Option<usize>,
+    pub sizes: Vec<Size>,
+    #[serde(default = "default_orders")]
+    pub orders: Vec<Order>,
+    #[serde(default = "default_shuffles")]
+    pub shuffles: usize,
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Model preset and overrides (`preset = "small" | "paper"`, then any config field).
+    #[serde(default)]
+    pub model: toml::Table,
+    #[serde(default)]
+    pub pretrain: Stage,
+    #[serde(default)]
+    pub finetune: Stage,
+    #[serde(default)]
+    pub single: Stage,
+    #[serde(default)]
+    pub rank: Stage,
+    /// Threads per job on the CPU backend (0 = all cores / jobs).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+fn default_orders() -> Vec<Order> {
+    vec![Order::Random, Order::Ranked, Order::ReverseRanked]
+}
+fn default_shuffles() -> usize {
+    1
+}
+fn default_seeds() -> Vec<u64> {
+    vec![42]
+}
+fn default_device() -> String {
+    "auto".into()
+}
+
+impl Plan {
+    /// Reads and validates a plan; relative paths are resolved against the plan's folder.
+    pub fn load(path: &Path) -> Result<Plan> {
+        let text = std::fs::read_to_string(path).map_err(crate::error::io_at(path))?;
+        let mut plan: Plan = toml::from_str(&text)
+            .map_err(|e| input(path, format!("not a valid sweep plan: {e}")))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if plan.dataset.is_relative() {
+            plan.dataset = base.join(&plan.dataset);
+        }
+        if plan.results.is_relative() {
+            plan.results = base.join(&plan.results);
+        }
+        if plan.sizes.is_empty() {
+            return Err(input(path, "`sizes` is empty"));
+        }
+        if plan.sizes.contains(&Size::N(0)) {
+            return Err(input(path, "a pretraining-set size of 0 sessions"));
+        }
+        if plan.seeds.is_empty() {
+            return Err(input(path, "`seeds` is empty"));
+        }
+        if plan.orders.contains(&Order::Random) && plan.shuffles == 0 {
+            return Err(input(path, "order `random` needs `shuffles` >= 1"));
+        }
+        if plan.heldout.is_empty() && plan.heldout_last.unwrap_or(0) == 0 {
+            return Err(input(
+                path,
+                "no held-out session: set `heldout = [ids]` or `heldout_last = K`",
+            ));
+        }
+        for st in [&plan.pretrain, &plan.finetune, &plan.single, &plan.rank] {
+            for s in &st.schemes {
+                if crate::scheme::Scheme::parse(s).is_none() {
+                    return Err(input(path, format!("unknown masking scheme `{s}`")));
+                }
+            }
+            if let Some(m) = &st.mode
+                && m != "full"
+                && m != "frozen-core"
+            {
+                return Err(input(
+                    path,
+                    format!("unknown finetune mode `{m}` (full, frozen-core)"),
+                ));
+            }
+        }
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("plan.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn parses_sizes_orders_and_resolves_paths() {
+        let dir = std::env::temp_dir().join(format!("ndt-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = write(
+            &dir,
+            "dataset = \"d\"\nresults = \"r\"\nheldout_last = 2\nsizes = [1, 3, \"all\"]\norders = [\"random\", \"reverse-ranked\"]\nshuffles = 2\n[pretrain]\nepochs = 3\n",
+        );
+        let plan = Plan::load(&p).unwrap();
+        assert_eq!(
+            plan.sizes,
+            vec![Size::N(1), Size::N(3), Size::All(AllTag::All)]
+        );
+        assert_eq!(plan.orders, vec![Order::Random, Order::ReverseRanked]);
+        assert_eq!(plan.dataset, dir.join("d"));
+        assert_eq!(plan.pretrain.epochs, 3);
+        assert_eq!(plan.finetune.epochs, 20);
+        assert_eq!(Size::All(AllTag::All).resolve(7), 7);
+        assert_eq!(Size::N(9).resolve(7), 7);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_plans_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("ndt-plan-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (text, needle) in [
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = []\n",
+                "sizes",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nsizes = [1]\n",
+                "held-out",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\nbogus = 3\n",
+                "bogus",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\n[pretrain]\nschemes = [\"sideways\"]\n",
+                "sideways",
+            ),
+        ] {
+            let p = write(&dir, text);
+            let err = Plan::load(&p).unwrap_err().to_string();
+            assert!(err.contains("plan.toml") && err.contains(needle), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
