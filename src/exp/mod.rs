@@ -1,4 +1,5 @@
 //! Experiments of the paper as commands (SPEC §6): session ranking, sweeps, reports.
 
+pub mod jobs;
 pub mod plan;
 pub mod stats;

@@ -1,0 +1,171 @@
+//! Content-addressed, resumable jobs.
+//!
+//! A job is named by a hash of its full specification (canonical JSON), so the same work asked for
+//! twice (by two sweeps, two orders that share a prefix, two Slurm tasks) is done once. Its folder:
+//!
+//! ```text
+//! RESULTS/jobs/<kind>-<hash>/spec.json     what the job is
+//!                            result.json   written atomically when it finished: its presence = done
+//!                            lock          held (flock) while a process works on it
+//!                            work/         checkpoints etc.; a restarted job resumes from here
+//! ```
+//! A finished job is never rerun. A killed job leaves no `result.json`; its lock dies with the
+//! process, and the next run picks it up again from `work/`.
+
+use crate::error::{Result, internal, io_at};
+use crate::fsutil::write_atomic;
+use serde_json::Value;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// FNV-1a over `bytes` from a given offset basis.
+fn fnv1a(bytes: &[u8], basis: u64) -> u64 {
+    let mut h = basis;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Canonical JSON: object keys sorted (serde_json's map is a BTreeMap), no whitespace.
+pub fn canonical(v: &Value) -> String {
+    v.to_string()
+}
+
+/// 128-bit content hash of a job spec, as 32 hex digits.
+pub fn content_hash(spec: &Value) -> String {
+    let s = canonical(spec);
+    let a = fnv1a(s.as_bytes(), 0xcbf2_9ce4_8422_2325);
+    let b = fnv1a(s.as_bytes(), 0x84222325_cbf29ce4);
+    format!("{a:016x}{b:016x}")
+}
+
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub kind: String,
+    pub spec: Value,
+    pub dir: PathBuf,
+}
+
+impl Job {
+    pub fn new(root: &Path, kind: &str, spec: Value) -> Job {
+        let dir = root
+            .join("jobs")
+            .join(format!("{kind}-{}", content_hash(&spec)));
+        Job {
+            kind: kind.to_string(),
+            spec,
+            dir,
+        }
+    }
+
+    pub fn id(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn result_path(&self) -> PathBuf {
+        self.dir.join("result.json")
+    }
+
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// The finished result, if any.
+    pub fn result(&self) -> Result<Option<Value>> {
+        let p = self.result_path();
+        match std::fs::read_to_string(&p) {
+            Ok(s) => serde_json::from_str(&s)
+                .map(Some)
+                .map_err(|e| crate::error::input(&p, format!("corrupt job result: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(crate::error::io(&p, e)),
+        }
+    }
+
+    /// Runs the job unless it has finished: takes its lock (waiting while another process holds
+    /// it), calls `work(work_dir)` and writes its result atomically. Returns the result.
+    pub fn run(&self, work: impl FnOnce(&Path) -> Result<Value>) -> Result<Value> {
+        if let Some(r) = self.result()? {
+            return Ok(r);
+        }
+        std::fs::create_dir_all(self.work_dir()).map_err(io_at(&self.dir))?;
+        let spec_path = self.dir.join("spec.json");
+        let spec_text =
+            serde_json::to_string_pretty(&self.spec).map_err(|e| internal(e.to_string()))?;
+        write_atomic(&spec_path, spec_text.as_bytes())?;
+        let _lock = self.lock()?;
+        // Another process may have finished it while we waited for the lock.
+        if let Some(r) = self.result()? {
+            return Ok(r);
+        }
+        let result = work(&self.work_dir())?;
+        let text = serde_json::to_string_pretty(&result).map_err(|e| internal(e.to_string()))?;
+        write_atomic(&self.result_path(), text.as_bytes())?;
+        Ok(result)
+    }
+
+    /// Exclusive advisory lock on `lock`, released when the returned file drops or the process dies.
+    fn lock(&self) -> Result<File> {
+        let p = self.dir.join("lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_at(&p))?;
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(f),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(crate::error::io(&p, e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hash_depends_on_content_not_key_order() {
+        let a = json!({"k": 3, "sessions": ["a", "b"], "seed": 42});
+        let b: Value =
+            serde_json::from_str(r#"{"seed": 42, "sessions": ["a", "b"], "k": 3}"#).unwrap();
+        assert_eq!(content_hash(&a), content_hash(&b));
+        let c = json!({"k": 3, "sessions": ["b", "a"], "seed": 42});
+        assert_ne!(content_hash(&a), content_hash(&c));
+        assert_eq!(content_hash(&a).len(), 32);
+    }
+
+    #[test]
+    fn finished_job_is_not_rerun_and_failed_job_leaves_no_result() {
+        let root = std::env::temp_dir().join(format!("ndt-jobs-{}", std::process::id()));
+        let job = Job::new(&root, "t", json!({"x": 1}));
+        let err = job.run(|_| Err(crate::error::usage("boom")));
+        assert!(err.is_err());
+        assert!(job.result().unwrap().is_none());
+        let mut calls = 0;
+        let r = job
+            .run(|w| {
+                calls += 1;
+                assert!(w.is_dir());
+                Ok(json!({"bps": 0.25}))
+            })
+            .unwrap();
+        assert_eq!(r["bps"], 0.25);
+        let r2 = job.run(|_| panic!("must not rerun")).unwrap();
+        assert_eq!(r, r2);
+        assert_eq!(calls, 1);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
