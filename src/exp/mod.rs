@@ -2,4 +2,5 @@
 
 pub mod jobs;
 pub mod plan;
+pub mod slurm;
 pub mod stats;
