@@ -2,5 +2,6 @@
 
 pub mod jobs;
 pub mod plan;
+pub mod report;
 pub mod slurm;
 pub mod stats;
