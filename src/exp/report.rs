@@ -65,10 +65,14 @@ fn fmt(v: f64) -> String {
     }
 }
 
+/// Values of one (held-out, order, k) cell: metric values over seeds/shuffles, mean total
+/// trials, whether it is the full pool.
+type Cell = (Vec<f64>, f64, bool);
+
 /// Results grouped by (heldout, order, k) with seeds and shuffles pooled.
 struct Curves {
     /// (heldout, order) -> k -> (values, total trials (mean), full)
-    by: BTreeMap<(String, String), BTreeMap<usize, (Vec<f64>, f64, bool)>>,
+    by: BTreeMap<(String, String), BTreeMap<usize, Cell>>,
     baseline: BTreeMap<String, Vec<f64>>,
 }
 
