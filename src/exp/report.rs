@@ -77,8 +77,8 @@ struct Curves {
 }
 
 fn curves(points: &[PointResult], metric: &str) -> Curves {
-    let mut by: BTreeMap<(String, String), BTreeMap<usize, (Vec<f64>, Vec<f64>, bool)>> =
-        BTreeMap::new();
+    type Acc = BTreeMap<(String, String), BTreeMap<usize, (Vec<f64>, Vec<f64>, bool)>>;
+    let mut by: Acc = BTreeMap::new();
     let mut baseline: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for p in points {
         let Some(&v) = p.metrics.get(metric) else {
