@@ -5,3 +5,4 @@ pub mod plan;
 pub mod report;
 pub mod slurm;
 pub mod stats;
+pub mod sweep;

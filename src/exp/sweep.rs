@@ -1,0 +1,493 @@
+//! `ndt sweep PLAN.toml`: a plan becomes a list of **points** (held-out session × order × shuffle ×
+//! size × seed, plus one baseline per held-out session and seed). Each point is one task: it runs
+//! its prerequisites as content-addressed jobs (single-session models → ranking of the pool for
+//! its held-out session → the pretrained model → finetune + evaluate), so points that share work
+//! share jobs, whichever process reaches them first. Locally `--jobs K` runs K point tasks side
+//! by side as child processes; on a cluster each Slurm array task runs one point.
+//!
+//! The training itself is behind the `Work` trait (implemented by `exp::work` with the real
+//! trainer), which keeps this file about scheduling and caching.
+
+use crate::error::{Result, input, internal};
+use crate::exp::jobs::{Job, content_hash};
+use crate::exp::plan::{Order, Plan, Stage};
+use crate::exp::report::PointResult;
+use crate::fsutil::write_atomic;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What a sweep needs done; the real implementation trains on a dataset.
+pub trait Work {
+    /// Trains a model from scratch on the train splits of `sessions`; returns its checkpoint
+    /// (written under `work`, resuming from a checkpoint there if one exists).
+    fn pretrain(
+        &self,
+        sessions: &[String],
+        stage: &Stage,
+        seed: u64,
+        work: &Path,
+    ) -> Result<PathBuf>;
+    /// Finetunes `ckpt` on `session` (or trains from scratch when `ckpt` is None: the baseline)
+    /// and evaluates it on the split (`"val"` or `"test"`), returning metric -> value
+    /// (`forward`, `co-smooth`, ... per-neuron bps; `<task>.pooled`; `choice`).
+    fn finetune_eval(
+        &self,
+        ckpt: Option<&Path>,
+        session: &str,
+        stage: &Stage,
+        seed: u64,
+        split: &str,
+        only_forward: bool,
+        work: &Path,
+    ) -> Result<BTreeMap<String, f64>>;
+    /// Train-split trial count of a session.
+    fn train_trials(&self, session: &str) -> Result<usize>;
+}
+
+/// One evaluation of the sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub heldout: String,
+    /// None for the baseline.
+    pub order: Option<Order>,
+    pub shuffle: usize,
+    pub k: usize,
+    pub seed: u64,
+}
+
+impl Point {
+    pub fn label(&self) -> String {
+        let o = self.order.as_ref().map(|o| o.name()).unwrap_or("baseline");
+        format!(
+            "{}_{o}_s{}_k{}_seed{}",
+            self.heldout, self.shuffle, self.k, self.seed
+        )
+    }
+}
+
+/// A sweep: the plan, the pretraining pool and the held-out sessions.
+pub struct Sweep {
+    pub plan: Plan,
+    /// Fingerprint of the dataset (hash of its manifest) that every job spec carries.
+    pub dataset_key: String,
+    pub pool: Vec<String>,
+    pub heldout: Vec<String>,
+    pub model: Value,
+}
+
+impl Sweep {
+    /// `sessions` are the dataset's session ids in manifest order.
+    pub fn new(
+        plan: Plan,
+        manifest_bytes: &[u8],
+        sessions: &[String],
+        plan_path: &Path,
+    ) -> Result<Sweep> {
+        let heldout: Vec<String> = if !plan.heldout.is_empty() {
+            for h in &plan.heldout {
+                if !sessions.contains(h) {
+                    return Err(input(
+                        plan_path,
+                        format!("held-out session `{h}` is not in the dataset"),
+                    ));
+                }
+            }
+            plan.heldout.clone()
+        } else {
+            let n = plan.heldout_last.unwrap_or(0);
+            if n >= sessions.len() {
+                return Err(input(
+                    plan_path,
+                    format!("heldout_last = {n} leaves no pretraining session"),
+                ));
+            }
+            sessions[sessions.len() - n..].to_vec()
+        };
+        let pool: Vec<String> = sessions
+            .iter()
+            .filter(|s| !heldout.contains(s))
+            .cloned()
+            .collect();
+        if pool.is_empty() {
+            return Err(input(
+                plan_path,
+                "no pretraining session left after the held-out ones",
+            ));
+        }
+        let dataset_key = content_hash(&Value::String(
+            String::from_utf8_lossy(manifest_bytes).into_owned(),
+        ));
+        let model = serde_json::to_value(&plan.model).map_err(|e| internal(e.to_string()))?;
+        Ok(Sweep {
+            plan,
+            dataset_key,
+            pool,
+            heldout,
+            model,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.plan.results
+    }
+
+    /// Every point of the plan, in a fixed order (the task index of `--task` and Slurm).
+    pub fn points(&self) -> Vec<Point> {
+        let p = &self.plan;
+        let mut out = Vec::new();
+        let mut sizes: Vec<usize> = p.sizes.iter().map(|s| s.resolve(self.pool.len())).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        for h in &self.heldout {
+            for &seed in &p.seeds {
+                out.push(Point {
+                    heldout: h.clone(),
+                    order: None,
+                    shuffle: 0,
+                    k: 0,
+                    seed,
+                });
+            }
+            for o in &p.orders {
+                let shuffles = if *o == Order::Random { p.shuffles } else { 1 };
+                for shuffle in 0..shuffles {
+                    for &k in &sizes {
+                        for &seed in &p.seeds {
+                            out.push(Point {
+                                heldout: h.clone(),
+                                order: Some(o.clone()),
+                                shuffle,
+                                k,
+                                seed,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The `shuffle`-th random order of the pool (the same for every held-out session).
+    pub fn random_order(&self, shuffle: usize) -> Vec<String> {
+        let mut v = self.pool.clone();
+        let key = crate::rng::key(0x5eed_0f_0bde5, shuffle as u64);
+        for i in (1..v.len()).rev() {
+            let j = crate::rng::below(key, i as u64, (i + 1) as u32) as usize;
+            v.swap(i, j);
+        }
+        v
+    }
+
+    fn stage_json(&self, st: &Stage) -> Value {
+        serde_json::to_value(st).unwrap_or(Value::Null)
+    }
+
+    fn single_job(&self, session: &str) -> Job {
+        let spec = json!({"dataset": self.dataset_key, "model": self.model, "sessions": [session],
+            "stage": self.stage_json(&self.plan.single), "seed": self.plan.seeds[0]});
+        Job::new(self.root(), "pretrain", spec)
+    }
+
+    fn pretrain_job(&self, sessions: &[String], seed: u64) -> Job {
+        let mut s = sessions.to_vec();
+        s.sort();
+        let spec = json!({"dataset": self.dataset_key, "model": self.model, "sessions": s,
+            "stage": self.stage_json(&self.plan.pretrain), "seed": seed});
+        Job::new(self.root(), "pretrain", spec)
+    }
+
+    fn run_pretrain(&self, job: &Job, w: &dyn Work) -> Result<PathBuf> {
+        let sessions: Vec<String> = serde_json::from_value(job.spec["sessions"].clone())
+            .map_err(|e| internal(e.to_string()))?;
+        let stage: Stage = serde_json::from_value(job.spec["stage"].clone())
+            .map_err(|e| internal(e.to_string()))?;
+        let seed = job.spec["seed"].as_u64().unwrap_or(42);
+        let r = job.run(|work| {
+            let ckpt = w.pretrain(&sessions, &stage, seed, work)?;
+            Ok(json!({"checkpoint": ckpt}))
+        })?;
+        r["checkpoint"]
+            .as_str()
+            .map(PathBuf::from)
+            .ok_or_else(|| internal(format!("{}: result without checkpoint", job.id())))
+    }
+
+    /// Ranking of the pool for a held-out session: each single-session model finetuned
+    /// frozen-core on its train split, scored by forward bps on its val split, best first.
+    pub fn ranking(&self, heldout: &str, w: &dyn Work) -> Result<Vec<(String, f64)>> {
+        let mut scores = Vec::new();
+        for s in &self.pool {
+            let single = self.single_job(s);
+            let ckpt = self.run_pretrain(&single, w)?;
+            let spec = json!({"base": single.spec, "heldout": heldout, "stage": self.stage_json(&self.plan.rank),
+                "seed": self.plan.seeds[0], "split": "val"});
+            let job = Job::new(self.root(), "rankft", spec);
+            let mut stage = self.plan.rank.clone();
+            stage.mode.get_or_insert_with(|| "frozen-core".into());
+            let r = job.run(|work| {
+                let m = w.finetune_eval(
+                    Some(&ckpt),
+                    heldout,
+                    &stage,
+                    self.plan.seeds[0],
+                    "val",
+                    true,
+                    work,
+                )?;
+                Ok(json!(m))
+            })?;
+            scores.push((s.clone(), r["forward"].as_f64().unwrap_or(f64::NAN)));
+        }
+        scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(scores)
+    }
+
+    /// The order of the pool a point pretrains from.
+    fn order_of(&self, p: &Point, w: &dyn Work) -> Result<Vec<String>> {
+        Ok(match &p.order {
+            None => Vec::new(),
+            Some(Order::Random) => self.random_order(p.shuffle),
+            Some(Order::Ranked) => self
+                .ranking(&p.heldout, w)?
+                .into_iter()
+                .map(|x| x.0)
+                .collect(),
+            Some(Order::ReverseRanked) => self
+                .ranking(&p.heldout, w)?
+                .into_iter()
+                .rev()
+                .map(|x| x.0)
+                .collect(),
+        })
+    }
+
+    pub fn point_path(&self, i: usize, p: &Point) -> PathBuf {
+        self.root()
+            .join("points")
+            .join(format!("{i:05}_{}.json", p.label()))
+    }
+
+    /// Runs point `i` (with everything it needs) and records its labelled result.
+    pub fn run_point(&self, i: usize, w: &dyn Work) -> Result<PointResult> {
+        let points = self.points();
+        let p = points.get(i).ok_or_else(|| {
+            crate::error::usage(format!(
+                "task {i} is out of range: the sweep has {} points",
+                points.len()
+            ))
+        })?;
+        let order = self.order_of(p, w)?;
+        let sessions: Vec<String> = order.iter().take(p.k).cloned().collect();
+        let ckpt = if p.order.is_some() {
+            Some(self.run_pretrain(&self.pretrain_job(&sessions, p.seed), w)?)
+        } else {
+            None
+        };
+        let mut stage = self.plan.finetune.clone();
+        if p.order.is_none() {
+            // The baseline trains everything from scratch on the held-out session alone.
+            stage.mode = Some("full".into());
+            stage.epochs = self.plan.pretrain.epochs.max(stage.epochs);
+        }
+        let spec = json!({"dataset": self.dataset_key, "model": self.model,
+            "pretrained": ckpt.as_ref().map(|_| self.pretrain_job(&sessions, p.seed).spec),
+            "heldout": p.heldout, "stage": self.stage_json(&stage), "seed": p.seed, "split": "test"});
+        let job = Job::new(self.root(), "eval", spec);
+        let r = job.run(|work| {
+            Ok(json!(w.finetune_eval(
+                ckpt.as_deref(),
+                &p.heldout,
+                &stage,
+                p.seed,
+                "test",
+                false,
+                work
+            )?))
+        })?;
+        let metrics: BTreeMap<String, f64> =
+            serde_json::from_value(r).map_err(|e| internal(e.to_string()))?;
+        let mut total_trials = 0;
+        for s in &sessions {
+            total_trials += w.train_trials(s)?;
+        }
+        let res = PointResult {
+            heldout: p.heldout.clone(),
+            order: p
+                .order
+                .as_ref()
+                .map(|o| o.name().to_string())
+                .unwrap_or_else(|| "baseline".into()),
+            shuffle: p.shuffle,
+            k: p.k,
+            seed: p.seed,
+            total_trials,
+            full: p.order.is_some() && p.k == self.pool.len(),
+            metrics,
+        };
+        let path = self.point_path(i, p);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(crate::error::io_at(dir))?;
+        }
+        let text = serde_json::to_string_pretty(&res).map_err(|e| internal(e.to_string()))?;
+        write_atomic(&path, text.as_bytes())?;
+        Ok(res)
+    }
+}
+
+/// Reads every recorded point result under `results/points`.
+pub fn gather(results: &Path) -> Result<Vec<PointResult>> {
+    let dir = results.join("points");
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(crate::error::io(&dir, e)),
+    };
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        let text = std::fs::read_to_string(&p).map_err(crate::error::io_at(&p))?;
+        out.push(
+            serde_json::from_str(&text)
+                .map_err(|e| input(&p, format!("not a point result: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// A stand-in whose "bps" is a known function of the pretraining set, recording its calls.
+    struct Fake {
+        calls: RefCell<Vec<String>>,
+    }
+
+    fn quality(s: &str) -> f64 {
+        s.trim_start_matches('s').parse::<f64>().unwrap_or(0.0)
+    }
+
+    impl Work for Fake {
+        fn pretrain(
+            &self,
+            sessions: &[String],
+            _: &Stage,
+            seed: u64,
+            work: &Path,
+        ) -> Result<PathBuf> {
+            self.calls
+                .borrow_mut()
+                .push(format!("pretrain {sessions:?} {seed}"));
+            let p = work.join("ckpt.txt");
+            std::fs::write(&p, sessions.join(",")).unwrap();
+            Ok(p)
+        }
+        fn finetune_eval(
+            &self,
+            ckpt: Option<&Path>,
+            session: &str,
+            _: &Stage,
+            _: u64,
+            split: &str,
+            _: bool,
+            _: &Path,
+        ) -> Result<BTreeMap<String, f64>> {
+            self.calls
+                .borrow_mut()
+                .push(format!("eval {session} {split}"));
+            let q = match ckpt {
+                Some(c) => {
+                    let s = std::fs::read_to_string(c).unwrap();
+                    s.split(',').map(quality).sum::<f64>() / 10.0
+                }
+                None => 0.0,
+            };
+            Ok(BTreeMap::from([("forward".to_string(), 0.1 + q)]))
+        }
+        fn train_trials(&self, _: &str) -> Result<usize> {
+            Ok(80)
+        }
+    }
+
+    fn sweep(dir: &Path) -> Sweep {
+        let plan_path = dir.join("plan.toml");
+        std::fs::write(&plan_path, "dataset = \"d\"\nresults = \"r\"\nheldout = [\"h\"]\nsizes = [1, 2, \"all\"]\nshuffles = 2\nseeds = [1]\n").unwrap();
+        let plan = Plan::load(&plan_path).unwrap();
+        let sessions: Vec<String> = ["s1", "s3", "s2", "h"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        Sweep::new(plan, b"{}", &sessions, &plan_path).unwrap()
+    }
+
+    #[test]
+    fn points_cover_orders_sizes_and_baseline() {
+        let dir = std::env::temp_dir().join(format!("ndt-sweep-a-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = sweep(&dir);
+        let pts = s.points();
+        // 1 baseline + random (2 shuffles x 3 sizes) + ranked 3 + reverse 3
+        assert_eq!(pts.len(), 1 + 6 + 3 + 3);
+        assert_eq!(pts[0].order, None);
+        assert_eq!(s.pool, vec!["s1", "s3", "s2"]);
+        let mut r0 = s.random_order(0);
+        r0.sort();
+        assert_eq!(r0, vec!["s1", "s2", "s3"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ranked_order_follows_scores_and_jobs_are_shared() {
+        let dir = std::env::temp_dir().join(format!("ndt-sweep-b-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = sweep(&dir);
+        let w = Fake {
+            calls: RefCell::new(Vec::new()),
+        };
+        let ranking = s.ranking("h", &w).unwrap();
+        assert_eq!(
+            ranking.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            vec!["s3", "s2", "s1"]
+        );
+        let n_calls = w.calls.borrow().len();
+        assert_eq!(
+            n_calls, 6,
+            "3 single-session models + 3 frozen-core finetunes"
+        );
+        for i in 0..s.points().len() {
+            s.run_point(i, &w).unwrap();
+        }
+        let results = gather(s.root()).unwrap();
+        assert_eq!(results.len(), s.points().len());
+        let fwd = |o: &str, k: usize| {
+            results
+                .iter()
+                .find(|r| r.order == o && r.k == k)
+                .unwrap()
+                .metrics["forward"]
+        };
+        assert!(fwd("ranked", 1) > fwd("reverse-ranked", 1));
+        // k = all is the same set of sessions for every order: one pretraining job, not four.
+        let all = w
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| c.starts_with("pretrain") && c.contains("\"s1\", \"s2\", \"s3\""))
+            .count();
+        assert_eq!(all, 1);
+        // Rerunning finishes nothing new.
+        let before = w.calls.borrow().len();
+        for i in 0..s.points().len() {
+            s.run_point(i, &w).unwrap();
+        }
+        assert_eq!(w.calls.borrow().len(), before);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
