@@ -3,6 +3,9 @@
 //!
 //! The iterator over a split lives here too (see `BatchIter`).
 
+use crate::error::{Result, usage};
+use crate::mask::Regions;
+use crate::rng;
 use crate::scheme::Scheme;
 
 /// One batch of one session. All three arrays are `[b, t, n]`, row-major.
@@ -31,4 +34,239 @@ impl Batch {
     pub fn causal(&self) -> bool {
         self.scheme.causal()
     }
+}
+
+/// How a `BatchIter` cuts, orders and masks a split.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchOpts {
+    /// Trials per batch (the last batch of a session may be shorter).
+    pub batch_size: usize,
+    /// Enabled schemes; each batch uses one, uniform over those its session supports.
+    pub schemes: Vec<Scheme>,
+    /// Masking ratio ρ, in `(0, 1]`.
+    pub ratio: f32,
+    pub seed: u64,
+    /// Shuffle trials within each session and batches across sessions, anew each epoch.
+    /// Without it, batches come session by session in split order.
+    pub shuffle: bool,
+    /// Fixed draw: every epoch is epoch 0 (same order, schemes and masks each time). This is
+    /// the validation masking draw of SPEC §4.
+    pub fixed_draw: bool,
+}
+
+impl Default for BatchOpts {
+    fn default() -> Self {
+        BatchOpts {
+            batch_size: 16,
+            schemes: Scheme::ALL.to_vec(),
+            ratio: crate::mask::DEFAULT_RATIO,
+            seed: 0,
+            shuffle: true,
+            fixed_draw: false,
+        }
+    }
+}
+
+impl BatchOpts {
+    /// Training: shuffled, new masks each epoch.
+    pub fn train(batch_size: usize, schemes: &[Scheme], ratio: f32, seed: u64) -> BatchOpts {
+        BatchOpts {
+            batch_size,
+            schemes: schemes.to_vec(),
+            ratio,
+            seed,
+            shuffle: true,
+            fixed_draw: false,
+        }
+    }
+
+    /// Validation: split order, one fixed masking draw for every epoch.
+    pub fn validation(batch_size: usize, schemes: &[Scheme], ratio: f32, seed: u64) -> BatchOpts {
+        BatchOpts {
+            shuffle: false,
+            fixed_draw: true,
+            ..BatchOpts::train(batch_size, schemes, ratio, seed)
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(usage("batch size must be at least 1"));
+        }
+        if self.schemes.is_empty() {
+            return Err(usage("no masking scheme enabled"));
+        }
+        if !(self.ratio > 0.0 && self.ratio <= 1.0) {
+            return Err(usage(format!(
+                "masking ratio {} is outside (0, 1]",
+                self.ratio
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What batching needs to know of one session of the split.
+#[derive(Clone, Debug)]
+pub struct SessionSlot {
+    /// Index of the session in the dataset manifest.
+    pub session: usize,
+    pub id: String,
+    pub t: usize,
+    pub n: usize,
+    pub regions: Regions,
+    /// Trial indices of the split, in stored order.
+    pub trials: Vec<u32>,
+    /// Enabled schemes the session supports (never empty).
+    pub schemes: Vec<Scheme>,
+}
+
+// Stream tags of the epoch key (high byte), OR-ed with an index.
+const STREAM_TRIALS: u64 = 1 << 56;
+const STREAM_ORDER: u64 = 2 << 56;
+const STREAM_MASKS: u64 = 3 << 56;
+const STREAM_SCHEME: u64 = 4 << 56;
+
+/// In-place Fisher–Yates shuffle drawn from stream `key`: step i swaps `v[i]` with
+/// `v[below(key, i, i + 1)]`, for i from the end down to 1.
+pub fn shuffle<T>(v: &mut [T], key: u64) {
+    for i in (1..v.len()).rev() {
+        let j = rng::below(key, i as u64, i as u32 + 1) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// One batch of an epoch, before its counts are gathered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedBatch {
+    /// Index into the plan's slots.
+    pub slot: usize,
+    /// Trials (within the session) of the batch rows.
+    pub trials: Vec<u32>,
+    pub scheme: Scheme,
+    /// RNG key of the batch's masks (`crate::mask::make_masks`).
+    pub key: u64,
+}
+
+/// The order, trials, schemes and mask keys of every batch of an epoch: a pure function of
+/// (slots, options, epoch).
+///
+/// With epoch key `ek = rng::key(seed, e)` (`e` = 0 under `fixed_draw`, else the epoch):
+/// - session `s`'s split trials are shuffled (if `shuffle`) with key `rng::key(ek, 1<<56 | s)`
+///   and cut in order into batches of `batch_size`; the last batch keeps the remainder, so a
+///   session of `m` trials gives `ceil(m / batch_size)` batches and every trial appears once;
+/// - all batches, listed session by session, are shuffled (if `shuffle`) with key
+///   `rng::key(ek, 2<<56)`, which interleaves sessions;
+/// - the batch at position `p` of the epoch masks with key `rng::key(ek, 3<<56 | p)` and uses
+///   scheme `schemes[below(rng::key(ek, 4<<56 | p), 0, schemes.len())]` of its session.
+#[derive(Clone, Debug)]
+pub struct EpochPlan {
+    slots: Vec<SessionSlot>,
+    opts: BatchOpts,
+    epoch: u64,
+    /// Per slot: the split's trials in this epoch's order.
+    perms: Vec<Vec<u32>>,
+    /// (slot, batch within slot) at each position of the epoch.
+    order: Vec<(u32, u32)>,
+}
+
+impl EpochPlan {
+    /// Plans epoch 0. Fails on bad options or a session that supports no enabled scheme.
+    pub fn new(slots: Vec<SessionSlot>, opts: BatchOpts) -> Result<EpochPlan> {
+        opts.check()?;
+        for s in &slots {
+            if s.schemes.is_empty() {
+                return Err(usage(format!(
+                    "session {} has {} region(s): none of the schemes {} applies to it",
+                    s.id,
+                    s.regions.n_regions(),
+                    scheme_list(&opts.schemes)
+                )));
+            }
+        }
+        let mut plan = EpochPlan {
+            perms: vec![Vec::new(); slots.len()],
+            slots,
+            opts,
+            epoch: 0,
+            order: Vec::new(),
+        };
+        plan.set_epoch(0);
+        Ok(plan)
+    }
+
+    /// Replans for epoch `epoch`.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        let ek = self.epoch_key();
+        let bs = self.opts.batch_size;
+        self.order.clear();
+        for (i, (slot, perm)) in self.slots.iter().zip(&mut self.perms).enumerate() {
+            perm.clear();
+            perm.extend_from_slice(&slot.trials);
+            if self.opts.shuffle {
+                shuffle(perm, rng::key(ek, STREAM_TRIALS | slot.session as u64));
+            }
+            let nb = perm.len().div_ceil(bs);
+            self.order.extend((0..nb).map(|k| (i as u32, k as u32)));
+        }
+        if self.opts.shuffle {
+            shuffle(&mut self.order, rng::key(ek, STREAM_ORDER));
+        }
+    }
+
+    fn epoch_key(&self) -> u64 {
+        let e = if self.opts.fixed_draw { 0 } else { self.epoch };
+        rng::key(self.opts.seed, e)
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn opts(&self) -> &BatchOpts {
+        &self.opts
+    }
+
+    pub fn slots(&self) -> &[SessionSlot] {
+        &self.slots
+    }
+
+    /// Batches per epoch (the same every epoch).
+    pub fn n_batches(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Slot, trials, scheme and mask key of the batch at position `p` of the epoch.
+    fn batch_head(&self, p: usize) -> (usize, &[u32], Scheme, u64) {
+        let (i, k) = self.order[p];
+        let (i, k) = (i as usize, k as usize);
+        let bs = self.opts.batch_size;
+        let perm = &self.perms[i];
+        let trials = &perm[k * bs..((k + 1) * bs).min(perm.len())];
+        let ek = self.epoch_key();
+        let schemes = &self.slots[i].schemes;
+        let pick = rng::below(
+            rng::key(ek, STREAM_SCHEME | p as u64),
+            0,
+            schemes.len() as u32,
+        );
+        let key = rng::key(ek, STREAM_MASKS | p as u64);
+        (i, trials, schemes[pick as usize], key)
+    }
+
+    /// The batch at position `p < n_batches()` of the current epoch.
+    pub fn batch(&self, p: usize) -> PlannedBatch {
+        let (slot, trials, scheme, key) = self.batch_head(p);
+        PlannedBatch {
+            slot,
+            trials: trials.to_vec(),
+            scheme,
+            key,
+        }
+    }
+}
+
+fn scheme_list(s: &[Scheme]) -> String {
+    s.iter().map(|x| x.name()).collect::<Vec<_>>().join(",")
 }
