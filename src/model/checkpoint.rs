@@ -1,0 +1,168 @@
+//! Checkpoints: one safetensors file, every parameter under its SPEC §2 name as f32, the
+//! `ModelConfig` as JSON in metadata key `config`, plus whatever string metadata the caller adds
+//! (step, epoch, validation loss, ...). Written atomically; `load` trusts nothing in the file.
+
+use crate::error::{Result, input, internal, io_at};
+use crate::model::ModelConfig;
+use crate::model::params::ParamTable;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Metadata key holding the `ModelConfig` JSON (reserved: a caller's `config` entry is ignored).
+pub const CONFIG_KEY: &str = "config";
+
+/// Writes `params` (laid out by `table`, which must be `ParamTable::new(cfg)`) to `path`.
+pub fn save(
+    path: &Path,
+    cfg: &ModelConfig,
+    table: &ParamTable,
+    params: &[f32],
+    meta: &BTreeMap<String, String>,
+) -> Result<()> {
+    if params.len() != table.total {
+        return Err(internal(format!(
+            "save {}: {} parameters for a table of {}",
+            path.display(),
+            params.len(),
+            table.total
+        )));
+    }
+    let bytes: Vec<Vec<u8>> = table
+        .entries
+        .iter()
+        .map(|e| bytemuck::cast_slice::<f32, u8>(&params[e.range()]).to_vec())
+        .collect();
+    let mut views = Vec::with_capacity(table.entries.len());
+    for (e, b) in table.entries.iter().zip(&bytes) {
+        let v = TensorView::new(Dtype::F32, e.shape.clone(), b)
+            .map_err(|err| internal(format!("tensor {}: {err}", e.name)))?;
+        views.push((e.name.clone(), v));
+    }
+    let mut info: HashMap<String, String> = meta
+        .iter()
+        .filter(|(k, _)| k.as_str() != CONFIG_KEY)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let json = serde_json::to_string(cfg).map_err(|e| internal(format!("config JSON: {e}")))?;
+    info.insert(CONFIG_KEY.into(), json);
+    let buf = safetensors::tensor::serialize(views, Some(info))
+        .map_err(|e| internal(format!("serialize {}: {e}", path.display())))?;
+    crate::fsutil::write_atomic(path, &buf)
+}
+
+/// Reads a checkpoint: its config, the flat parameters (`ParamTable::new(&config)` layout) and the
+/// caller metadata (without `config`). Rejects unknown or missing tensors, wrong dtypes and shapes,
+/// a config that is not valid, and files that are not safetensors, naming the file.
+pub fn load(path: &Path) -> Result<(ModelConfig, Vec<f32>, BTreeMap<String, String>)> {
+    let buf = std::fs::read(path).map_err(io_at(path))?;
+    let st = SafeTensors::deserialize(&buf)
+        .map_err(|e| input(path, format!("not a valid safetensors file ({e})")))?;
+    let (_, header) = SafeTensors::read_metadata(&buf)
+        .map_err(|e| input(path, format!("not a valid safetensors file ({e})")))?;
+    let mut meta: BTreeMap<String, String> = header
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let json = meta
+        .remove(CONFIG_KEY)
+        .ok_or_else(|| input(path, "no 'config' in the safetensors metadata"))?;
+    let cfg: ModelConfig = serde_json::from_str(&json).map_err(|e| {
+        input(
+            path,
+            format!("metadata 'config' is not a model config: {e}"),
+        )
+    })?;
+    validate_config(&cfg).map_err(|m| input(path, format!("metadata 'config': {m}")))?;
+    let table = ParamTable::new(&cfg);
+    for (name, view) in st.iter() {
+        let e = table.get(name).ok_or_else(|| {
+            input(
+                path,
+                format!("unknown tensor '{name}' (not a parameter of the config in its metadata)"),
+            )
+        })?;
+        if view.dtype() != Dtype::F32 {
+            return Err(input(
+                path,
+                format!("tensor '{name}' has dtype {:?}, expected F32", view.dtype()),
+            ));
+        }
+        if view.shape() != e.shape.as_slice() {
+            return Err(input(
+                path,
+                format!(
+                    "tensor '{name}' has shape {:?}, the config says {:?}",
+                    view.shape(),
+                    e.shape
+                ),
+            ));
+        }
+    }
+    if let Some(e) = table.entries.iter().find(|e| st.tensor(&e.name).is_err()) {
+        return Err(input(path, format!("missing tensor '{}'", e.name)));
+    }
+    let mut params = vec![0f32; table.total];
+    for e in &table.entries {
+        let view = st
+            .tensor(&e.name)
+            .map_err(|err| input(path, format!("tensor '{}': {err}", e.name)))?;
+        for (x, b) in params[e.range()]
+            .iter_mut()
+            .zip(view.data().chunks_exact(4))
+        {
+            *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
+    Ok((cfg, params, meta))
+}
+
+/// Checks that a config describes a model that can exist.
+pub fn validate_config(cfg: &ModelConfig) -> std::result::Result<(), String> {
+    let dims = [
+        ("d_model", cfg.d_model),
+        ("d_tok", cfg.d_tok),
+        ("d_embed_hidden", cfg.d_embed_hidden),
+        ("n_heads", cfg.n_heads),
+        ("d_ff", cfg.d_ff),
+        ("n_bins", cfg.n_bins),
+    ];
+    if let Some((k, _)) = dims.iter().find(|(_, v)| *v == 0) {
+        return Err(format!("{k} is 0"));
+    }
+    if !cfg.d_model.is_multiple_of(cfg.n_heads) {
+        return Err(format!(
+            "d_model {} is not a multiple of n_heads {}",
+            cfg.d_model, cfg.n_heads
+        ));
+    }
+    if !(cfg.ln_eps.is_finite() && cfg.ln_eps > 0.0) {
+        return Err(format!("ln_eps {} is not a positive number", cfg.ln_eps));
+    }
+    if let Some((sid, _)) = cfg.sessions.iter().find(|(_, n)| **n == 0) {
+        return Err(format!("session '{sid}' has 0 neurons"));
+    }
+    Ok(())
+}
+
+/// Copies every tensor of `src` (laid out for `src_cfg`) whose name and shape also exist in
+/// `dst_cfg` into `dst`: the core when the dimensions agree, and the sessions both configs hold.
+/// Returns the number of tensors copied.
+pub fn transfer(
+    src_cfg: &ModelConfig,
+    src: &[f32],
+    dst_cfg: &ModelConfig,
+    dst: &mut [f32],
+) -> usize {
+    let st = ParamTable::new(src_cfg);
+    let dt = ParamTable::new(dst_cfg);
+    let mut n = 0;
+    for e in &dt.entries {
+        if let Some(s) = st.get(&e.name).filter(|s| s.shape == e.shape) {
+            dst[e.range()].copy_from_slice(&src[s.range()]);
+            n += 1;
+        }
+    }
+    n
+}
