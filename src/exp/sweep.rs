@@ -31,18 +31,20 @@ pub trait Work {
     /// Finetunes `ckpt` on `session` (or trains from scratch when `ckpt` is None: the baseline)
     /// and evaluates it on the split (`"val"` or `"test"`), returning metric -> value
     /// (`forward`, `co-smooth`, ... per-neuron bps; `<task>.pooled`; `choice`).
-    fn finetune_eval(
-        &self,
-        ckpt: Option<&Path>,
-        session: &str,
-        stage: &Stage,
-        seed: u64,
-        split: &str,
-        only_forward: bool,
-        work: &Path,
-    ) -> Result<BTreeMap<String, f64>>;
+    fn finetune_eval(&self, job: &FinetuneEval, work: &Path) -> Result<BTreeMap<String, f64>>;
     /// Train-split trial count of a session.
     fn train_trials(&self, session: &str) -> Result<usize>;
+}
+
+/// A finetune-then-evaluate request: `ckpt` None trains from scratch (the baseline);
+/// `split` is `"val"` or `"test"`; `only_forward` skips every task but forward prediction.
+pub struct FinetuneEval<'a> {
+    pub ckpt: Option<&'a Path>,
+    pub session: &'a str,
+    pub stage: &'a Stage,
+    pub seed: u64,
+    pub split: &'a str,
+    pub only_forward: bool,
 }
 
 /// One evaluation of the sweep.
@@ -172,7 +174,7 @@ impl Sweep {
     /// The `shuffle`-th random order of the pool (the same for every held-out session).
     pub fn random_order(&self, shuffle: usize) -> Vec<String> {
         let mut v = self.pool.clone();
-        let key = crate::rng::key(0x5eed_0f_0bde5, shuffle as u64);
+        let key = crate::rng::key(0x05ee_d0f0_bde5, shuffle as u64);
         for i in (1..v.len()).rev() {
             let j = crate::rng::below(key, i as u64, (i + 1) as u32) as usize;
             v.swap(i, j);
@@ -227,15 +229,15 @@ impl Sweep {
             let mut stage = self.plan.rank.clone();
             stage.mode.get_or_insert_with(|| "frozen-core".into());
             let r = job.run(|work| {
-                let m = w.finetune_eval(
-                    Some(&ckpt),
-                    heldout,
-                    &stage,
-                    self.plan.seeds[0],
-                    "val",
-                    true,
-                    work,
-                )?;
+                let job = FinetuneEval {
+                    ckpt: Some(&ckpt),
+                    session: heldout,
+                    stage: &stage,
+                    seed: self.plan.seeds[0],
+                    split: "val",
+                    only_forward: true,
+                };
+                let m = w.finetune_eval(&job, work)?;
                 Ok(json!(m))
             })?;
             scores.push((s.clone(), r["forward"].as_f64().unwrap_or(f64::NAN)));
@@ -296,15 +298,15 @@ impl Sweep {
             "heldout": p.heldout, "stage": self.stage_json(&stage), "seed": p.seed, "split": "test"});
         let job = Job::new(self.root(), "eval", spec);
         let r = job.run(|work| {
-            Ok(json!(w.finetune_eval(
-                ckpt.as_deref(),
-                &p.heldout,
-                &stage,
-                p.seed,
-                "test",
-                false,
-                work
-            )?))
+            let job = FinetuneEval {
+                ckpt: ckpt.as_deref(),
+                session: &p.heldout,
+                stage: &stage,
+                seed: p.seed,
+                split: "test",
+                only_forward: false,
+            };
+            Ok(json!(w.finetune_eval(&job, work)?))
         })?;
         let metrics: BTreeMap<String, f64> =
             serde_json::from_value(r).map_err(|e| internal(e.to_string()))?;
@@ -389,20 +391,11 @@ mod tests {
             std::fs::write(&p, sessions.join(",")).unwrap();
             Ok(p)
         }
-        fn finetune_eval(
-            &self,
-            ckpt: Option<&Path>,
-            session: &str,
-            _: &Stage,
-            _: u64,
-            split: &str,
-            _: bool,
-            _: &Path,
-        ) -> Result<BTreeMap<String, f64>> {
+        fn finetune_eval(&self, job: &FinetuneEval, _: &Path) -> Result<BTreeMap<String, f64>> {
             self.calls
                 .borrow_mut()
-                .push(format!("eval {session} {split}"));
-            let q = match ckpt {
+                .push(format!("eval {} {}", job.session, job.split));
+            let q = match job.ckpt {
                 Some(c) => {
                     let s = std::fs::read_to_string(c).unwrap();
                     s.split(',').map(quality).sum::<f64>() / 10.0
