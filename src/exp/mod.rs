@@ -6,3 +6,4 @@ pub mod report;
 pub mod slurm;
 pub mod stats;
 pub mod sweep;
+pub mod work;

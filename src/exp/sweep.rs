@@ -243,6 +243,18 @@ impl Sweep {
             scores.push((s.clone(), r["forward"].as_f64().unwrap_or(f64::NAN)));
         }
         scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let dir = self.root().join("rankings");
+        std::fs::create_dir_all(&dir).map_err(crate::error::io_at(&dir))?;
+        let table: Vec<Value> = scores
+            .iter()
+            .map(|(s, v)| json!({"session": s, "forward_bps_val": v}))
+            .collect();
+        let text = serde_json::to_string_pretty(&json!({"heldout": heldout, "ranking": table}))
+            .map_err(|e| internal(e.to_string()))?;
+        write_atomic(
+            &dir.join(format!("{}.json", safe_name(heldout))),
+            text.as_bytes(),
+        )?;
         Ok(scores)
     }
 
@@ -336,6 +348,51 @@ impl Sweep {
         write_atomic(&path, text.as_bytes())?;
         Ok(res)
     }
+}
+
+/// A session id made safe for a file name.
+pub fn safe_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Reads every recorded ranking under `results/rankings`: held-out id -> sessions, best first.
+pub fn gather_rankings(results: &Path) -> Result<BTreeMap<String, Vec<String>>> {
+    let dir = results.join("rankings");
+    let mut out = BTreeMap::new();
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(crate::error::io(&dir, e)),
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).map_err(crate::error::io_at(&p))?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| input(&p, format!("not a ranking: {e}")))?;
+        let h = v["heldout"]
+            .as_str()
+            .ok_or_else(|| input(&p, "ranking without `heldout`"))?
+            .to_string();
+        let list = v["ranking"]
+            .as_array()
+            .ok_or_else(|| input(&p, "ranking without `ranking` list"))?
+            .iter()
+            .filter_map(|r| r["session"].as_str().map(String::from))
+            .collect();
+        out.insert(h, list);
+    }
+    Ok(out)
 }
 
 /// Reads every recorded point result under `results/points`.
