@@ -10,7 +10,7 @@ Four uses, one command:
 
   torch_ndt.py [--device cuda] [--batch 16] [--modes ...] [--json OUT]
       time the training step (forward, backward, grad-norm clip 1.0, AdamW) per mode;
-  torch_ndt.py --fixture FILE
+  torch_ndt.py --fixture FILE [FILE ...]
       recompute a SPEC §8 fixture's log-rates, loss and gradients in f32 and f64 and print the
       relative error of each tensor (non-zero exit above the SPEC tolerances);
   torch_ndt.py --weights CKPT --batch-file BATCH [--check-loss EXPECTED]
@@ -352,8 +352,17 @@ def fixture_pass(path, dtype, cfg, tensors, batch, explicit_mask):
     return loss, rates, grads
 
 
-def run_fixture(args):
-    path = args.fixture
+def run_fixtures(args):
+    """Checks each fixture in turn; exit status 1 when any fails."""
+    status = 0
+    for i, path in enumerate(args.fixture):
+        if i:
+            print()
+        status = max(status, run_fixture(path, args.explicit_mask))
+    return status
+
+
+def run_fixture(path, explicit_mask):
     tensors, meta = read_safetensors(path)
     if meta.get("format") != "ndt-fixture/1":
         raise UserError(f"{path}: metadata 'format' is {meta.get('format')!r}, not ndt-fixture/1")
@@ -364,7 +373,7 @@ def run_fixture(args):
             raise UserError(f"{path}: no expected tensor '{k}'")
     passes = {}
     for label, dtype in (("f32", torch.float32), ("f64", torch.float64)):
-        passes[label] = fixture_pass(path, dtype, cfg, tensors, batch, args.explicit_mask)
+        passes[label] = fixture_pass(path, dtype, cfg, tensors, batch, explicit_mask)
     names = [n for n, _ in NDT(cfg).named_parameters()]
     missing = [n for n in names if f"grad.{n}" not in tensors]
     if missing:
@@ -471,7 +480,8 @@ def parse_args(argv):
     p.add_argument("--explicit-mask", action="store_true",
                    help="causal attention through an explicit mask tensor instead of is_causal")
     p.add_argument("--json", default=None, help="write results here (default: stdout)")
-    p.add_argument("--fixture", default=None, help="check a SPEC §8 fixture")
+    p.add_argument("--fixture", nargs="+", default=None, metavar="FILE",
+                   help="check SPEC §8 fixtures")
     p.add_argument("--weights", default=None, help="safetensors checkpoint (SPEC §2 names)")
     p.add_argument("--batch-file", default=None, help="safetensors batch: x, mask, target")
     p.add_argument("--check-loss", type=float, default=None, help="expected loss (f32, rel 1e-4)")
@@ -499,7 +509,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     try:
         if args.fixture:
-            return run_fixture(args)
+            return run_fixtures(args)
         if args.weights or args.batch_file or args.check_loss is not None:
             if not (args.weights and args.batch_file):
                 raise UserError("--weights and --batch-file go together (--check-loss needs both)")
