@@ -1,6 +1,9 @@
 //! The PyTorch NDT of the speed comparison (bench/torch_ndt.py) computes the model of SPEC §2:
 //! it reproduces every reference fixture, its loss check rejects a wrong loss, and
 //! bench/compare.sh builds its table (dry run on the CPU, a stand-in `ndt` with known numbers).
+//!
+//! PyTorch is a large download, so these run on request: `tools/setup.sh --reference`, then
+//! `cargo test --test torch_reference -- --ignored`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -59,6 +62,7 @@ fn torch_ndt(py: &Path) -> Command {
 }
 
 #[test]
+#[ignore = "needs PyTorch (6 GB): tools/setup.sh --reference, then cargo test --test torch_reference -- --ignored"]
 fn torch_model_reproduces_every_fixture() {
     let py = python();
     let files = fixtures();
@@ -100,6 +104,7 @@ fn fixture_loss(py: &Path, f: &Path) -> f64 {
 }
 
 #[test]
+#[ignore = "needs PyTorch (6 GB): tools/setup.sh --reference, then cargo test --test torch_reference -- --ignored"]
 fn loss_check_accepts_the_fixture_loss_and_rejects_another() {
     let py = python();
     let f = fixtures()
@@ -124,6 +129,7 @@ fn loss_check_accepts_the_fixture_loss_and_rejects_another() {
 }
 
 #[test]
+#[ignore = "needs PyTorch (6 GB): tools/setup.sh --reference, then cargo test --test torch_reference -- --ignored"]
 fn compare_dry_run_builds_the_table() {
     let py = python();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("torch_reference_compare");

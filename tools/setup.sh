@@ -4,7 +4,8 @@
 # GPU or CUDA install is needed). Idempotent: a second run only checks.
 #
 #   tools/setup.sh              test dependencies
-#   tools/setup.sh --reference  also JAX, scikit-learn, nlb-tools (to regenerate fixtures and vectors)
+#   tools/setup.sh --reference  also JAX, scikit-learn, nlb-tools, PyTorch (to regenerate fixtures and
+#                               vectors, and for the PyTorch comparison's tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,5 +30,8 @@ if [ "${1:-}" = "--reference" ]; then
         || pip install "jax[cpu]" scikit-learn scipy h5py pandas "setuptools<70" wheel
     .venv/bin/python -c "import nlb_tools" 2>/dev/null \
         || pip install --no-build-isolation --no-deps nlb-tools
+    .venv/bin/python -c "import torch" 2>/dev/null \
+        || pip install torch --index-url https://download.pytorch.org/whl/cpu \
+        || pip install torch
 fi
 echo "setup: ok ($(.venv/bin/python --version))" >&2
