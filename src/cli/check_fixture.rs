@@ -1,10 +1,125 @@
-//! `ndt check-fixture`.
+//! `ndt check-fixture FILE... [--device cpu|cuda] [--json]`: runs reference fixtures (SPEC §8)
+//! through a backend and prints the relative error of every tensor. Exits 1 when a tensor is
+//! over its tolerance.
 
-use crate::error::{Result, usage};
+use crate::backend::Backend;
+use crate::error::{Result, input, internal, usage};
+use crate::fixture::{self, FixtureReport, Tolerances};
+use crate::model::ModelConfig;
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Fixture files (safetensors, format ndt-fixture/1), e.g. fixtures/*.safetensors.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Backend to check.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
+    pub device: String,
+    /// CPU threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Relative-error tolerance of the loss and the log-rates.
+    #[arg(long, default_value_t = Tolerances::default().output)]
+    pub tol_output: f64,
+    /// Relative-error tolerance of every gradient.
+    #[arg(long, default_value_t = Tolerances::default().grad)]
+    pub tol_grad: f64,
+    /// Print the reports as JSON on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: Args) -> Result<()> {
-    Err(usage("ndt check-fixture: not built yet"))
+pub fn run(args: Args) -> Result<()> {
+    for (flag, v) in [
+        ("--tol-output", args.tol_output),
+        ("--tol-grad", args.tol_grad),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(usage(format!("{flag} must be a positive number, got {v}")));
+        }
+    }
+    if args.threads == Some(0) {
+        return Err(usage("--threads must be at least 1"));
+    }
+    let tol = Tolerances {
+        output: args.tol_output,
+        grad: args.tol_grad,
+    };
+    let mut reports = Vec::with_capacity(args.files.len());
+    for path in &args.files {
+        let fx = fixture::load(path)?;
+        let mut backend = open(&args, &fx.cfg)?;
+        let report = fixture::check(&fx, backend.as_mut(), tol)?;
+        if !args.json {
+            print_table(&report);
+        }
+        reports.push(report);
+    }
+    if args.json {
+        let s = serde_json::to_string_pretty(&reports)
+            .map_err(|e| internal(format!("report JSON: {e}")))?;
+        println!("{s}");
+    }
+    let failed: Vec<&FixtureReport> = reports.iter().filter(|r| !r.passed).collect();
+    match failed.first() {
+        None => Ok(()),
+        Some(first) => {
+            let worst = first
+                .worst()
+                .map(|t| format!("; worst {} at {:.2e} > {:.0e}", t.name, t.rel_err, t.tol))
+                .unwrap_or_default();
+            Err(input(
+                &first.path,
+                format!(
+                    "{} of {} tensors over tolerance on {}{worst} ({} of {} fixtures failed)",
+                    first.failures().len(),
+                    first.tensors.len(),
+                    first.backend,
+                    failed.len(),
+                    reports.len()
+                ),
+            ))
+        }
+    }
+}
+
+fn open(args: &Args, cfg: &ModelConfig) -> Result<Box<dyn Backend>> {
+    match args.device.as_str() {
+        "cpu" => match args.threads {
+            Some(n) => Ok(Box::new(crate::cpu::CpuBackend::new(cfg.clone(), n))),
+            None => fixture::open_cpu(cfg),
+        },
+        _ => Err(usage(
+            "CUDA backend not available: this build checks fixtures on --device cpu only",
+        )),
+    }
+}
+
+fn print_table(r: &FixtureReport) {
+    println!(
+        "{}  backend {}  session {}  scheme {}  {}",
+        r.path.display(),
+        r.backend,
+        r.session,
+        r.scheme,
+        if r.passed { "PASS" } else { "FAIL" }
+    );
+    let w = r.tensors.iter().map(|t| t.name.len()).max().unwrap_or(6);
+    println!(
+        "  {:<w$}  {:>8}  {:>10}  {:>9}  {:>7}",
+        "tensor", "elements", "|want|", "rel.err", "tol"
+    );
+    for t in &r.tensors {
+        println!(
+            "  {:<w$}  {:>8}  {:>10.3e}  {:>9.2e}  {:>7.0e}{}",
+            t.name,
+            t.elements,
+            t.norm_want,
+            t.rel_err,
+            t.tol,
+            if t.ok() { "" } else { "  FAIL" }
+        );
+    }
+    println!();
 }
