@@ -1,37 +1,61 @@
 //! `CpuBackend`: the reference model behind the `Backend` trait.
+//!
+//! It owns the parameters, their gradients and the AdamW moments (one flat f32 allocation per
+//! role, `ParamTable` layout), the trainable mask, a rayon pool of `threads` threads on which
+//! every pass runs, and the activation workspace reused from step to step.
 
 use crate::backend::{Backend, ForwardOpts, ForwardOut, StepHyper, StepStats};
 use crate::batch::Batch;
-use crate::error::{Result, internal};
+use crate::cpu::adamw::{adamw_update, clip_coef, grad_norm};
+use crate::cpu::model::{DropoutCfg, block_features, check_batch, model_backward, model_forward};
+use crate::cpu::workspace::{Layout, Workspace};
+use crate::error::{Result, internal, usage};
 use crate::model::{ModelConfig, ParamTable};
 
-/// The CPU reference backend: parameters, gradients and AdamW moments (one flat allocation per
-/// role, `ParamTable` layout), the trainable mask, and the reused activation workspace.
+/// The CPU reference backend.
 pub struct CpuBackend {
     cfg: ModelConfig,
     table: ParamTable,
+    layout: Layout,
     threads: usize,
+    pool: Option<rayon::ThreadPool>,
     params: Vec<f32>,
     grads: Vec<f32>,
     m: Vec<f32>,
     v: Vec<f32>,
     trainable: Vec<u8>,
+    ws: Workspace<f32>,
 }
 
 impl CpuBackend {
-    /// A backend for `cfg` with zero parameters (call `set_params`), running on `threads` threads.
+    /// A backend for `cfg` with zero parameters (call `set_params`), running on `threads`
+    /// threads (0 = one per core).
     pub fn new(cfg: ModelConfig, threads: usize) -> CpuBackend {
         let table = ParamTable::new(&cfg);
+        let layout = Layout::new(&cfg, &table);
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        // Without a pool of its own (the OS refused threads) work runs on rayon's global pool.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .ok();
         let n = table.total;
         CpuBackend {
             cfg,
             table,
-            threads: threads.max(1),
+            layout,
+            threads,
+            pool,
             params: vec![0.0; n],
             grads: vec![0.0; n],
             m: vec![0.0; n],
             v: vec![0.0; n],
             trainable: vec![1; n],
+            ws: Workspace::new(),
         }
     }
 
@@ -45,6 +69,40 @@ impl CpuBackend {
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    fn run<R: Send>(pool: &Option<rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
+        match pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
+
+    /// Forward (dropout per `drop`) and backward into `self.grads`; returns (loss, |target|).
+    fn forward_backward(&mut self, batch: &Batch, drop: DropoutCfg) -> (f64, usize) {
+        let CpuBackend {
+            cfg,
+            layout,
+            threads,
+            pool,
+            params,
+            grads,
+            ws,
+            ..
+        } = self;
+        let threads = *threads;
+        Self::run(pool, || {
+            let (loss, n_target) = model_forward(ws, params, layout, cfg, batch, drop, threads);
+            grads.fill(0.0);
+            model_backward(
+                ws, grads, params, layout, cfg, batch, n_target, drop, threads,
+            );
+            (loss, n_target)
+        })
+    }
+
+    fn log_rates(&self, batch: &Batch) -> Vec<f32> {
+        self.ws.r[..batch.b * batch.t * batch.n].to_vec()
     }
 }
 
@@ -83,17 +141,85 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn train_step(&mut self, _batch: &Batch, _hp: &StepHyper) -> Result<StepStats> {
-        Err(internal("cpu train_step: not implemented yet"))
+    /// Forward with dropout `hp.dropout` (seeded by `hp.seed`), backward, global grad-norm over
+    /// the trainable elements, clipping to `hp.clip`, one AdamW step. A non-finite loss or
+    /// gradient norm leaves the parameters and moments untouched (the trainer stops on it).
+    fn train_step(&mut self, batch: &Batch, hp: &StepHyper) -> Result<StepStats> {
+        check_batch(&self.cfg, batch)?;
+        if !(0.0..1.0).contains(&hp.dropout) {
+            return Err(usage(format!("dropout {} is not in [0, 1)", hp.dropout)));
+        }
+        let drop = DropoutCfg {
+            p: hp.dropout,
+            seed: hp.seed,
+        };
+        let (loss, n_targets) = self.forward_backward(batch, drop);
+        let CpuBackend {
+            pool,
+            params,
+            grads,
+            m,
+            v,
+            trainable,
+            ..
+        } = self;
+        let norm = Self::run(pool, || grad_norm(grads, trainable)) as f32;
+        if loss.is_finite() && norm.is_finite() {
+            let coef = clip_coef(norm, hp.clip);
+            Self::run(pool, || {
+                adamw_update(params, m, v, grads, trainable, hp, coef)
+            });
+        }
+        Ok(StepStats {
+            loss: loss as f32,
+            grad_norm: norm,
+            n_targets,
+        })
     }
 
-    fn forward(&mut self, _batch: &Batch, _opts: &ForwardOpts) -> Result<ForwardOut> {
-        Err(internal("cpu forward: not implemented yet"))
+    fn forward(&mut self, batch: &Batch, opts: &ForwardOpts) -> Result<ForwardOut> {
+        check_batch(&self.cfg, batch)?;
+        if let Some(k) = opts.capture_block
+            && k >= self.cfg.n_layers
+        {
+            return Err(usage(format!(
+                "block {k} does not exist (the model has {} blocks)",
+                self.cfg.n_layers
+            )));
+        }
+        let CpuBackend {
+            cfg,
+            layout,
+            threads,
+            pool,
+            params,
+            ws,
+            ..
+        } = self;
+        let threads = *threads;
+        let (loss, features) = Self::run(pool, || {
+            let (loss, _) = model_forward(ws, params, layout, cfg, batch, DropoutCfg::OFF, threads);
+            let features = opts
+                .capture_block
+                .map(|k| block_features(ws, cfg, batch, k));
+            (loss, features)
+        });
+        Ok(ForwardOut {
+            log_rates: self.log_rates(batch),
+            loss: loss as f32,
+            features,
+        })
     }
 
-    fn loss_and_grad(&mut self, _batch: &Batch) -> Result<(ForwardOut, Vec<f32>)> {
-        let _ = &self.grads;
-        Err(internal("cpu loss_and_grad: not implemented yet"))
+    fn loss_and_grad(&mut self, batch: &Batch) -> Result<(ForwardOut, Vec<f32>)> {
+        check_batch(&self.cfg, batch)?;
+        let (loss, _) = self.forward_backward(batch, DropoutCfg::OFF);
+        let out = ForwardOut {
+            log_rates: self.log_rates(batch),
+            loss: loss as f32,
+            features: None,
+        };
+        Ok((out, self.grads.clone()))
     }
 }
 
