@@ -3,10 +3,11 @@
 //!
 //! The iterator over a split lives here too (see `BatchIter`).
 
-use crate::error::{Result, usage};
-use crate::mask::Regions;
+use crate::error::{Result, input, usage};
+use crate::mask::{EvalMask, Regions, make_masks, supported, supports};
 use crate::rng;
 use crate::scheme::Scheme;
+use crate::store::{Dataset, SessionInfo, SplitName};
 
 /// One batch of one session. All three arrays are `[b, t, n]`, row-major.
 #[derive(Clone, Debug)]
@@ -269,4 +270,277 @@ impl EpochPlan {
 
 fn scheme_list(s: &[Scheme]) -> String {
     s.iter().map(|x| x.name()).collect::<Vec<_>>().join(",")
+}
+
+/// The masks of a batch filled by `fill_batch`.
+#[derive(Clone, Copy, Debug)]
+pub enum Masking {
+    /// A random draw of `scheme` (SPEC §3) with ratio ρ and RNG key `key`.
+    Draw {
+        scheme: Scheme,
+        ratio: f32,
+        key: u64,
+    },
+    /// One fixed evaluation task (SPEC §5), the same for every row.
+    Eval(EvalMask),
+}
+
+/// Fills `out` with trials `trials` of session `session` of `ds`: counts gathered from the
+/// mapped trial bytes, masks as `masking` says. `out`'s buffers are reused (resized, not
+/// reallocated once large enough). Fails if a trial index is out of range or a region scheme is
+/// asked of a session with one region.
+pub fn fill_batch(
+    ds: &Dataset,
+    session: usize,
+    trials: &[u32],
+    masking: &Masking,
+    out: &mut Batch,
+) -> Result<()> {
+    if session >= ds.n_sessions() {
+        return Err(usage(format!(
+            "session index {session} out of range: {} has {} sessions",
+            ds.dir.display(),
+            ds.n_sessions()
+        )));
+    }
+    let info = ds.session(session);
+    let regions = session_regions(info);
+    if let Some(&bad) = trials.iter().find(|&&t| t as usize >= info.n_trials) {
+        return Err(usage(format!(
+            "trial {bad} out of range: session {} has {} trials",
+            info.id, info.n_trials
+        )));
+    }
+    let scheme = match masking {
+        Masking::Draw { scheme, .. } => *scheme,
+        Masking::Eval(e) => e.scheme(),
+    };
+    if !supports(scheme, regions.n_regions()) {
+        return Err(usage(format!(
+            "session {} has one region: {scheme} does not apply to it",
+            info.id
+        )));
+    }
+    fill_with(ds, session, &info.id, &regions, trials, masking, out);
+    Ok(())
+}
+
+/// `fill_batch` once the arguments are known to be valid.
+fn fill_with(
+    ds: &Dataset,
+    session: usize,
+    id: &str,
+    regions: &Regions,
+    trials: &[u32],
+    masking: &Masking,
+    out: &mut Batch,
+) {
+    let info = ds.session(session);
+    let (b, t, n) = (trials.len(), info.n_bins, info.n_neurons);
+    out.session = session;
+    out.session_id.clear();
+    out.session_id.push_str(id);
+    out.trials.clear();
+    out.trials.extend_from_slice(trials);
+    (out.b, out.t, out.n) = (b, t, n);
+    out.counts.resize(b * t * n, 0.0);
+    out.mask.resize(b * t * n, 0);
+    out.target.resize(b * t * n, 0);
+    ds.gather_f32(session, trials, &mut out.counts);
+    match *masking {
+        Masking::Draw { scheme, ratio, key } => {
+            out.scheme = scheme;
+            make_masks(
+                scheme,
+                b,
+                t,
+                n,
+                regions,
+                ratio,
+                key,
+                &mut out.mask,
+                &mut out.target,
+            );
+        }
+        Masking::Eval(e) => {
+            out.scheme = e.scheme();
+            let tn = t * n;
+            if b > 0 {
+                e.fill(t, n, regions, &mut out.mask[..tn], &mut out.target[..tn]);
+                for row in 1..b {
+                    out.mask.copy_within(..tn, row * tn);
+                    out.target.copy_within(..tn, row * tn);
+                }
+            }
+        }
+    }
+}
+
+/// A session's neurons grouped by region, from the manifest's labels.
+pub fn session_regions(info: &SessionInfo) -> Regions {
+    let (names, of) = info.region_index();
+    Regions::new(&of, names.len())
+}
+
+impl Batch {
+    /// An empty batch whose buffers `BatchIter::next_batch` and `fill_batch` grow and reuse.
+    pub fn empty() -> Batch {
+        Batch {
+            session: 0,
+            session_id: String::new(),
+            trials: Vec::new(),
+            b: 0,
+            t: 0,
+            n: 0,
+            counts: Vec::new(),
+            mask: Vec::new(),
+            target: Vec::new(),
+            scheme: Scheme::CoSmooth,
+        }
+    }
+}
+
+/// The batches of one split of some sessions of a dataset, epoch by epoch: single-session
+/// batches with counts gathered from the memory map and masks drawn per batch. Order, trials,
+/// schemes and mask keys are those of [`EpochPlan`], so everything is a function of the seed and
+/// the epoch.
+///
+/// ```no_run
+/// # use ndt::batch::{Batch, BatchIter, BatchOpts};
+/// # use ndt::scheme::Scheme;
+/// # use ndt::store::{Dataset, SplitName};
+/// # fn f(ds: &Dataset) -> ndt::Result<()> {
+/// let mut it = BatchIter::new(ds, &[0, 1], SplitName::Train, BatchOpts::train(16, &Scheme::ALL, 0.3, 42))?;
+/// let mut batch = Batch::empty();
+/// for epoch in 0..10 {
+///     it.start_epoch(epoch);
+///     while it.next_batch(&mut batch) {
+///         // train on `batch`
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+pub struct BatchIter<'a> {
+    ds: &'a Dataset,
+    plan: EpochPlan,
+    pos: usize,
+}
+
+impl<'a> BatchIter<'a> {
+    /// Batches of `split` of dataset sessions `sessions` (indices into the manifest, each at most
+    /// once), positioned at the start of epoch 0. Fails on bad options, an unknown or repeated
+    /// session, or a session none of the enabled schemes applies to (the region schemes need two
+    /// regions).
+    pub fn new(
+        ds: &'a Dataset,
+        sessions: &[usize],
+        split: SplitName,
+        opts: BatchOpts,
+    ) -> Result<BatchIter<'a>> {
+        let mut slots = Vec::with_capacity(sessions.len());
+        for (k, &s) in sessions.iter().enumerate() {
+            if s >= ds.n_sessions() {
+                return Err(usage(format!(
+                    "session index {s} out of range: {} has {} sessions",
+                    ds.dir.display(),
+                    ds.n_sessions()
+                )));
+            }
+            if sessions[..k].contains(&s) {
+                return Err(usage(format!(
+                    "session {} is listed twice",
+                    ds.session(s).id
+                )));
+            }
+            let info = ds.session(s);
+            let trials = info.split(split).to_vec();
+            if let Some(&bad) = trials.iter().find(|&&t| t as usize >= info.n_trials) {
+                return Err(input(
+                    ds.dir.join("manifest.json"),
+                    format!(
+                        "session {}: {} trial {bad} out of range ({} trials)",
+                        info.id,
+                        split.as_str(),
+                        info.n_trials
+                    ),
+                ));
+            }
+            let regions = session_regions(info);
+            slots.push(SessionSlot {
+                session: s,
+                id: info.id.clone(),
+                t: info.n_bins,
+                n: info.n_neurons,
+                schemes: supported(&opts.schemes, regions.n_regions()),
+                regions,
+                trials,
+            });
+        }
+        Ok(BatchIter {
+            ds,
+            plan: EpochPlan::new(slots, opts)?,
+            pos: 0,
+        })
+    }
+
+    /// Plans epoch `epoch` and goes to its first batch.
+    pub fn start_epoch(&mut self, epoch: u64) {
+        self.plan.set_epoch(epoch);
+        self.pos = 0;
+    }
+
+    /// Goes to position `pos` of the current epoch (resuming part way through an epoch).
+    pub fn seek(&mut self, pos: usize) {
+        self.pos = pos.min(self.n_batches());
+    }
+
+    /// Position of the next batch within the epoch.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Batches per epoch (the same every epoch).
+    pub fn n_batches(&self) -> usize {
+        self.plan.n_batches()
+    }
+
+    pub fn plan(&self) -> &EpochPlan {
+        &self.plan
+    }
+
+    /// Fills `out` with the next batch of the epoch and returns true, or returns false at the
+    /// end of the epoch (`out` untouched).
+    pub fn next_batch(&mut self, out: &mut Batch) -> bool {
+        if self.pos >= self.plan.n_batches() {
+            return false;
+        }
+        let (i, trials, scheme, key) = self.plan.batch_head(self.pos);
+        let slot = &self.plan.slots[i];
+        let masking = Masking::Draw {
+            scheme,
+            ratio: self.plan.opts.ratio,
+            key,
+        };
+        fill_with(
+            self.ds,
+            slot.session,
+            &slot.id,
+            &slot.regions,
+            trials,
+            &masking,
+            out,
+        );
+        self.pos += 1;
+        true
+    }
+
+    /// Every batch of epoch `epoch`, each in a fresh `Batch` (simple, but allocates per batch;
+    /// the training loop uses `next_batch`).
+    pub fn epoch(&mut self, epoch: u64) -> impl Iterator<Item = Batch> + '_ {
+        self.start_epoch(epoch);
+        std::iter::from_fn(move || {
+            let mut b = Batch::empty();
+            self.next_batch(&mut b).then_some(b)
+        })
+    }
 }
