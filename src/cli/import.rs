@@ -1,15 +1,18 @@
 //! `ndt import npy|ibl-hf`.
 
-use crate::error::{Result, usage};
+use crate::error::Result;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// A session as .npz or a folder of .npy files.
-    Npy,
+    /// Sessions saved with NumPy: .npz archives or folders of .npy files.
+    Npy(crate::import::npy::Args),
     /// HuggingFace parquet shards / Arrow IPC files of the IBL releases.
-    IblHf,
+    IblHf(crate::import::ibl_hf::Args),
 }
 
-pub fn run(_cmd: Command) -> Result<()> {
-    Err(usage("ndt import: not built yet"))
+pub fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Npy(a) => crate::import::npy::run(a),
+        Command::IblHf(a) => crate::import::ibl_hf::run(a),
+    }
 }

@@ -249,12 +249,56 @@ impl Manifest {
         Ok(())
     }
 
-    /// Serialised form (pretty JSON with a trailing newline).
+    /// Serialised form: JSON with one key per line, arrays of numbers or strings (regions,
+    /// split lists) kept on one line, and a trailing newline.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut v = serde_json::to_vec_pretty(self)
+        let v = serde_json::to_value(self)
             .map_err(|e| crate::error::internal(format!("manifest serialisation: {e}")))?;
-        v.push(b'\n');
-        Ok(v)
+        let mut out = String::new();
+        write_json(&v, 0, &mut out);
+        out.push('\n');
+        Ok(out.into_bytes())
+    }
+}
+
+/// Writes `v` indented by `depth` levels; arrays of scalars stay on one line.
+fn write_json(v: &serde_json::Value, depth: usize, out: &mut String) {
+    use serde_json::Value;
+    let pad = |d: usize| "  ".repeat(d);
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            out.push_str("{\n");
+            for (k, (key, val)) in m.iter().enumerate() {
+                out.push_str(&pad(depth + 1));
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push_str(": ");
+                write_json(val, depth + 1, out);
+                out.push_str(if k + 1 < m.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&pad(depth));
+            out.push('}');
+        }
+        Value::Array(a) if a.iter().any(|x| x.is_object() || x.is_array()) => {
+            out.push_str("[\n");
+            for (k, val) in a.iter().enumerate() {
+                out.push_str(&pad(depth + 1));
+                write_json(val, depth + 1, out);
+                out.push_str(if k + 1 < a.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&pad(depth));
+            out.push(']');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (k, val) in a.iter().enumerate() {
+                if k > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&val.to_string());
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 

@@ -443,6 +443,16 @@ impl DatasetWriter {
     }
 }
 
+impl std::fmt::Debug for DatasetWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatasetWriter")
+            .field("dir", &self.dir)
+            .field("staging", &self.staging)
+            .field("split_seed", &self.split_seed)
+            .finish()
+    }
+}
+
 impl Drop for DatasetWriter {
     fn drop(&mut self) {
         if self.committed {
