@@ -1,0 +1,274 @@
+// defines: gemm_bf16, gemm_f32
+//
+// C = epilogue(alpha * A · Bᵀ), batched, with general strides so that one kernel serves every
+// product of the model: Linear layers (A = x [M,K], B = W [N,K] in PyTorch layout), their
+// backward (dX = dY · W, dW = dYᵀ · X) and the per-head attention products.
+//
+// Legend: M rows of C, N columns of C, K the summed dimension, Z the batch.
+//   A(z, m, k) = a[off_a(z) + m * a_rs + k * a_cs]
+//   B(z, n, k) = b[off_b(z) + n * b_rs + k * b_cs]
+//   C(z, m, n) = c[off_c(z) + m * c_rs + n * c_cs]
+//   off_x(z)   = (z / zdiv) * x_z1 + (z % zdiv) * x_z2   (e.g. z = batch * heads + head)
+// Epilogue, per element: v = alpha * acc + bias[n]; c_pre = v; v = act(v);
+//   v = dropout(v) (stream drop_stream of sc->seed, counter (z * M + m) * N + n);
+//   C = v, or C += v when `accumulate` (residual add, gradient accumulation).
+//
+// gemm_bf16: operands rounded to bf16 while staged in shared memory, products on tensor cores
+// with `mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32` (sm_80+), f32 accumulation.
+// gemm_f32: the same contract in plain f32 FMA (the exact mode checked against the CPU).
+// Both handle any M, N, K: tile edges load zeros and store nothing.
+#include "common.cuh"
+
+// Twin of `GemmParams` in src/cuda/gemm.rs (#[repr(C)]).
+struct GemmParams {
+    const float* a;
+    const float* b;
+    float* c;
+    float* c_pre;        // pre-activation output (null: not stored)
+    const float* bias;   // [N] (null: none)
+    const StepScalars* sc;  // dropout probability and seed (null: no dropout)
+    long long a_rs, a_cs, b_rs, b_cs, c_rs, c_cs;
+    long long a_z1, a_z2, b_z1, b_z2, c_z1, c_z2;
+    unsigned long long drop_stream;
+    int m, n, k, zdiv;
+    float alpha;
+    int accumulate;  // 0: C = v; 1: C += v
+    int act;         // 0: none; 1: GELU (erf); 2: softsign
+    int pad_;
+};
+
+// The size is pinned on both sides (src/cuda/gemm.rs asserts it, with the field offsets).
+static_assert(sizeof(GemmParams) == 184, "GemmParams layout");
+
+#define ACT_NONE 0
+#define ACT_GELU 1
+#define ACT_SOFTSIGN 2
+
+__device__ __forceinline__ long long gemm_off(int z, int zdiv, long long z1, long long z2) {
+    return (long long)(z / zdiv) * z1 + (long long)(z % zdiv) * z2;
+}
+
+// Applies the epilogue to one accumulated value and stores it.
+__device__ __forceinline__ void gemm_store(const GemmParams& p, float* c, int z, int m, int n,
+                                           float acc, unsigned long long key, float keep_scale,
+                                           float drop_p) {
+    if (m >= p.m || n >= p.n) return;
+    float v = p.alpha * acc;
+    if (p.bias) v += p.bias[n];
+    long long ci = (long long)m * p.c_rs + (long long)n * p.c_cs;
+    if (p.c_pre) p.c_pre[gemm_off(z, p.zdiv, p.c_z1, p.c_z2) + ci] = v;
+    if (p.act == ACT_GELU) v = ndt_gelu(v);
+    else if (p.act == ACT_SOFTSIGN) v = ndt_softsign(v);
+    if (drop_p > 0.0f) {
+        unsigned long long idx = ((unsigned long long)z * p.m + m) * p.n + n;
+        v = ndt_keep(key, idx, drop_p) ? v * keep_scale : 0.0f;
+    }
+    if (p.accumulate) c[ci] += v;
+    else c[ci] = v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor-core kernel. Block tile 64 x 64 x 32, 4 warps as 2 x 2, each warp 32 x 32 made of
+// 2 x 4 mma tiles of 16 x 8. Shared tiles hold bf16 with k contiguous; rows padded by 8 halves
+// so that the fragment loads (8 rows x 4 words per warp) hit 32 distinct banks. The next tile
+// is fetched into registers while the current one is multiplied.
+
+#define TB_M 64
+#define TB_N 64
+#define TB_K 32
+#define TB_PAD 8
+#define TB_THREADS 128
+#define TB_LOADS (TB_M * TB_K / TB_THREADS)  // elements of A (and of B) per thread per tile
+
+// Fetches the (row0, k0) tile of an operand X(row, k) = x[row * rs + k * cs] into registers,
+// zero outside rows < rows, k < kdim. With k contiguous, consecutive threads walk k; otherwise
+// they walk rows, so that global reads stay coalesced either way.
+__device__ __forceinline__ void tile_fetch(float* r, const float* x, long long rs, long long cs,
+                                           int row0, int rows, int k0, int kdim) {
+    bool k_fast = (cs == 1);
+#pragma unroll
+    for (int i = 0; i < TB_LOADS; i++) {
+        int idx = threadIdx.x + i * TB_THREADS;
+        int rr = k_fast ? idx / TB_K : idx % TB_M;
+        int kk = k_fast ? idx % TB_K : idx / TB_M;
+        int gr = row0 + rr, gk = k0 + kk;
+        r[i] = (gr < rows && gk < kdim) ? x[(long long)gr * rs + (long long)gk * cs] : 0.0f;
+    }
+}
+
+__device__ __forceinline__ void tile_stash(bf16_t (*s)[TB_K + TB_PAD], const float* r, bool k_fast) {
+#pragma unroll
+    for (int i = 0; i < TB_LOADS; i++) {
+        int idx = threadIdx.x + i * TB_THREADS;
+        int rr = k_fast ? idx / TB_K : idx % TB_M;
+        int kk = k_fast ? idx % TB_K : idx / TB_M;
+        s[rr][kk] = (bf16_t)ndt_f32_to_bf16(r[i]);
+    }
+}
+
+__device__ __forceinline__ void mma_bf16_16x8x16(float* d, const unsigned int* a,
+                                                 const unsigned int* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Two consecutive bf16 of a shared row as one 32-bit register (lower index in the low half).
+__device__ __forceinline__ unsigned int ld_pair(const bf16_t* p) {
+    return *(const unsigned int*)p;
+}
+
+extern "C" __global__ void __launch_bounds__(TB_THREADS) gemm_bf16(GemmParams p) {
+    __shared__ __align__(16) bf16_t As[TB_M][TB_K + TB_PAD];
+    __shared__ __align__(16) bf16_t Bs[TB_N][TB_K + TB_PAD];
+
+    int z = blockIdx.z;
+    const float* a = p.a + gemm_off(z, p.zdiv, p.a_z1, p.a_z2);
+    const float* b = p.b + gemm_off(z, p.zdiv, p.b_z1, p.b_z2);
+    float* c = p.c + gemm_off(z, p.zdiv, p.c_z1, p.c_z2);
+    int m0 = blockIdx.y * TB_M, n0 = blockIdx.x * TB_N;
+
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    int g = lane >> 2, t = lane & 3;  // mma group id and thread-in-group
+
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
+
+    float ra[TB_LOADS], rb[TB_LOADS];
+    bool a_kf = (p.a_cs == 1), b_kf = (p.b_cs == 1);
+    tile_fetch(ra, a, p.a_rs, p.a_cs, m0, p.m, 0, p.k);
+    tile_fetch(rb, b, p.b_rs, p.b_cs, n0, p.n, 0, p.k);
+    tile_stash(As, ra, a_kf);
+    tile_stash(Bs, rb, b_kf);
+    __syncthreads();
+
+    for (int k0 = 0; k0 < p.k; k0 += TB_K) {
+        bool more = k0 + TB_K < p.k;
+        if (more) {
+            tile_fetch(ra, a, p.a_rs, p.a_cs, m0, p.m, k0 + TB_K, p.k);
+            tile_fetch(rb, b, p.b_rs, p.b_cs, n0, p.n, k0 + TB_K, p.k);
+        }
+#pragma unroll
+        for (int kk = 0; kk < TB_K; kk += 16) {
+            unsigned int af[2][4], bfr[4][2];
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                int r = wm + i * 16 + g;
+                af[i][0] = ld_pair(&As[r][kk + 2 * t]);
+                af[i][1] = ld_pair(&As[r + 8][kk + 2 * t]);
+                af[i][2] = ld_pair(&As[r][kk + 8 + 2 * t]);
+                af[i][3] = ld_pair(&As[r + 8][kk + 8 + 2 * t]);
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int nn = wn + j * 8 + g;
+                bfr[j][0] = ld_pair(&Bs[nn][kk + 2 * t]);
+                bfr[j][1] = ld_pair(&Bs[nn][kk + 8 + 2 * t]);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) mma_bf16_16x8x16(acc[i][j], af[i], bfr[j]);
+        }
+        __syncthreads();
+        if (more) {
+            tile_stash(As, ra, a_kf);
+            tile_stash(Bs, rb, b_kf);
+            __syncthreads();
+        }
+    }
+
+    float drop_p = p.sc ? p.sc->dropout : 0.0f;
+    unsigned long long key = drop_p > 0.0f ? ndt_key(p.sc->seed, p.drop_stream) : 0ULL;
+    float keep_scale = drop_p > 0.0f ? ndt_keep_scale(drop_p) : 1.0f;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int r = m0 + wm + i * 16 + g;
+            int cc = n0 + wn + j * 8 + 2 * t;
+            gemm_store(p, c, z, r, cc, acc[i][j][0], key, keep_scale, drop_p);
+            gemm_store(p, c, z, r, cc + 1, acc[i][j][1], key, keep_scale, drop_p);
+            gemm_store(p, c, z, r + 8, cc, acc[i][j][2], key, keep_scale, drop_p);
+            gemm_store(p, c, z, r + 8, cc + 1, acc[i][j][3], key, keep_scale, drop_p);
+        }
+}
+
+// ---------------------------------------------------------------------------------------------
+// f32 SIMT kernel. Block tile 64 x 64 x 16, 256 threads as 16 x 16, each thread 4 x 4 outputs
+// at rows ty + 16 i and columns tx + 16 j (consecutive lanes read consecutive shared words).
+// Shared tiles are stored k-major so that the inner product reads rows of them.
+
+#define TF_M 64
+#define TF_N 64
+#define TF_K 16
+#define TF_THREADS 256
+#define TF_LOADS (TF_M * TF_K / TF_THREADS)
+
+__device__ __forceinline__ void tile_load_f32(float (*s)[TF_M + 4], const float* x, long long rs,
+                                              long long cs, int row0, int rows, int k0, int kdim) {
+    bool k_fast = (cs == 1);
+#pragma unroll
+    for (int i = 0; i < TF_LOADS; i++) {
+        int idx = threadIdx.x + i * TF_THREADS;
+        int rr = k_fast ? idx / TF_K : idx % TF_M;
+        int kk = k_fast ? idx % TF_K : idx / TF_M;
+        int gr = row0 + rr, gk = k0 + kk;
+        s[kk][rr] = (gr < rows && gk < kdim) ? x[(long long)gr * rs + (long long)gk * cs] : 0.0f;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(TF_THREADS) gemm_f32(GemmParams p) {
+    __shared__ float As[TF_K][TF_M + 4];
+    __shared__ float Bs[TF_K][TF_N + 4];
+
+    int z = blockIdx.z;
+    const float* a = p.a + gemm_off(z, p.zdiv, p.a_z1, p.a_z2);
+    const float* b = p.b + gemm_off(z, p.zdiv, p.b_z1, p.b_z2);
+    float* c = p.c + gemm_off(z, p.zdiv, p.c_z1, p.c_z2);
+    int m0 = blockIdx.y * TF_M, n0 = blockIdx.x * TF_N;
+    int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+
+    for (int k0 = 0; k0 < p.k; k0 += TF_K) {
+        tile_load_f32(As, a, p.a_rs, p.a_cs, m0, p.m, k0, p.k);
+        tile_load_f32(Bs, b, p.b_rs, p.b_cs, n0, p.n, k0, p.k);
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < TF_K; kk++) {
+            float av[4], bv[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) av[i] = As[kk][ty + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 4; j++) bv[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+
+    float drop_p = p.sc ? p.sc->dropout : 0.0f;
+    unsigned long long key = drop_p > 0.0f ? ndt_key(p.sc->seed, p.drop_stream) : 0ULL;
+    float keep_scale = drop_p > 0.0f ? ndt_keep_scale(drop_p) : 1.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            gemm_store(p, c, z, m0 + ty + 16 * i, n0 + tx + 16 * j, acc[i][j], key, keep_scale,
+                       drop_p);
+}

@@ -1,0 +1,328 @@
+//! Launcher of `kernels/gemm.cu`: C = epilogue(alpha · A · Bᵀ), batched and strided, on tensor
+//! cores (bf16 operands, f32 accumulation) or in plain f32.
+//!
+//! Legend: M rows of C, N columns of C, K the summed dimension, Z the batch. An operand is a
+//! strided view `X(z, row, k) = x[off(z) + row·rs + k·cs]` with
+//! `off(z) = (z / zdiv)·z1 + (z % zdiv)·z2`, so a Linear layer, its two backward products and
+//! the per-head attention products are all one call.
+
+use super::StepScalars;
+use super::device::{Args, Dev, Gpu};
+use super::kernels::GEMM;
+use crate::error::{Error, Result};
+use cudarc::driver::{DeviceRepr, LaunchConfig};
+
+/// Arithmetic of the matrix products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// bf16 operands on tensor cores, f32 accumulation (the fast default).
+    Bf16,
+    /// f32 everywhere (exact comparisons against the CPU reference).
+    F32,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Bf16 => "bf16",
+            Precision::F32 => "f32",
+        }
+    }
+}
+
+/// Whether an output is overwritten (`=`) or added to (`+=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accum {
+    Set,
+    Add,
+}
+
+impl Accum {
+    pub fn flag(self) -> i32 {
+        (self == Accum::Add) as i32
+    }
+}
+
+/// Activation applied in the epilogue (the pre-activation can be stored beside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    None = 0,
+    Gelu = 1,
+    Softsign = 2,
+}
+
+/// A strided operand (see the module legend).
+#[derive(Clone, Copy, Debug)]
+pub struct Operand {
+    pub buf: Dev<f32>,
+    pub rs: i64,
+    pub cs: i64,
+    pub z1: i64,
+    pub z2: i64,
+}
+
+impl Operand {
+    /// Row-major matrix with leading dimension `ld`: X(row, k) = buf[row·ld + k].
+    pub fn rows(buf: Dev<f32>, ld: usize) -> Operand {
+        Operand {
+            buf,
+            rs: ld as i64,
+            cs: 1,
+            z1: 0,
+            z2: 0,
+        }
+    }
+    /// Transposed view of a row-major matrix with leading dimension `ld`:
+    /// X(row, k) = buf[k·ld + row].
+    pub fn cols(buf: Dev<f32>, ld: usize) -> Operand {
+        Operand {
+            buf,
+            rs: 1,
+            cs: ld as i64,
+            z1: 0,
+            z2: 0,
+        }
+    }
+    /// The same view with batch strides (`z1` per `z / zdiv`, `z2` per `z % zdiv`).
+    pub fn batched(self, z1: usize, z2: usize) -> Operand {
+        Operand {
+            z1: z1 as i64,
+            z2: z2 as i64,
+            ..self
+        }
+    }
+    /// Largest element index touched for `rows × k` over `z` batches.
+    fn extent(&self, rows: usize, k: usize, z: usize, zdiv: usize) -> usize {
+        if rows == 0 || k == 0 || z == 0 {
+            return 0;
+        }
+        let zmax = ((z - 1) / zdiv) as i64 * self.z1 + (zdiv.min(z) - 1) as i64 * self.z2;
+        (zmax + (rows as i64 - 1) * self.rs + (k as i64 - 1) * self.cs + 1) as usize
+    }
+}
+
+/// One product C = epilogue(alpha · A · Bᵀ).
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// Batch count and its split `z = (z / zdiv)·… + (z % zdiv)·…`.
+    pub z: usize,
+    pub zdiv: usize,
+    pub alpha: f32,
+    /// A(z, m, k)
+    pub a: Operand,
+    /// B(z, n, k)
+    pub b: Operand,
+    /// C(z, m, n) (its `cs`/`rs` say where results go)
+    pub c: Operand,
+    /// Pre-activation output with C's strides (only with an activation).
+    pub c_pre: Option<Dev<f32>>,
+    /// Bias `[N]` added before the activation.
+    pub bias: Option<Dev<f32>>,
+    /// C += result instead of C = result.
+    pub accumulate: bool,
+    pub act: Act,
+    /// Dropout of the result: the step scalars (probability, seed) and the RNG stream.
+    pub dropout: Option<(Dev<StepScalars>, u64)>,
+}
+
+impl Gemm {
+    /// `y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias)`: a Linear layer in PyTorch layout.
+    pub fn linear(
+        y: Dev<f32>,
+        x: Dev<f32>,
+        w: Dev<f32>,
+        bias: Option<Dev<f32>>,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Gemm {
+        Gemm {
+            m,
+            n,
+            k,
+            z: 1,
+            zdiv: 1,
+            alpha: 1.0,
+            a: Operand::rows(x, k),
+            b: Operand::rows(w, k),
+            c: Operand::rows(y, n),
+            c_pre: None,
+            bias,
+            accumulate: false,
+            act: Act::None,
+            dropout: None,
+        }
+    }
+
+    /// `dx[M,K] (+)= dy[M,N] · w[N,K]`: the input gradient of a Linear layer.
+    pub fn linear_dx(
+        dx: Dev<f32>,
+        dy: Dev<f32>,
+        w: Dev<f32>,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Gemm {
+        Gemm {
+            m,
+            n: k,
+            k: n,
+            a: Operand::rows(dy, n),
+            b: Operand::cols(w, k),
+            c: Operand::rows(dx, k),
+            ..Gemm::linear(dx, dy, w, None, m, k, n)
+        }
+    }
+
+    /// `dw[N,K] (+)= dy[M,N]ᵀ · x[M,K]`: the weight gradient of a Linear layer.
+    pub fn linear_dw(
+        dw: Dev<f32>,
+        dy: Dev<f32>,
+        x: Dev<f32>,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Gemm {
+        Gemm {
+            m: n,
+            n: k,
+            k: m,
+            a: Operand::cols(dy, n),
+            b: Operand::cols(x, k),
+            c: Operand::rows(dw, k),
+            ..Gemm::linear(dw, dy, x, None, n, k, m)
+        }
+    }
+
+    /// The same product written with `accum`.
+    pub fn accum(self, accum: Accum) -> Gemm {
+        Gemm {
+            accumulate: accum == Accum::Add,
+            ..self
+        }
+    }
+}
+
+/// Twin of `struct GemmParams` in kernels/gemm.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct GemmParams {
+    a: u64,
+    b: u64,
+    c: u64,
+    c_pre: u64,
+    bias: u64,
+    sc: u64,
+    a_rs: i64,
+    a_cs: i64,
+    b_rs: i64,
+    b_cs: i64,
+    c_rs: i64,
+    c_cs: i64,
+    a_z1: i64,
+    a_z2: i64,
+    b_z1: i64,
+    b_z2: i64,
+    c_z1: i64,
+    c_z2: i64,
+    drop_stream: u64,
+    m: i32,
+    n: i32,
+    k: i32,
+    zdiv: i32,
+    alpha: f32,
+    accumulate: i32,
+    act: i32,
+    pad: i32,
+}
+
+// Sizes are asserted in kernels/gemm.cu too (NVRTC has no offsetof without headers).
+const _: () = {
+    assert!(std::mem::size_of::<GemmParams>() == 184);
+    assert!(std::mem::offset_of!(GemmParams, a_rs) == 48);
+    assert!(std::mem::offset_of!(GemmParams, drop_stream) == 144);
+    assert!(std::mem::offset_of!(GemmParams, m) == 152);
+    assert!(std::mem::offset_of!(GemmParams, alpha) == 168);
+};
+
+// SAFETY: plain-old-data with the C layout of `GemmParams`.
+unsafe impl DeviceRepr for GemmParams {}
+
+/// Block tiles (M, N) of the two kernels: tests straddle them.
+pub const TILE_BF16: (usize, usize) = (64, 64);
+pub const TILE_F32: (usize, usize) = (64, 64);
+
+/// Runs one product on the GPU's stream.
+pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
+    if g.m == 0 || g.n == 0 || g.z == 0 {
+        return Ok(());
+    }
+    let fits = |v: usize| i32::try_from(v).is_ok();
+    if !(fits(g.m) && fits(g.n) && fits(g.k) && g.z <= 65535 && g.zdiv >= 1) {
+        return Err(Error::Internal(format!("gemm: shape {g:?} out of range")));
+    }
+    g.a.buf.need(g.a.extent(g.m, g.k, g.z, g.zdiv), "gemm A")?;
+    g.b.buf.need(g.b.extent(g.n, g.k, g.z, g.zdiv), "gemm B")?;
+    let c_extent = g.c.extent(g.m, g.n, g.z, g.zdiv);
+    g.c.buf.need(c_extent, "gemm C")?;
+    if let Some(p) = g.c_pre {
+        p.need(c_extent, "gemm C pre-activation")?;
+    }
+    if let Some(b) = g.bias {
+        b.need(g.n, "gemm bias")?;
+    }
+    let (sc, stream) = match g.dropout {
+        Some((sc, s)) => {
+            sc.need(1, "gemm step scalars")?;
+            (sc.ptr, s)
+        }
+        None => (0, 0),
+    };
+    let p = GemmParams {
+        a: g.a.buf.ptr,
+        b: g.b.buf.ptr,
+        c: g.c.buf.ptr,
+        c_pre: g.c_pre.map_or(0, |d| d.ptr),
+        bias: g.bias.map_or(0, |d| d.ptr),
+        sc,
+        a_rs: g.a.rs,
+        a_cs: g.a.cs,
+        b_rs: g.b.rs,
+        b_cs: g.b.cs,
+        c_rs: g.c.rs,
+        c_cs: g.c.cs,
+        a_z1: g.a.z1,
+        a_z2: g.a.z2,
+        b_z1: g.b.z1,
+        b_z2: g.b.z2,
+        c_z1: g.c.z1,
+        c_z2: g.c.z2,
+        drop_stream: stream,
+        m: g.m as i32,
+        n: g.n as i32,
+        k: g.k as i32,
+        zdiv: g.zdiv as i32,
+        alpha: g.alpha,
+        accumulate: g.accumulate as i32,
+        act: g.act as i32,
+        pad: 0,
+    };
+    let (name, (tm, tn), threads) = match prec {
+        Precision::Bf16 => ("gemm_bf16", TILE_BF16, 128),
+        Precision::F32 => ("gemm_f32", TILE_F32, 256),
+    };
+    let cfg = LaunchConfig {
+        grid_dim: (g.n.div_ceil(tn) as u32, g.m.div_ceil(tm) as u32, g.z as u32),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    if cfg.grid_dim.1 > 65535 {
+        return Err(Error::Internal(format!("gemm: M = {} too large", g.m)));
+    }
+    // SAFETY: `GemmParams` mirrors the kernel's only argument; every operand was checked above
+    // to cover the extent the kernel addresses for this shape.
+    unsafe { gpu.launch(&GEMM, name, cfg, &Args::new().value(p)) }
+}

@@ -1,0 +1,89 @@
+//! The kernel sources, embedded in the binary: one `.cu` file per kernel family (the same family
+//! names as `src/cpu/`) and the headers they include. `nvrtc::expand` pastes the headers in.
+
+/// One kernel file.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelFile {
+    /// File name under `kernels/`, e.g. `gemm.cu`.
+    pub name: &'static str,
+    pub text: &'static str,
+    /// The `extern "C"` kernels it defines (the compile test checks this list against the PTX).
+    pub entries: &'static [&'static str],
+}
+
+/// Headers a kernel file may include, by name.
+pub const HEADERS: &[(&str, &str)] = &[
+    ("rng.cuh", include_str!("../../kernels/rng.cuh")),
+    ("common.cuh", include_str!("../../kernels/common.cuh")),
+];
+
+macro_rules! kernel_file {
+    ($id:ident, $file:literal, [$($e:literal),* $(,)?]) => {
+        pub const $id: KernelFile = KernelFile {
+            name: $file,
+            text: include_str!(concat!("../../kernels/", $file)),
+            entries: &[$($e),*],
+        };
+    };
+}
+
+kernel_file!(GEMM, "gemm.cu", ["gemm_bf16", "gemm_f32"]);
+kernel_file!(LINEAR, "linear.cu", ["col_sum_partial", "col_sum_final"]);
+kernel_file!(MLP, "mlp.cu", ["gelu_backward_f32"]);
+kernel_file!(
+    LAYERNORM,
+    "layernorm.cu",
+    [
+        "layernorm_forward_f32",
+        "layernorm_backward_f32",
+        "layernorm_param_partial",
+        "layernorm_param_final",
+    ]
+);
+kernel_file!(
+    ATTENTION,
+    "attention.cu",
+    ["attention_softmax_forward", "attention_softmax_backward"]
+);
+kernel_file!(
+    EMBED,
+    "embed.cu",
+    [
+        "softsign_backward_f32",
+        "embed_assemble_forward",
+        "embed_assemble_backward",
+        "drop_prefix_f32",
+        "pad_prefix_f32",
+    ]
+);
+kernel_file!(
+    POISSON,
+    "poisson.cu",
+    [
+        "poisson_forward_partial",
+        "poisson_forward_final",
+        "poisson_backward_f32",
+    ]
+);
+kernel_file!(BPS, "bps.cu", ["bps_accumulate"]);
+kernel_file!(
+    ADAMW,
+    "adamw.cu",
+    ["grad_sumsq_partial", "grad_norm_final", "adamw_update"]
+);
+kernel_file!(
+    MASK,
+    "mask.cu",
+    [
+        "mask_input_f32",
+        "dropout_forward_f32",
+        "dropout_backward_f32",
+        "rng_bits_u64",
+        "rng_uniform_f32",
+    ]
+);
+
+/// Every kernel file, each compiled into its own module.
+pub const ALL: &[KernelFile] = &[
+    GEMM, LINEAR, MLP, LAYERNORM, ATTENTION, EMBED, POISSON, BPS, ADAMW, MASK,
+];

@@ -1,0 +1,152 @@
+//! Every kernel file compiles with NVRTC for sm_86, sm_89 and sm_90, with no error and no
+//! warning, and defines exactly the kernels its launcher loads. Needs no GPU: NVRTC comes from
+//! pip's `nvidia-cuda-nvrtc-cu12` (tools/setup.sh puts it in .venv), a CUDA install, or
+//! `NDT_NVRTC_LIB`.
+
+use ndt::cuda::kernels::{ALL, KernelFile};
+use ndt::cuda::nvrtc::{Arch, Nvrtc};
+
+const ARCHS: [Arch; 3] = [Arch::new(8, 6), Arch::new(8, 9), Arch::new(9, 0)];
+
+fn nvrtc() -> Nvrtc {
+    match Nvrtc::load() {
+        Ok(n) => n,
+        Err(e) => panic!(
+            "NVRTC is needed for this test and was not found: run tools/setup.sh \
+             (it installs nvidia-cuda-nvrtc-cu12 into .venv) or set NDT_NVRTC_LIB.\n{e}"
+        ),
+    }
+}
+
+/// Lines of an NVRTC log that report a problem (the log is empty on a clean compile).
+fn problems(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+fn entries_in_ptx(ptx: &str) -> Vec<String> {
+    ptx.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix(".visible .entry ")?;
+            Some(rest.split('(').next()?.trim().to_string())
+        })
+        .collect()
+}
+
+fn check_file(nv: &Nvrtc, file: &KernelFile) {
+    for arch in ARCHS {
+        assert!(
+            nv.supports(arch),
+            "this NVRTC ({:?}) cannot generate code for {arch}",
+            nv.version()
+        );
+        let c = match nv.compile(file, arch) {
+            Ok(c) => c,
+            Err(e) => panic!("kernels/{} for {arch}:\n{e}", file.name),
+        };
+        let p = problems(&c.log);
+        assert!(
+            p.is_empty(),
+            "kernels/{} for {arch} compiled with warnings (options {}):\n{}",
+            file.name,
+            c.options.join(" "),
+            c.log
+        );
+        assert!(!c.is_ptx);
+        assert!(
+            c.image.len() > 64 && c.image.starts_with(b"\x7fELF"),
+            "kernels/{} for {arch}: not a CUBIN",
+            file.name
+        );
+    }
+    let ptx = nv.ptx(file, ARCHS[0]).unwrap();
+    for hopper_only in ["wgmma", "setmaxnreg", "cp.async.bulk"] {
+        assert!(
+            !ptx.contains(hopper_only),
+            "kernels/{} uses {hopper_only}: the default path must run on sm_86/sm_89",
+            file.name
+        );
+    }
+    let mut have = entries_in_ptx(&ptx);
+    have.sort();
+    let mut want: Vec<String> = file.entries.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(
+        have, want,
+        "kernels/{}: the kernels it defines differ from the list its launcher loads",
+        file.name
+    );
+}
+
+#[test]
+fn every_kernel_file_compiles_cleanly_for_sm86_sm89_sm90() {
+    let nv = nvrtc();
+    eprintln!(
+        "NVRTC {}.{} from {}",
+        nv.version().0,
+        nv.version().1,
+        nv.path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the library search path".into())
+    );
+    for file in ALL {
+        check_file(&nv, file);
+    }
+}
+
+#[test]
+fn the_gemm_runs_on_tensor_cores() {
+    let nv = nvrtc();
+    let gemm = ALL.iter().find(|f| f.name == "gemm.cu").unwrap();
+    let ptx = nv.ptx(gemm, ARCHS[0]).unwrap();
+    assert!(
+        ptx.contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"),
+        "gemm_bf16 should issue bf16 mma.sync"
+    );
+}
+
+#[test]
+fn a_compile_error_reports_the_file_line_and_log() {
+    let nv = nvrtc();
+    let bad = KernelFile {
+        name: "broken.cu",
+        text: "#include \"common.cuh\"\nextern \"C\" __global__ void k(float* x) {\n  x[0] = undefined_name;\n}\n",
+        entries: &["k"],
+    };
+    let e = nv.compile(&bad, ARCHS[0]).unwrap_err().to_string();
+    assert!(e.contains("kernels/broken.cu"), "{e}");
+    assert!(
+        e.contains("broken.cu(3)"),
+        "log should point at line 3: {e}"
+    );
+    assert!(e.contains("undefined_name"), "{e}");
+}
+
+#[test]
+fn a_warning_shows_in_the_log() {
+    let nv = nvrtc();
+    let warn = KernelFile {
+        name: "warn.cu",
+        text: "extern \"C\" __global__ void k(float* x) {\n  int unused = 3;\n  x[0] = 1.0f;\n}\n",
+        entries: &["k"],
+    };
+    let c = nv.compile(&warn, ARCHS[0]).unwrap();
+    assert!(
+        !problems(&c.log).is_empty(),
+        "expected a warning for an unused variable"
+    );
+}
+
+#[test]
+fn the_cache_returns_what_was_compiled() {
+    let nv = nvrtc();
+    let dir = std::env::temp_dir().join(format!("ndt-kcache-{}", std::process::id()));
+    // SAFETY: this test binary's other tests do not read NDT_KERNEL_CACHE.
+    unsafe { std::env::set_var("NDT_KERNEL_CACHE", &dir) };
+    let file = &ALL[0];
+    let first = nv.compile_cached(file, ARCHS[1]).unwrap();
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "one cache entry");
+    let second = nv.compile_cached(file, ARCHS[1]).unwrap();
+    assert_eq!(first.image, second.image);
+    let _ = std::fs::remove_dir_all(&dir);
+}
