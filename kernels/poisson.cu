@@ -21,14 +21,17 @@ extern "C" __global__ void poisson_forward_partial(double* partial, const float*
     if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
-// res->loss = Σ partial * inv_targets. One block of 256 threads.
+// res->loss = Σ partial * inv_targets (NaN when there is no target: inv_targets == 0).
+// One block of 256 threads.
 extern "C" __global__ void poisson_forward_final(StepResult* res, const double* partial,
                                                  int nparts, const StepScalars* sc) {
     __shared__ double scratch[32];
     double acc = 0.0;
     for (int i = threadIdx.x; i < nparts; i += blockDim.x) acc += partial[i];
     acc = ndt_block_sum_f64(acc, scratch);
-    if (threadIdx.x == 0) res->loss = acc * (double)sc->inv_targets;
+    if (threadIdx.x == 0)
+        res->loss = sc->inv_targets > 0.0f ? acc * (double)sc->inv_targets
+                                            : __longlong_as_double(0x7ff8000000000000LL);
 }
 
 // backward: dr = target ? (exp(r) - x) * inv_targets : 0. dr, r, x, target: [n].

@@ -1,10 +1,278 @@
-//! `ndt bench`.
+//! `ndt bench`: times training steps and evaluation passes of a model config on a device, on a
+//! synthetic batch (Poisson counts, masks of the chosen scheme), and prints ms/step, tokens/s
+//! (tokens = trials × bins of the batch) and peak memory (device memory allocated by ndt on a
+//! GPU, the process's resident high-water mark on the CPU).
 
-use crate::error::{Result, usage};
+use crate::backend::{Backend, ForwardOpts, StepHyper};
+use crate::batch::Batch;
+use crate::cpu::CpuBackend;
+use crate::cuda::{CudaBackend, Precision};
+use crate::error::{Error, Result, usage};
+use crate::mask::{Regions, make_masks};
+use crate::model::{ModelConfig, ParamTable, init::init_params};
+use crate::scheme::Scheme;
+use crate::train::config::RunConfig;
+use crate::train::device::{Device, cpu_threads};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Poisson};
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Model preset (small, paper) or a run-config TOML file.
+    #[arg(long, default_value = "paper")]
+    pub config: String,
+    /// Backend: auto uses the GPU when one can be used, else the CPU.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: Device,
+    /// CPU threads (0 = every core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// GEMM precision on the GPU: bf16 (tensor cores) or f32.
+    #[arg(long, default_value = "bf16", value_parser = ["bf16", "f32"])]
+    pub precision: String,
+    /// Trials per batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Time bins per trial.
+    #[arg(long, default_value_t = 150)]
+    pub bins: usize,
+    /// Neurons of the session.
+    #[arg(long, default_value_t = 700)]
+    pub neurons: usize,
+    /// Masking scheme of the batch (forward uses causal attention).
+    #[arg(long, default_value = "forward")]
+    pub scheme: String,
+    /// Timed training steps (after the warm-up).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed steps first (kernel compilation, graph capture, caches).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed evaluation passes.
+    #[arg(long, default_value_t = 20)]
+    pub evals: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: Args) -> Result<()> {
-    Err(usage("ndt bench: not built yet"))
+/// The backend under test, concrete so that its memory can be read.
+enum Under {
+    Cpu(Box<CpuBackend>, usize),
+    Cuda(Box<CudaBackend>),
+}
+
+impl Under {
+    fn backend(&mut self) -> &mut dyn Backend {
+        match self {
+            Under::Cpu(b, _) => b.as_mut(),
+            Under::Cuda(b) => b.as_mut(),
+        }
+    }
+    fn label(&self) -> String {
+        match self {
+            Under::Cpu(_, threads) => format!("cpu ({threads} threads)"),
+            Under::Cuda(b) => format!("{} ({}, {})", b.name(), b.precision().name(), b.gpu().info),
+        }
+    }
+    /// Peak bytes: device memory allocated by the backend, or the process's resident peak.
+    fn peak_memory(&self) -> (u64, &'static str) {
+        match self {
+            Under::Cpu(..) => (peak_rss().unwrap_or(0), "peak resident memory (VmHWM)"),
+            Under::Cuda(b) => (b.device_memory().1 as u64, "peak device memory allocated"),
+        }
+    }
+}
+
+fn open(a: &Args, cfg: &ModelConfig) -> Result<Under> {
+    let prec = if a.precision == "f32" {
+        Precision::F32
+    } else {
+        Precision::Bf16
+    };
+    let cpu = || {
+        let threads = cpu_threads(a.threads);
+        Under::Cpu(Box::new(CpuBackend::new(cfg.clone(), threads)), threads)
+    };
+    let cuda = || -> Result<Under> {
+        let ordinal = crate::cuda::default_ordinal()?;
+        Ok(Under::Cuda(Box::new(crate::cuda::open_backend_with(
+            cfg.clone(),
+            prec,
+            ordinal,
+        )?)))
+    };
+    match a.device {
+        Device::Cpu => Ok(cpu()),
+        Device::Cuda => cuda(),
+        Device::Auto => match cuda() {
+            Ok(u) => Ok(u),
+            Err(Error::Cuda(why)) => {
+                eprintln!("note: no usable GPU ({why}); running on the CPU");
+                Ok(cpu())
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// Resident-memory high-water mark of this process, from /proc (Linux).
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A batch of Poisson counts (mean 0.2 per bin) with the scheme's masks, deterministic.
+fn synthetic_batch(sid: &str, b: usize, t: usize, n: usize, scheme: Scheme, seed: u64) -> Batch {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let pois = Poisson::new(0.2f64).expect("positive rate");
+    let counts: Vec<f32> = (0..b * t * n)
+        .map(|_| pois.sample(&mut rng) as f32)
+        .collect();
+    let (mut mask, mut target) = (vec![0u8; b * t * n], vec![0u8; b * t * n]);
+    let regions = Regions::single(n);
+    let key = crate::rng::key(seed, 1);
+    make_masks(scheme, b, t, n, &regions, 0.3, key, &mut mask, &mut target);
+    Batch {
+        session: 0,
+        session_id: sid.to_string(),
+        trials: (0..b as u32).collect(),
+        b,
+        t,
+        n,
+        counts,
+        mask,
+        target,
+        scheme,
+    }
+}
+
+struct Timing {
+    mean_ms: f64,
+    min_ms: f64,
+}
+
+fn time(n: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<Timing> {
+    let mut all = Vec::with_capacity(n);
+    for i in 0..n {
+        let t0 = Instant::now();
+        f(i)?;
+        all.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let mean_ms = all.iter().sum::<f64>() / n.max(1) as f64;
+    let min_ms = all.iter().copied().fold(f64::INFINITY, f64::min);
+    Ok(Timing { mean_ms, min_ms })
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if a.batch_size == 0 || a.bins == 0 || a.neurons == 0 || a.steps == 0 {
+        return Err(usage(
+            "--batch-size, --bins, --neurons and --steps must be positive",
+        ));
+    }
+    let scheme = Scheme::parse(&a.scheme).ok_or_else(|| {
+        usage(format!(
+            "--scheme {}: expected co-smooth or forward (the region schemes need regions)",
+            a.scheme
+        ))
+    })?;
+    if scheme.needs_regions() {
+        return Err(usage(format!(
+            "--scheme {scheme}: the synthetic batch has one region; use co-smooth or forward"
+        )));
+    }
+    let run_cfg = RunConfig::load(&a.config)?;
+    let sid = "bench".to_string();
+    let cfg = run_cfg
+        .model
+        .config(a.bins, BTreeMap::from([(sid.clone(), a.neurons)]));
+    let table = ParamTable::new(&cfg);
+    let mut under = open(&a, &cfg)?;
+    let label = under.label();
+    let backend = under.backend();
+    backend.set_params(&init_params(&cfg, &table, 42))?;
+    let batch = synthetic_batch(&sid, a.batch_size, a.bins, a.neurons, scheme, 7);
+    let hp = |step: usize| StepHyper {
+        lr: run_cfg.train.lr as f32,
+        beta1: run_cfg.train.max_momentum as f32,
+        beta2: run_cfg.train.beta2 as f32,
+        eps: run_cfg.train.eps as f32,
+        weight_decay: run_cfg.train.weight_decay as f32,
+        clip: run_cfg.train.clip as f32,
+        dropout: run_cfg.train.dropout as f32,
+        step: step as u64 + 1,
+        seed: 1000 + step as u64,
+    };
+    let mut last_loss = f32::NAN;
+    time(a.warmup, |i| {
+        last_loss = backend.train_step(&batch, &hp(i))?.loss;
+        Ok(())
+    })?;
+    let train = time(a.steps, |i| {
+        last_loss = backend.train_step(&batch, &hp(a.warmup + i))?.loss;
+        Ok(())
+    })?;
+    let opts = ForwardOpts::default();
+    backend.forward(&batch, &opts)?;
+    let eval = time(a.evals.max(1), |_| {
+        backend.forward(&batch, &opts).map(|_| ())
+    })?;
+    let (peak, peak_what) = under.peak_memory();
+
+    let tokens = (a.batch_size * a.bins) as f64;
+    let tps = |ms: f64| tokens / (ms / 1e3);
+    if a.json {
+        let v = serde_json::json!({
+            "device": label,
+            "config": a.config,
+            "batch_size": a.batch_size,
+            "bins": a.bins,
+            "neurons": a.neurons,
+            "scheme": scheme.name(),
+            "steps": a.steps,
+            "train_ms_per_step": train.mean_ms,
+            "train_ms_min": train.min_ms,
+            "train_tokens_per_s": tps(train.mean_ms),
+            "eval_ms_per_batch": eval.mean_ms,
+            "eval_tokens_per_s": tps(eval.mean_ms),
+            "peak_memory_bytes": peak,
+            "peak_memory_kind": peak_what,
+            "last_loss": last_loss,
+        });
+        println!("{v}");
+    } else {
+        let gib = peak as f64 / (1u64 << 30) as f64;
+        println!("device: {label}");
+        println!(
+            "model: {} (D {}, D_tok {}, {} heads, F {}, {} blocks); batch {} trials x {} bins x {} neurons, {scheme}",
+            a.config,
+            cfg.d_model,
+            cfg.d_tok,
+            cfg.n_heads,
+            cfg.d_ff,
+            cfg.n_layers,
+            a.batch_size,
+            a.bins,
+            a.neurons
+        );
+        println!(
+            "train: {:.2} ms/step (min {:.2}), {:.0} tokens/s over {} steps (loss {last_loss:.4})",
+            train.mean_ms,
+            train.min_ms,
+            tps(train.mean_ms),
+            a.steps
+        );
+        println!(
+            "eval:  {:.2} ms/batch (min {:.2}), {:.0} tokens/s",
+            eval.mean_ms,
+            eval.min_ms,
+            tps(eval.mean_ms)
+        );
+        println!("{peak_what}: {gib:.3} GiB");
+    }
+    Ok(())
 }

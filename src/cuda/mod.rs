@@ -5,6 +5,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod backend;
 pub mod bps;
 pub mod device;
 pub mod embed;
@@ -14,10 +15,14 @@ pub mod layernorm;
 pub mod linear;
 pub mod mask;
 pub mod mlp;
+pub mod model;
 pub mod nvrtc;
 pub mod poisson;
+pub mod workspace;
 
+pub use backend::CudaBackend;
 pub use device::{DeviceInfo, Gpu};
+pub use gemm::Precision;
 
 use crate::error::{Error, Result};
 
@@ -155,9 +160,29 @@ unsafe impl cudarc::driver::ValidAsZeroBits for StepResult {}
 /// (driver, device, NVRTC) is an `Error::Cuda` saying what is missing; callers with
 /// `--device auto` fall back to the CPU on it.
 pub fn open_backend(cfg: crate::model::ModelConfig) -> Result<Box<dyn crate::backend::Backend>> {
-    let _ = cfg;
-    available()?;
-    Err(Error::Cuda(
-        "the CUDA training step is not built yet".into(),
-    ))
+    let prec = precision_from_env()?;
+    Ok(Box::new(open_backend_with(cfg, prec, default_ordinal()?)?))
+}
+
+/// The CUDA backend for `cfg` on device `ordinal` in precision `prec`.
+pub fn open_backend_with(
+    cfg: crate::model::ModelConfig,
+    prec: Precision,
+    ordinal: usize,
+) -> Result<CudaBackend> {
+    CudaBackend::new(Gpu::open(ordinal)?, cfg, prec)
+}
+
+/// `NDT_CUDA_PRECISION`: `bf16` (default) or `f32`.
+pub fn precision_from_env() -> Result<Precision> {
+    match std::env::var("NDT_CUDA_PRECISION") {
+        Err(_) => Ok(Precision::Bf16),
+        Ok(s) => match s.trim() {
+            "" | "bf16" => Ok(Precision::Bf16),
+            "f32" => Ok(Precision::F32),
+            other => Err(Error::Usage(format!(
+                "NDT_CUDA_PRECISION={other}: expected bf16 or f32"
+            ))),
+        },
+    }
 }

@@ -1,0 +1,356 @@
+//! `CudaBackend`: the NDT behind the `Backend` trait, on one GPU.
+//!
+//! State on the device, one allocation per role (`ParamTable` layout): parameters (the f32
+//! master copy), gradients, the two AdamW moments, the trainable mask; plus the step scalars,
+//! the step result and the activation workspace. A training step (forward, backward, norm,
+//! clipping, AdamW) is enqueued once per (session, batch shape) while the stream is captured
+//! into a CUDA graph; later steps upload the batch and the step scalars and replay the graph.
+//! Evaluation passes and gradient checks run the same launches without a graph.
+//!
+//! Precision: `Bf16` runs the GEMMs on tensor cores (bf16 operands, f32 accumulation), `F32`
+//! runs everything in f32 (for exact comparisons with the CPU reference).
+
+use super::device::{Buffer, Gpu, drv};
+use super::gemm::Precision;
+use super::model::{Pass, model_backward, model_forward};
+use super::workspace::{Capacity, DeviceWorkspace, layer};
+use super::{StepResult, StepScalars, adamw};
+use crate::backend::{Backend, ForwardOpts, ForwardOut, StepHyper, StepStats};
+use crate::batch::Batch;
+use crate::cpu::model::check_batch;
+use crate::cpu::workspace::{Dims, Layout};
+use crate::error::{Error, Result, internal, usage};
+use crate::model::{ModelConfig, ParamTable};
+use cudarc::driver::CudaGraph;
+use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use std::collections::HashMap;
+
+/// A captured training step: one per session and batch shape.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct GraphKey {
+    session: String,
+    b: usize,
+    t: usize,
+}
+
+/// The CUDA backend.
+pub struct CudaBackend {
+    cfg: ModelConfig,
+    table: ParamTable,
+    layout: Layout,
+    prec: Precision,
+    /// Capture training steps as CUDA graphs (else launch them one by one).
+    use_graphs: bool,
+    params: Buffer<f32>,
+    grads: Buffer<f32>,
+    m: Buffer<f32>,
+    v: Buffer<f32>,
+    trainable: Buffer<u8>,
+    sc: Buffer<StepScalars>,
+    res: Buffer<StepResult>,
+    ws: Option<DeviceWorkspace>,
+    graphs: HashMap<GraphKey, CudaGraph>,
+    // Declared last: dropped after every buffer and graph of its context.
+    gpu: Gpu,
+}
+
+impl CudaBackend {
+    /// A backend for `cfg` on `gpu` with zero parameters (call `set_params`). Compiles (or
+    /// takes from the cache) every kernel now.
+    pub fn new(gpu: Gpu, cfg: ModelConfig, prec: Precision) -> Result<CudaBackend> {
+        if cfg.n_heads == 0 || !cfg.d_model.is_multiple_of(cfg.n_heads) {
+            return Err(usage(format!(
+                "d_model {} is not a multiple of n_heads {}",
+                cfg.d_model, cfg.n_heads
+            )));
+        }
+        gpu.load_all()?;
+        let table = ParamTable::new(&cfg);
+        let layout = Layout::new(&cfg, &table);
+        let n = table.total;
+        let trainable = gpu.alloc::<u8>(n)?;
+        gpu.upload(trainable.dev(), &vec![1u8; n])?;
+        let use_graphs = std::env::var("NDT_CUDA_GRAPHS").map_or(true, |v| v != "0");
+        Ok(CudaBackend {
+            params: gpu.alloc(n)?,
+            grads: gpu.alloc(n)?,
+            m: gpu.alloc(n)?,
+            v: gpu.alloc(n)?,
+            trainable,
+            sc: gpu.alloc(1)?,
+            res: gpu.alloc(1)?,
+            ws: None,
+            graphs: HashMap::new(),
+            cfg,
+            table,
+            layout,
+            prec,
+            use_graphs,
+            gpu,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.prec
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Bytes this backend has allocated on the device, now and at the peak.
+    pub fn device_memory(&self) -> (usize, usize) {
+        (self.gpu.mem().now(), self.gpu.mem().peak())
+    }
+
+    /// Makes the workspace fit `batch` (growing it drops every captured graph, whose
+    /// addresses it would invalidate), uploads the batch, and returns |target|.
+    fn load_batch(&mut self, batch: &Batch) -> Result<usize> {
+        check_batch(&self.cfg, batch)?;
+        let fits = self
+            .ws
+            .as_ref()
+            .is_some_and(|w| w.fits(batch.b, batch.t, batch.n));
+        if !fits {
+            self.graphs.clear();
+            let old = self.ws.take().map(|w| w.cap);
+            let max_n = self.cfg.sessions.values().copied().max().unwrap_or(batch.n);
+            let cap = Capacity {
+                b: batch.b.max(old.map_or(0, |c| c.b)),
+                t: self.cfg.n_bins,
+                n: max_n.max(batch.n),
+            };
+            self.ws = Some(DeviceWorkspace::new(
+                &self.gpu,
+                &self.cfg,
+                cap,
+                self.table.total,
+            )?);
+        }
+        let ws = self.ws.as_ref().ok_or_else(|| internal("no workspace"))?;
+        self.gpu.upload(ws.x.dev(), &batch.counts)?;
+        self.gpu.upload(ws.mask.dev(), &batch.mask)?;
+        self.gpu.upload(ws.target.dev(), &batch.target)?;
+        Ok(batch.target.iter().filter(|&&t| t != 0).count())
+    }
+
+    fn pass<'a>(&'a self, batch: &Batch, train: bool) -> Result<Pass<'a>> {
+        let ws = self.ws.as_ref().ok_or_else(|| internal("no workspace"))?;
+        let session = self
+            .layout
+            .sessions
+            .get(&batch.session_id)
+            .ok_or_else(|| internal(format!("no session {}", batch.session_id)))?;
+        Ok(Pass {
+            gpu: &self.gpu,
+            prec: self.prec,
+            cfg: &self.cfg,
+            lay: &self.layout,
+            session,
+            dims: Dims::new(&self.cfg, batch.b, batch.t, batch.n),
+            params: self.params.dev(),
+            grads: self.grads.dev(),
+            ws,
+            sc: self.sc.dev(),
+            res: self.res.dev(),
+            train,
+        })
+    }
+
+    /// Enqueues one whole training step: forward, backward, norm, clip, AdamW.
+    fn enqueue_step(&self, batch: &Batch) -> Result<()> {
+        let ps = self.pass(batch, true)?;
+        model_forward(&ps)?;
+        model_backward(&ps)?;
+        let ws = ps.ws;
+        let n = self.table.total;
+        adamw::grad_norm(
+            &self.gpu,
+            self.res.dev(),
+            self.grads.dev(),
+            self.trainable.dev(),
+            n,
+            self.sc.dev(),
+            ws.parts.dev(),
+        )?;
+        adamw::adamw_update(
+            &self.gpu,
+            self.params.dev(),
+            self.m.dev(),
+            self.v.dev(),
+            self.grads.dev(),
+            self.trainable.dev(),
+            n,
+            self.sc.dev(),
+            self.res.dev(),
+        )
+    }
+
+    /// Captures `enqueue_step` into a graph.
+    fn capture_step(&self, batch: &Batch) -> Result<CudaGraph> {
+        let stream = &self.gpu.stream;
+        drv(
+            stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+            "starting graph capture",
+        )?;
+        self.gpu.set_capturing(true);
+        let enqueued = self.enqueue_step(batch);
+        self.gpu.set_capturing(false);
+        // End the capture whatever happened, so that the stream is usable again.
+        let graph = stream.end_capture(CUgraphInstantiate_flags(0));
+        enqueued?;
+        drv(graph, "instantiating the training-step graph")?
+            .ok_or_else(|| Error::Cuda("graph capture produced no graph".into()))
+    }
+
+    fn read_result(&self) -> Result<StepResult> {
+        Ok(self.gpu.download(self.res.dev())?[0])
+    }
+
+    fn check_dropout(p: f32) -> Result<()> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(usage(format!("dropout {p} is not in [0, 1)")));
+        }
+        Ok(())
+    }
+
+    /// Forward (and backward when `grad`) without dropout, no update.
+    fn run_inference(&mut self, batch: &Batch, grad: bool) -> Result<f32> {
+        let n_targets = self.load_batch(batch)?;
+        let sc = StepScalars::inference(n_targets, batch.scheme.index(), batch.causal());
+        self.gpu.upload(self.sc.dev(), &[sc])?;
+        let ps = self.pass(batch, false)?;
+        model_forward(&ps)?;
+        if grad {
+            model_backward(&ps)?;
+        }
+        Ok(self.read_result()?.loss as f32)
+    }
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> String {
+        format!("cuda:{}", self.gpu.info.name)
+    }
+
+    fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        check_len("parameters", params.len(), self.table.total)?;
+        self.gpu.upload(self.params.dev(), params)?;
+        self.gpu.zero(self.m.dev())?;
+        self.gpu.zero(self.v.dev())?;
+        self.gpu.sync()
+    }
+
+    fn params(&self) -> Result<Vec<f32>> {
+        self.gpu.download(self.params.dev())
+    }
+
+    fn moments(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((
+            self.gpu.download(self.m.dev())?,
+            self.gpu.download(self.v.dev())?,
+        ))
+    }
+
+    fn set_moments(&mut self, m: &[f32], v: &[f32]) -> Result<()> {
+        check_len("first moments", m.len(), self.table.total)?;
+        check_len("second moments", v.len(), self.table.total)?;
+        self.gpu.upload(self.m.dev(), m)?;
+        self.gpu.upload(self.v.dev(), v)?;
+        self.gpu.sync()
+    }
+
+    fn set_trainable(&mut self, trainable: &[u8]) -> Result<()> {
+        check_len("trainable mask", trainable.len(), self.table.total)?;
+        self.gpu.upload(self.trainable.dev(), trainable)?;
+        self.gpu.sync()
+    }
+
+    /// Forward with dropout `hp.dropout` (seeded by `hp.seed`), backward, global grad-norm over
+    /// the trainable elements, clipping to `hp.clip`, one AdamW step; as the CPU reference, a
+    /// non-finite loss or norm leaves parameters and moments untouched.
+    fn train_step(&mut self, batch: &Batch, hp: &StepHyper) -> Result<StepStats> {
+        Self::check_dropout(hp.dropout)?;
+        let n_targets = self.load_batch(batch)?;
+        let sc = StepScalars::new(hp, n_targets, batch.scheme.index(), batch.causal());
+        self.gpu.upload(self.sc.dev(), &[sc])?;
+        if self.use_graphs {
+            let key = GraphKey {
+                session: batch.session_id.clone(),
+                b: batch.b,
+                t: batch.t,
+            };
+            if !self.graphs.contains_key(&key) {
+                let g = self.capture_step(batch)?;
+                self.graphs.insert(key.clone(), g);
+            }
+            let g = self
+                .graphs
+                .get(&key)
+                .ok_or_else(|| internal("graph vanished"))?;
+            drv(g.launch(), "launching the training-step graph")?;
+        } else {
+            self.enqueue_step(batch)?;
+        }
+        let r = self.read_result()?;
+        Ok(StepStats {
+            loss: r.loss as f32,
+            grad_norm: r.grad_norm,
+            n_targets,
+        })
+    }
+
+    fn forward(&mut self, batch: &Batch, opts: &ForwardOpts) -> Result<ForwardOut> {
+        if let Some(k) = opts.capture_block
+            && k >= self.cfg.n_layers
+        {
+            return Err(usage(format!(
+                "block {k} does not exist (the model has {} blocks)",
+                self.cfg.n_layers
+            )));
+        }
+        let loss = self.run_inference(batch, false)?;
+        let ws = self.ws.as_ref().ok_or_else(|| internal("no workspace"))?;
+        let dm = Dims::new(&self.cfg, batch.b, batch.t, batch.n);
+        let log_rates = self.gpu.download(ws.r.dev().slice(0, dm.bt() * dm.n))?;
+        let features = match opts.capture_block {
+            Some(k) => {
+                let out = ws.dy.dev().slice(0, dm.bt() * dm.d);
+                let z = layer(&ws.resid, k + 1, dm.bs() * dm.d);
+                super::embed::drop_prefix(&self.gpu, out, z, dm.b, dm.t, dm.d)?;
+                Some(self.gpu.download(out)?)
+            }
+            None => None,
+        };
+        Ok(ForwardOut {
+            log_rates,
+            loss,
+            features,
+        })
+    }
+
+    fn loss_and_grad(&mut self, batch: &Batch) -> Result<(ForwardOut, Vec<f32>)> {
+        let loss = self.run_inference(batch, true)?;
+        let ws = self.ws.as_ref().ok_or_else(|| internal("no workspace"))?;
+        let len = batch.b * batch.t * batch.n;
+        let out = ForwardOut {
+            log_rates: self.gpu.download(ws.r.dev().slice(0, len))?,
+            loss,
+            features: None,
+        };
+        Ok((out, self.gpu.download(self.grads.dev())?))
+    }
+}
+
+fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
+    if got != want {
+        return Err(internal(format!(
+            "{what}: {got} elements, the parameter table has {want}"
+        )));
+    }
+    Ok(())
+}

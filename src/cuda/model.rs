@@ -1,0 +1,480 @@
+//! The whole NDT on the GPU, forward and backward, as the list of launches: the same layer list
+//! as `src/cpu/model.rs` (read that file for the maths), with the residual adds and their
+//! dropout fused into the GEMMs that produce the branches. Everything is enqueued on the GPU's
+//! stream; nothing here synchronises or allocates, so a training step can be captured as a
+//! CUDA graph. Dimension letters as in `src/cpu/workspace.rs`.
+//!
+//! ```text
+//! x̃      = x ⊙ (1 − M)                                   mask_input
+//! h      = stitch_in[s](x̃)                               gemm
+//! emb    = fc2(softsign(fc1(h)))                          gemm (softsign epilogue), gemm
+//! z₀     = drop([token[s], prompt, emb_t + pos_t])        embed_assemble_forward, stream 0
+//! z_mid  = z_l + drop(out(attn(LN₁(z_l))))                copy, gemm (+= and dropout)
+//! z_l+1  = z_mid + drop(fc2(gelu(fc1(LN₂(z_mid)))))       copy, gemm (GELU), gemm (+=, dropout)
+//! y      = LN_f(z_L)[:, 2:]                               layernorm, drop_prefix
+//! r      = stitch_out[s](y); ℓ = Σ_target (exp(r) − x·r) / |target|
+//! ```
+
+use super::attention::{AttnDims, attention_backward, attention_forward};
+use super::device::{Dev, Gpu};
+use super::embed::{
+    assemble_backward, assemble_forward, drop_prefix, embed_backward, embed_forward, pad_prefix,
+};
+use super::gemm::{Accum, Gemm, Precision, gemm};
+use super::layernorm::{layernorm_backward, layernorm_forward};
+use super::linear::{linear_backward, linear_forward};
+use super::mask::{dropout_backward, mask_input};
+use super::mlp::{Residual, mlp_backward, mlp_forward};
+use super::poisson::{poisson_backward, poisson_forward};
+use super::workspace::{DeviceWorkspace, layer};
+use super::{StepResult, StepScalars};
+use crate::cpu::dropout::dropout_streams;
+use crate::cpu::workspace::{Dims, Layout, SessionRanges};
+use crate::error::Result;
+use crate::model::ModelConfig;
+use std::ops::Range;
+
+/// Everything one pass reads and writes.
+pub struct Pass<'a> {
+    pub gpu: &'a Gpu,
+    pub prec: Precision,
+    pub cfg: &'a ModelConfig,
+    pub lay: &'a Layout,
+    pub session: &'a SessionRanges,
+    pub dims: Dims,
+    pub params: Dev<f32>,
+    pub grads: Dev<f32>,
+    pub ws: &'a DeviceWorkspace,
+    pub sc: Dev<StepScalars>,
+    pub res: Dev<StepResult>,
+    /// Training pass: dropout (per `sc.dropout`) is applied, and the attention probabilities
+    /// after dropout are kept apart from the probabilities.
+    pub train: bool,
+}
+
+impl Pass<'_> {
+    fn p(&self, r: &Range<usize>) -> Dev<f32> {
+        self.params.slice(r.start, r.len())
+    }
+    fn g(&self, r: &Range<usize>) -> Dev<f32> {
+        self.grads.slice(r.start, r.len())
+    }
+    fn attn(&self) -> AttnDims {
+        AttnDims {
+            b: self.dims.b,
+            s: self.dims.s,
+            d: self.dims.d,
+            h: self.dims.h,
+        }
+    }
+    fn attd(&self, l: usize) -> Option<Dev<f32>> {
+        self.train
+            .then(|| layer(&self.ws.attd, l, self.dims.bhss()))
+    }
+}
+
+/// Forward pass of the batch already in `ws.x`, `ws.mask`, `ws.target`: log-rates in `ws.r`,
+/// the loss in `res.loss`, every activation the backward needs in `ws`.
+pub fn model_forward(ps: &Pass) -> Result<()> {
+    let (gpu, prec, ws, dm) = (ps.gpu, ps.prec, ps.ws, ps.dims);
+    let (bt, bs, d, t, n) = (dm.bt(), dm.bs(), dm.d, dm.t, dm.n);
+    let (lay, sess) = (ps.lay, ps.session);
+    let bsd = bs * d;
+
+    // x̃ = x ⊙ (1 − M)
+    mask_input(gpu, ws.xin.dev(), ws.x.dev(), ws.mask.dev(), bt * n)?;
+    // h = stitch_in[s](x̃)
+    let (in_w, in_b) = (ps.p(&sess.in_w), ps.p(&sess.in_b));
+    linear_forward(gpu, prec, ws.h.dev(), ws.xin.dev(), in_w, in_b, bt, n, dm.e)?;
+    // emb = fc2(softsign(fc1(h)))
+    embed_forward(
+        gpu,
+        prec,
+        ws.emb.dev(),
+        ws.a1.dev(),
+        ws.sg.dev(),
+        ws.h.dev(),
+        ps.p(&lay.emb_fc1_w),
+        ps.p(&lay.emb_fc1_b),
+        ps.p(&lay.emb_fc2_w),
+        ps.p(&lay.emb_fc2_b),
+        bt,
+        dm.e,
+        dm.g,
+        d,
+    )?;
+    // z₀ = drop([token[s], mask_tokens[scheme], emb_t + pos_t])
+    assemble_forward(
+        gpu,
+        layer(&ws.resid, 0, bsd),
+        ws.emb.dev(),
+        ps.p(&sess.token),
+        ps.p(&lay.mask_tokens),
+        ps.p(&lay.pos),
+        dm.b,
+        t,
+        d,
+        ps.sc,
+        dropout_streams::SEQUENCE,
+    )?;
+
+    for (l, bl) in lay.blocks.iter().enumerate() {
+        let z_in = layer(&ws.resid, l, bsd);
+        let (ln1, m1, r1) = (
+            layer(&ws.ln1, l, bsd),
+            layer(&ws.ln1_mean, l, bs),
+            layer(&ws.ln1_rstd, l, bs),
+        );
+        // a = LN₁(z_l)
+        let (w, b) = (ps.p(&bl.ln1_w), ps.p(&bl.ln1_b));
+        layernorm_forward(gpu, ln1, m1, r1, z_in, w, b, bs, d, ps.cfg.ln_eps)?;
+        // qkv = a · Wqkvᵀ + bqkv
+        let qkv = layer(&ws.qkv, l, bs * 3 * d);
+        linear_forward(
+            gpu,
+            prec,
+            qkv,
+            ln1,
+            ps.p(&bl.qkv_w),
+            ps.p(&bl.qkv_b),
+            bs,
+            d,
+            3 * d,
+        )?;
+        // atty = attention(qkv)
+        let atty = layer(&ws.atty, l, bsd);
+        let att = layer(&ws.att, l, dm.bhss());
+        let stream = dropout_streams::attn_probs(l);
+        attention_forward(
+            gpu,
+            prec,
+            atty,
+            att,
+            ps.attd(l),
+            qkv,
+            ps.attn(),
+            ps.sc,
+            stream,
+        )?;
+        // z_mid = z_l + drop(out(atty))
+        let z_mid = layer(&ws.resid_mid, l, bsd);
+        gpu.copy(z_mid, z_in, bsd)?;
+        let mut out = Gemm::linear(
+            z_mid,
+            atty,
+            ps.p(&bl.out_w),
+            Some(ps.p(&bl.out_b)),
+            bs,
+            d,
+            d,
+        );
+        out.accumulate = true;
+        out.dropout = Some((ps.sc, dropout_streams::attn_resid(l)));
+        gemm(gpu, prec, &out)?;
+        // m = LN₂(z_mid)
+        let (ln2, m2, r2) = (
+            layer(&ws.ln2, l, bsd),
+            layer(&ws.ln2_mean, l, bs),
+            layer(&ws.ln2_rstd, l, bs),
+        );
+        let (w, b) = (ps.p(&bl.ln2_w), ps.p(&bl.ln2_b));
+        layernorm_forward(gpu, ln2, m2, r2, z_mid, w, b, bs, d, ps.cfg.ln_eps)?;
+        // z_l+1 = z_mid + drop(fc2(gelu(fc1(m))))
+        let z_next = layer(&ws.resid, l + 1, bsd);
+        gpu.copy(z_next, z_mid, bsd)?;
+        mlp_forward(
+            gpu,
+            prec,
+            z_next,
+            layer(&ws.fch, l, bs * dm.f),
+            layer(&ws.fcg, l, bs * dm.f),
+            ln2,
+            ps.p(&bl.fc1_w),
+            ps.p(&bl.fc1_b),
+            ps.p(&bl.fc2_w),
+            ps.p(&bl.fc2_b),
+            bs,
+            d,
+            dm.f,
+            Residual::Add(ps.sc, dropout_streams::mlp_resid(l)),
+        )?;
+    }
+
+    // y = LN_f(z_L), prefix dropped
+    let z_last = layer(&ws.resid, dm.l, bsd);
+    let (w, b) = (ps.p(&lay.lnf_w), ps.p(&lay.lnf_b));
+    let lnf = ws.lnf.dev();
+    layernorm_forward(
+        gpu,
+        lnf,
+        ws.lnf_mean.dev(),
+        ws.lnf_rstd.dev(),
+        z_last,
+        w,
+        b,
+        bs,
+        d,
+        ps.cfg.ln_eps,
+    )?;
+    drop_prefix(gpu, ws.y.dev(), lnf, dm.b, t, d)?;
+    // r = stitch_out[s](y)
+    let (out_w, out_b) = (ps.p(&sess.out_w), ps.p(&sess.out_b));
+    linear_forward(gpu, prec, ws.r.dev(), ws.y.dev(), out_w, out_b, bt, d, n)?;
+    // ℓ = Σ_target (exp(r) − x·r) / |target|
+    poisson_forward(
+        gpu,
+        ps.res,
+        ws.r.dev(),
+        ws.x.dev(),
+        ws.target.dev(),
+        bt * n,
+        ps.sc,
+        ws.parts.dev(),
+    )
+}
+
+/// Backward pass after `model_forward` on the same batch: the gradient of the loss in `grads`
+/// (the whole flat vector is rewritten: zeros for other sessions' tensors).
+pub fn model_backward(ps: &Pass) -> Result<()> {
+    let (gpu, prec, ws, dm) = (ps.gpu, ps.prec, ps.ws, ps.dims);
+    let (bt, bs, d, t, n) = (dm.bt(), dm.bs(), dm.d, dm.t, dm.n);
+    let (lay, sess) = (ps.lay, ps.session);
+    let bsd = bs * d;
+    let scratch = ws.scratch.dev();
+    let set = Accum::Set;
+    gpu.zero(ps.grads)?;
+
+    // ℓ = Σ_target (exp(r) − x·r) / |target|
+    let dr = ws.dr.dev();
+    poisson_backward(
+        gpu,
+        dr,
+        ws.r.dev(),
+        ws.x.dev(),
+        ws.target.dev(),
+        bt * n,
+        ps.sc,
+    )?;
+    // r = stitch_out[s](y)
+    let (dw, db) = (ps.g(&sess.out_w), ps.g(&sess.out_b));
+    let w = ps.p(&sess.out_w);
+    let dy = ws.dy.dev();
+    linear_backward(
+        gpu,
+        prec,
+        Some(dy),
+        dw,
+        db,
+        dr,
+        ws.y.dev(),
+        w,
+        scratch,
+        bt,
+        d,
+        n,
+        set,
+    )?;
+    // y = LN_f(z_L)[:, 2:]  (prefix rows get no gradient)
+    let dln = ws.dln.dev();
+    pad_prefix(gpu, dln, dy, dm.b, t, d)?;
+    let dresid = ws.dresid.dev().slice(0, bsd);
+    gpu.zero(dresid)?;
+    layernorm_backward(
+        gpu,
+        dresid,
+        ps.g(&lay.lnf_w),
+        ps.g(&lay.lnf_b),
+        dln,
+        layer(&ws.resid, dm.l, bsd),
+        ps.p(&lay.lnf_w),
+        ws.lnf_mean.dev(),
+        ws.lnf_rstd.dev(),
+        scratch,
+        bs,
+        d,
+        set,
+    )?;
+
+    let dbranch = ws.dbranch.dev().slice(0, bsd);
+    for (l, bl) in lay.blocks.iter().enumerate().rev() {
+        // z_l+1 = z_mid + drop(fc2(gelu(fc1(m))))  =>  dbranch = drop'(dz)
+        dropout_backward(
+            gpu,
+            dbranch,
+            dresid,
+            bsd,
+            ps.sc,
+            dropout_streams::mlp_resid(l),
+        )?;
+        mlp_backward(
+            gpu,
+            prec,
+            dln,
+            ws.dfcg.dev(),
+            ws.dfch.dev(),
+            ps.g(&bl.fc1_w),
+            ps.g(&bl.fc1_b),
+            ps.g(&bl.fc2_w),
+            ps.g(&bl.fc2_b),
+            dbranch,
+            layer(&ws.ln2, l, bsd),
+            layer(&ws.fch, l, bs * dm.f),
+            layer(&ws.fcg, l, bs * dm.f),
+            ps.p(&bl.fc1_w),
+            ps.p(&bl.fc2_w),
+            scratch,
+            bs,
+            d,
+            dm.f,
+            set,
+        )?;
+        // m = LN₂(z_mid)  =>  dz_mid += LN₂'(dm)
+        layernorm_backward(
+            gpu,
+            dresid,
+            ps.g(&bl.ln2_w),
+            ps.g(&bl.ln2_b),
+            dln,
+            layer(&ws.resid_mid, l, bsd),
+            ps.p(&bl.ln2_w),
+            layer(&ws.ln2_mean, l, bs),
+            layer(&ws.ln2_rstd, l, bs),
+            scratch,
+            bs,
+            d,
+            set,
+        )?;
+        // z_mid = z_l + drop(out(atty))  =>  dbranch = drop'(dz_mid)
+        dropout_backward(
+            gpu,
+            dbranch,
+            dresid,
+            bsd,
+            ps.sc,
+            dropout_streams::attn_resid(l),
+        )?;
+        let datty = ws.datty.dev();
+        linear_backward(
+            gpu,
+            prec,
+            Some(datty),
+            ps.g(&bl.out_w),
+            ps.g(&bl.out_b),
+            dbranch,
+            layer(&ws.atty, l, bsd),
+            ps.p(&bl.out_w),
+            scratch,
+            bs,
+            d,
+            d,
+            set,
+        )?;
+        // atty = attention(qkv)
+        let qkv = layer(&ws.qkv, l, bs * 3 * d);
+        let dqkv = ws.dqkv.dev();
+        attention_backward(
+            gpu,
+            prec,
+            dqkv,
+            ws.datt.dev(),
+            datty,
+            qkv,
+            layer(&ws.att, l, dm.bhss()),
+            ps.attd(l),
+            ps.attn(),
+            ps.sc,
+            dropout_streams::attn_probs(l),
+        )?;
+        // qkv = a · Wqkvᵀ + bqkv
+        linear_backward(
+            gpu,
+            prec,
+            Some(dln),
+            ps.g(&bl.qkv_w),
+            ps.g(&bl.qkv_b),
+            dqkv,
+            layer(&ws.ln1, l, bsd),
+            ps.p(&bl.qkv_w),
+            scratch,
+            bs,
+            d,
+            3 * d,
+            set,
+        )?;
+        // a = LN₁(z_l)  =>  dz_l += LN₁'(da)
+        layernorm_backward(
+            gpu,
+            dresid,
+            ps.g(&bl.ln1_w),
+            ps.g(&bl.ln1_b),
+            dln,
+            layer(&ws.resid, l, bsd),
+            ps.p(&bl.ln1_w),
+            layer(&ws.ln1_mean, l, bs),
+            layer(&ws.ln1_rstd, l, bs),
+            scratch,
+            bs,
+            d,
+            set,
+        )?;
+    }
+
+    // z₀ = drop([token[s], mask_tokens[scheme], emb_t + pos_t])
+    let demb = ws.demb.dev();
+    assemble_backward(
+        gpu,
+        demb,
+        ps.g(&sess.token),
+        ps.g(&lay.mask_tokens),
+        ps.g(&lay.pos),
+        dresid,
+        dm.b,
+        t,
+        ps.cfg.n_bins,
+        d,
+        ps.sc,
+        dropout_streams::SEQUENCE,
+    )?;
+    // emb = fc2(softsign(fc1(h)))
+    embed_backward(
+        gpu,
+        prec,
+        ws.dh.dev(),
+        ws.dsg.dev(),
+        ws.da1.dev(),
+        ps.g(&lay.emb_fc1_w),
+        ps.g(&lay.emb_fc1_b),
+        ps.g(&lay.emb_fc2_w),
+        ps.g(&lay.emb_fc2_b),
+        demb,
+        ws.h.dev(),
+        ws.a1.dev(),
+        ws.sg.dev(),
+        ps.p(&lay.emb_fc1_w),
+        ps.p(&lay.emb_fc2_w),
+        scratch,
+        bt,
+        dm.e,
+        dm.g,
+        d,
+        set,
+    )?;
+    // h = stitch_in[s](x̃)   (no gradient to the data)
+    let (dw, db) = (ps.g(&sess.in_w), ps.g(&sess.in_b));
+    let w = ps.p(&sess.in_w);
+    linear_backward(
+        gpu,
+        prec,
+        None,
+        dw,
+        db,
+        ws.dh.dev(),
+        ws.xin.dev(),
+        w,
+        scratch,
+        bt,
+        n,
+        dm.e,
+        set,
+    )
+}

@@ -1,0 +1,126 @@
+//! The device workspace: every activation the forward pass saves for the backward pass, the
+//! backward scratch, the batch, and the reduction scratch, each one allocation sized for the
+//! largest batch seen (`b` trials × `n_bins` bins × the model's largest session). The same
+//! buffers as `src/cpu/workspace.rs`, on the GPU; a captured training step addresses them, so
+//! they never move while a graph exists.
+//!
+//! Dimension letters as in `src/cpu/workspace.rs`: B batch, T bins, S = T + 2, N neurons,
+//! D d_model, E d_tok, G d_embed_hidden, F d_ff, H heads, L blocks.
+
+use super::device::{Buffer, Dev, Gpu};
+use super::{adamw, layernorm, linear, poisson};
+use crate::error::Result;
+use crate::model::ModelConfig;
+
+/// Capacity of a workspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub b: usize,
+    pub t: usize,
+    pub n: usize,
+}
+
+macro_rules! workspace {
+    ($($name:ident),* $(,)?) => {
+        /// Device buffers; see the module documentation for shapes.
+        pub struct DeviceWorkspace {
+            pub cap: Capacity,
+            $(pub $name: Buffer<f32>,)*
+            /// [B, T, N] input mask and target mask
+            pub mask: Buffer<u8>,
+            pub target: Buffer<u8>,
+            /// Partial sums of the loss and of the gradient norm.
+            pub parts: Buffer<f64>,
+        }
+    };
+}
+
+workspace!(
+    x, xin, h, a1, sg, emb, resid, ln1, ln1_mean, ln1_rstd, qkv, att, attd, atty, resid_mid, ln2,
+    ln2_mean, ln2_rstd, fch, fcg, lnf, lnf_mean, lnf_rstd, y, r, dr, dy, dresid, dbranch, dln,
+    dqkv, datty, datt, dfcg, dfch, demb, dsg, da1, dh, scratch,
+);
+
+impl DeviceWorkspace {
+    /// Buffers for batches up to `cap` through `cfg`, zeroed.
+    pub fn new(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        cap: Capacity,
+        n_params: usize,
+    ) -> Result<DeviceWorkspace> {
+        let (b, t, n) = (cap.b, cap.t, cap.n);
+        let (d, e, g, f, h, l) = (
+            cfg.d_model,
+            cfg.d_tok,
+            cfg.d_embed_hidden,
+            cfg.d_ff,
+            cfg.n_heads,
+            cfg.n_layers,
+        );
+        let s = t + 2;
+        let (bt, bs) = (b * t, b * s);
+        let bhss = b * h * s * s;
+        let a = |len: usize| gpu.alloc::<f32>(len);
+        let widest = [n, d, e, g, f, 3 * d].into_iter().max().unwrap_or(1);
+        let scratch =
+            linear::col_sum_scratch(bs.max(bt), widest).max(layernorm::layernorm_scratch(bs, d));
+        let parts = poisson::poisson_parts(bt * n).max(adamw::norm_parts(n_params));
+        Ok(DeviceWorkspace {
+            cap,
+            x: a(bt * n)?,
+            xin: a(bt * n)?,
+            h: a(bt * e)?,
+            a1: a(bt * g)?,
+            sg: a(bt * g)?,
+            emb: a(bt * d)?,
+            resid: a((l + 1) * bs * d)?,
+            ln1: a(l * bs * d)?,
+            ln1_mean: a(l * bs)?,
+            ln1_rstd: a(l * bs)?,
+            qkv: a(l * bs * 3 * d)?,
+            att: a(l * bhss)?,
+            attd: a(l * bhss)?,
+            atty: a(l * bs * d)?,
+            resid_mid: a(l * bs * d)?,
+            ln2: a(l * bs * d)?,
+            ln2_mean: a(l * bs)?,
+            ln2_rstd: a(l * bs)?,
+            fch: a(l * bs * f)?,
+            fcg: a(l * bs * f)?,
+            lnf: a(bs * d)?,
+            lnf_mean: a(bs)?,
+            lnf_rstd: a(bs)?,
+            y: a(bt * d)?,
+            r: a(bt * n)?,
+            dr: a(bt * n)?,
+            dy: a(bt * d)?,
+            dresid: a(bs * d)?,
+            dbranch: a(bs * d)?,
+            dln: a(bs * d)?,
+            dqkv: a(bs * 3 * d)?,
+            datty: a(bs * d)?,
+            datt: a(bhss)?,
+            dfcg: a(bs * f)?,
+            dfch: a(bs * f)?,
+            demb: a(bt * d)?,
+            dsg: a(bt * g)?,
+            da1: a(bt * g)?,
+            dh: a(bt * e)?,
+            scratch: a(scratch)?,
+            mask: gpu.alloc::<u8>(bt * n)?,
+            target: gpu.alloc::<u8>(bt * n)?,
+            parts: gpu.alloc::<f64>(parts)?,
+        })
+    }
+
+    /// Whether a batch of `b × t × n` fits.
+    pub fn fits(&self, b: usize, t: usize, n: usize) -> bool {
+        b <= self.cap.b && t <= self.cap.t && n <= self.cap.n
+    }
+}
+
+/// Layer `l` of a stacked `[L, len]` buffer.
+pub fn layer(buf: &Buffer<f32>, l: usize, len: usize) -> Dev<f32> {
+    buf.dev().slice(l * len, len)
+}
