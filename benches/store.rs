@@ -40,7 +40,11 @@ fn dataset() -> (PathBuf, Dataset) {
         for (k, o) in out.iter_mut().enumerate() {
             // Sparse small counts, like spikes in 20 ms bins.
             let h = ndt::rng::bits(7, (t * T * N + k) as u64);
-            *o = if h % 10 == 0 { (h >> 8) as u8 % 4 } else { 0 };
+            *o = if h.is_multiple_of(10) {
+                (h >> 8) as u8 % 4
+            } else {
+                0
+            };
         }
         Ok(())
     })
