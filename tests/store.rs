@@ -494,3 +494,19 @@ fn open_checks_manifest_and_arrays() {
     let m = Manifest::from_bytes(b"{\"format\": \"other\"}", Path::new("m.json")).unwrap_err();
     assert!(m.to_string().contains("not an ndt dataset manifest"));
 }
+
+#[test]
+fn leftovers_of_a_dead_writer_are_removed() {
+    let d = TempDir::new("store-leftover");
+    let dir = d.join("ds");
+    make_dataset(&dir);
+    let before = snapshot(&dir);
+    // What a process killed during an import leaves behind.
+    std::fs::create_dir_all(dir.join(".staging-999-1/s1-0")).unwrap();
+    std::fs::write(dir.join(".staging-999-1/s1-0/spikes.npy"), b"partial").unwrap();
+    std::fs::write(dir.join(".manifest.json.tmp999"), b"{").unwrap();
+    let w = DatasetWriter::open(&dir, 42).unwrap();
+    drop(w);
+    assert_eq!(snapshot(&dir), before);
+    Dataset::open(&dir).unwrap();
+}

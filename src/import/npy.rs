@@ -135,7 +135,7 @@ pub fn import(args: &Args) -> Result<Vec<Imported>> {
 /// The bytes of one array of a session: mapped from a file or decompressed from an archive.
 enum Bytes {
     Map(memmap2::Mmap),
-    Owned(Vec<u8>),
+    Owned(std::sync::Arc<Vec<u8>>),
 }
 
 impl std::ops::Deref for Bytes {
@@ -143,7 +143,7 @@ impl std::ops::Deref for Bytes {
     fn deref(&self) -> &[u8] {
         match self {
             Bytes::Map(m) => m,
-            Bytes::Owned(v) => v,
+            Bytes::Owned(v) => v.as_slice(),
         }
     }
 }
@@ -157,7 +157,7 @@ struct Source {
 enum Kind {
     Folder,
     /// Members of the archive by name (with the `.npy` suffix), decompressed.
-    Npz(Vec<(String, Vec<u8>)>),
+    Npz(Vec<(String, std::sync::Arc<Vec<u8>>)>),
 }
 
 impl Source {
@@ -200,7 +200,7 @@ impl Source {
                     format!("corrupt .npz member (cannot decompress: {e})"),
                 )
             })?;
-            members.push((name, buf));
+            members.push((name, std::sync::Arc::new(buf)));
         }
         Ok(Source {
             root: path.to_path_buf(),
@@ -224,7 +224,7 @@ impl Source {
                 let file = std::fs::File::open(&p).map_err(io_at(&p))?;
                 let len = file.metadata().map_err(io_at(&p))?.len();
                 if len == 0 {
-                    return Ok(Some(Bytes::Owned(Vec::new())));
+                    return Ok(Some(Bytes::Owned(Default::default())));
                 }
                 // SAFETY: read-only map of an input file for the duration of the import; a
                 // file changed by another program meanwhile is outside what we can defend.

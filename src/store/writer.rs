@@ -144,6 +144,9 @@ impl DatasetWriter {
         } else {
             base
         };
+        // Holding the lock, no other writer is at work: staging directories and temporary
+        // manifests found now were left by a process that died, and are removed.
+        remove_leftovers(dir);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -463,6 +466,21 @@ impl Drop for DatasetWriter {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else if self.created_lock {
             let _ = std::fs::remove_file(self.dir.join(LOCK_FILE));
+        }
+    }
+}
+
+/// Removes `.staging-*` directories and `.manifest.json.tmp*` files of writers that died.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".staging-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        } else if name.starts_with(&format!(".{MANIFEST_FILE}.tmp")) {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }
