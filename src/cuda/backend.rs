@@ -94,6 +94,13 @@ impl CudaBackend {
         &self.cfg
     }
 
+    /// Whether training steps are captured as CUDA graphs (default: yes, unless
+    /// `NDT_CUDA_GRAPHS=0`); without, the same launches are issued one by one.
+    pub fn set_use_graphs(&mut self, on: bool) {
+        self.use_graphs = on;
+        self.graphs.clear();
+    }
+
     pub fn precision(&self) -> Precision {
         self.prec
     }

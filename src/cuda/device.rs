@@ -308,10 +308,13 @@ impl Gpu {
         Ok(m)
     }
 
-    /// Compiles and loads every kernel file now (so that no compile happens mid-capture).
+    /// Compiles and loads every kernel of every file now (so that nothing is compiled or
+    /// looked up while a graph is being captured).
     pub fn load_all(&self) -> Result<()> {
         for f in super::kernels::ALL {
-            self.module(f)?;
+            for &name in f.entries {
+                self.function(f, name)?;
+            }
         }
         Ok(())
     }

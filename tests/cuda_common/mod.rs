@@ -1,0 +1,133 @@
+//! Helpers of the GPU tests: the device or a clear skip, poisoned outputs with sentinels after
+//! them, seeded data, and normalised-error checks.
+#![allow(dead_code)]
+
+use ndt::cuda::device::{Buffer, Dev, Gpu};
+use rand::{Rng, SeedableRng};
+use std::io::Write;
+
+/// Written after every output; a kernel that writes past its output changes it.
+pub const SENTINEL: f32 = -31337.25;
+/// Elements of sentinel after each output.
+pub const GUARD: usize = 64;
+
+/// The GPU, or None after printing "SKIPPED: no CUDA device" (straight to the terminal, past
+/// the test harness's capture) when there is none.
+pub fn gpu(test: &str) -> Option<Gpu> {
+    match Gpu::open(0) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "SKIPPED: no CUDA device: {test} ({e})");
+            None
+        }
+    }
+}
+
+/// An output buffer: `n` elements poisoned with NaN (or set to `init`), then GUARD sentinels.
+pub struct Out {
+    pub buf: Buffer<f32>,
+    pub n: usize,
+}
+
+impl Out {
+    pub fn new(g: &Gpu, n: usize) -> Out {
+        Out::with(g, &vec![f32::NAN; n])
+    }
+
+    pub fn with(g: &Gpu, init: &[f32]) -> Out {
+        let n = init.len();
+        let mut host = init.to_vec();
+        host.extend(std::iter::repeat_n(SENTINEL, GUARD));
+        let buf = g.upload_new(&host).expect("upload");
+        Out { buf, n }
+    }
+
+    pub fn dev(&self) -> Dev<f32> {
+        self.buf.dev().slice(0, self.n)
+    }
+
+    /// The output, after checking that the sentinels are intact.
+    pub fn read(&self, g: &Gpu, what: &str) -> Vec<f32> {
+        let all = g.download(self.buf.dev()).expect("download");
+        let guard = &all[self.n..self.n + GUARD];
+        if let Some(i) = guard
+            .iter()
+            .position(|&v| v.to_bits() != SENTINEL.to_bits())
+        {
+            panic!(
+                "{what}: written past its end (sentinel {i} is {})",
+                guard[i]
+            );
+        }
+        all[..self.n].to_vec()
+    }
+}
+
+pub fn up(g: &Gpu, host: &[f32]) -> Buffer<f32> {
+    g.upload_new(host).expect("upload")
+}
+
+pub fn up_u8(g: &Gpu, host: &[u8]) -> Buffer<u8> {
+    g.upload_new(host).expect("upload")
+}
+
+pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Uniform in [-scale, scale).
+pub fn rand_vec(r: &mut impl Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| r.random_range(-scale..scale)).collect()
+}
+
+pub fn rand_mask(r: &mut impl Rng, n: usize, p: f64) -> Vec<u8> {
+    (0..n).map(|_| r.random_bool(p) as u8).collect()
+}
+
+pub fn to64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// The value a bf16 operand holds (round to nearest even).
+pub fn bf16(v: f32) -> f32 {
+    half::bf16::from_f32(v).to_f32()
+}
+
+/// ‖got − want‖ / ‖want‖ (‖got − want‖ when want is zero).
+pub fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len(), "lengths");
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        num += (g as f64 - w) * (g as f64 - w);
+        den += w * w;
+    }
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+/// Fails unless every value is finite where the reference is, and the normalised error is
+/// at most `tol`.
+pub fn check(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if w.is_finite() && !g.is_finite() {
+            panic!("{what}: element {i} is {g}, reference {w}");
+        }
+    }
+    let e = rel_err(got, want);
+    assert!(e <= tol, "{what}: normalised error {e:.3e} > {tol:.1e}");
+}
+
+/// Fails unless both hold the same bits.
+pub fn check_bits(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        panic!(
+            "{what}: element {i} is {} on the GPU, {} on the CPU",
+            got[i], want[i]
+        );
+    }
+}

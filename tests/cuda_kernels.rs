@@ -1,0 +1,541 @@
+//! The RNG, masking and dropout, GEMM (every epilogue and operand layout), Linear and MLP
+//! kernels against their CPU twins (`src/cpu/`, run in f64 where it is generic), at sizes below,
+//! at and above every tile and at ragged sizes; outputs poisoned with NaN before the launch,
+//! sentinels after every output, NaN/Inf checks. f32 paths to 1e-5 normalised error; bf16 paths
+//! against the CPU on bf16-rounded operands (1e-5 level) and on the raw operands with the
+//! tolerances written at each check. The other families: tests/cuda_layers.rs and
+//! tests/cuda_loss_optim.rs; the whole model: tests/cuda_backend.rs.
+//!
+//! Without a GPU every test prints "SKIPPED: no CUDA device" and passes (docs/cuda.md).
+
+mod cuda_common;
+
+use cuda_common::*;
+use ndt::cpu;
+use ndt::cpu::dropout::Dropout;
+use ndt::cuda::StepScalars;
+use ndt::cuda::device::{Dev, Gpu};
+use ndt::cuda::gemm::{Accum, Act, Gemm, Operand, Precision, gemm};
+use ndt::cuda::{linear, mask, mlp};
+
+const PRECS: [Precision; 2] = [Precision::F32, Precision::Bf16];
+
+fn scalars(g: &Gpu, sc: StepScalars) -> ndt::cuda::device::Buffer<StepScalars> {
+    g.upload_new(&[sc]).expect("upload scalars")
+}
+
+fn drop_scalars(p: f32, seed: u64) -> StepScalars {
+    StepScalars {
+        dropout: p,
+        seed,
+        ..StepScalars::default()
+    }
+}
+
+// ------------------------------------------------------------------------------------ rng, mask
+
+#[test]
+fn rng_twin_is_bit_identical() {
+    let Some(g) = gpu("rng_twin_is_bit_identical") else {
+        return;
+    };
+    for (seed, stream, c0, n) in [(0, 0, 0, 1), (42, 7, 1 << 40, 4097), (u64::MAX, 3, 5, 1000)] {
+        let key = ndt::rng::key(seed, stream);
+        let bits = g.alloc::<u64>(n).unwrap();
+        mask::rng_bits(&g, bits.dev(), key, c0).unwrap();
+        let got = g.download(bits.dev()).unwrap();
+        for (i, &b) in got.iter().enumerate() {
+            assert_eq!(b, ndt::rng::bits(key, c0 + i as u64), "bits {i}");
+        }
+        let u = Out::new(&g, n);
+        mask::rng_uniform(&g, u.dev(), key, c0).unwrap();
+        let want: Vec<f32> = (0..n)
+            .map(|i| ndt::rng::uniform(key, c0 + i as u64))
+            .collect();
+        check_bits("uniform", &u.read(&g, "uniform"), &want);
+    }
+}
+
+#[test]
+fn masking_and_dropout_match_the_cpu_bit_for_bit() {
+    let Some(g) = gpu("masking_and_dropout_match_the_cpu_bit_for_bit") else {
+        return;
+    };
+    let mut r = rng(1);
+    for n in [1, 33, 4097, 100_000] {
+        let x = rand_vec(&mut r, n, 3.0);
+        let m = rand_mask(&mut r, n, 0.3);
+        let (xd, md) = (up(&g, &x), up_u8(&g, &m));
+        let out = Out::new(&g, n);
+        mask::mask_input(&g, out.dev(), xd.dev(), md.dev(), n).unwrap();
+        let want: Vec<f32> = x
+            .iter()
+            .zip(&m)
+            .map(|(&x, &m)| if m != 0 { 0.0 } else { x })
+            .collect();
+        check_bits("mask_input", &out.read(&g, "mask_input"), &want);
+        for p in [0.0f32, 0.2, 0.5] {
+            let sc = scalars(&g, drop_scalars(p, 99));
+            let out = Out::new(&g, n);
+            mask::dropout_forward(&g, out.dev(), xd.dev(), n, sc.dev(), 5).unwrap();
+            let mut want = vec![0f32; n];
+            let site = if p > 0.0 {
+                Dropout::new(p, 99, 5)
+            } else {
+                Dropout::OFF
+            };
+            cpu::dropout::dropout_forward(&mut want, &x, site, 0);
+            check_bits("dropout_forward", &out.read(&g, "dropout_forward"), &want);
+            let dx = Out::new(&g, n);
+            mask::dropout_backward(&g, dx.dev(), xd.dev(), n, sc.dev(), 5).unwrap();
+            cpu::dropout::dropout_backward(&mut want, &x, site, 0);
+            check_bits("dropout_backward", &dx.read(&g, "dropout_backward"), &want);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------- gemm
+
+/// C(z, m, n) = alpha Σ_k A(z, m, k) B(z, n, k) in f64 from the operands' strides.
+#[allow(clippy::too_many_arguments)]
+fn gemm_ref(gm: &Gemm, a: &[f32], b: &[f32], round: bool) -> Vec<f64> {
+    let v = |x: f32| if round { bf16(x) as f64 } else { x as f64 };
+    let off = |o: &Operand, z: usize| {
+        ((z / gm.zdiv) as i64 * o.z1 + (z % gm.zdiv) as i64 * o.z2) as usize
+    };
+    let mut c = vec![0f64; gm.z * gm.m * gm.n];
+    for z in 0..gm.z {
+        for i in 0..gm.m {
+            for j in 0..gm.n {
+                let mut s = 0f64;
+                for k in 0..gm.k {
+                    let ai = off(&gm.a, z) + (i as i64 * gm.a.rs + k as i64 * gm.a.cs) as usize;
+                    let bi = off(&gm.b, z) + (j as i64 * gm.b.rs + k as i64 * gm.b.cs) as usize;
+                    s += v(a[ai]) * v(b[bi]);
+                }
+                c[(z * gm.m + i) * gm.n + j] = gm.alpha as f64 * s;
+            }
+        }
+    }
+    c
+}
+
+#[test]
+fn gemm_matches_the_reference_across_tile_edges() {
+    let Some(g) = gpu("gemm_matches_the_reference_across_tile_edges") else {
+        return;
+    };
+    let mut r = rng(2);
+    for prec in PRECS {
+        for m in [1, 17, 64, 65, 260] {
+            for n in [1, 16, 33, 132] {
+                for k in [1, 15, 32, 33, 260] {
+                    let (a, b, bias) = (
+                        rand_vec(&mut r, m * k, 1.0),
+                        rand_vec(&mut r, n * k, 1.0),
+                        rand_vec(&mut r, n, 1.0),
+                    );
+                    let (ad, bd, biasd) = (up(&g, &a), up(&g, &b), up(&g, &bias));
+                    let out = Out::new(&g, m * n);
+                    let gm =
+                        Gemm::linear(out.dev(), ad.dev(), bd.dev(), Some(biasd.dev()), m, n, k);
+                    gemm(&g, prec, &gm).unwrap();
+                    let got = out.read(&g, "gemm");
+                    let what = format!("{prec:?} gemm {m}x{n}x{k}");
+                    let with_bias = |c: Vec<f64>| -> Vec<f64> {
+                        c.iter()
+                            .enumerate()
+                            .map(|(i, &v)| v + bias[i % n] as f64)
+                            .collect()
+                    };
+                    let exact = with_bias(gemm_ref(&gm, &a, &b, false));
+                    match prec {
+                        Precision::F32 => check(&what, &got, &exact, 1e-5),
+                        Precision::Bf16 => {
+                            let rounded = with_bias(gemm_ref(&gm, &a, &b, true));
+                            check(&format!("{what} vs bf16 operands"), &got, &rounded, 2e-5);
+                            // bf16 keeps 8 bits: products of unit-scale operands are off by ~2^-8.
+                            check(&format!("{what} vs f32 operands"), &got, &exact, 1.5e-2);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_transposed_and_batched_operands() {
+    let Some(g) = gpu("gemm_transposed_and_batched_operands") else {
+        return;
+    };
+    let mut r = rng(3);
+    for prec in PRECS {
+        let tol = if prec == Precision::F32 { 1e-5 } else { 2e-5 };
+        let round = prec == Precision::Bf16;
+        for (m, n, k) in [(1, 1, 1), (17, 33, 65), (260, 132, 33), (64, 64, 64)] {
+            // dX = dY · W and dW = dYᵀ · X: operands walked along rows, not k.
+            let (dy, w, x) = (
+                rand_vec(&mut r, m * n, 1.0),
+                rand_vec(&mut r, n * k, 1.0),
+                rand_vec(&mut r, m * k, 1.0),
+            );
+            let (dyd, wd, xd) = (up(&g, &dy), up(&g, &w), up(&g, &x));
+            let dx = Out::new(&g, m * k);
+            let gm = Gemm::linear_dx(dx.dev(), dyd.dev(), wd.dev(), m, n, k);
+            gemm(&g, prec, &gm).unwrap();
+            check(
+                &format!("{prec:?} dx {m}x{n}x{k}"),
+                &dx.read(&g, "dx"),
+                &gemm_ref(&gm, &dy, &w, round),
+                tol,
+            );
+            let dw = Out::new(&g, n * k);
+            let gm = Gemm::linear_dw(dw.dev(), dyd.dev(), xd.dev(), m, n, k);
+            gemm(&g, prec, &gm).unwrap();
+            check(
+                &format!("{prec:?} dw {m}x{n}x{k}"),
+                &dw.read(&g, "dw"),
+                &gemm_ref(&gm, &dy, &x, round),
+                tol,
+            );
+        }
+        // Batched as attention: z = 2 batches x 3 heads over a [B, S, 3·hd·H]-like buffer.
+        let (b, h, s, hd) = (2, 3, 33, 17);
+        let ld = 3 * h * hd;
+        let qkv = rand_vec(&mut r, b * s * ld, 1.0);
+        let qd = up(&g, &qkv);
+        let scores = Out::new(&g, b * h * s * s);
+        let gm = Gemm {
+            m: s,
+            n: s,
+            k: hd,
+            z: b * h,
+            zdiv: h,
+            alpha: 0.25,
+            a: Operand::rows(qd.dev(), ld).batched(s * ld, hd),
+            b: Operand::rows(qd.dev().slice(h * hd, qkv.len() - h * hd), ld).batched(s * ld, hd),
+            c: Operand::rows(scores.dev(), s).batched(h * s * s, s * s),
+            ..Gemm::linear(scores.dev(), qd.dev(), qd.dev(), None, s, s, hd)
+        };
+        gemm(&g, prec, &gm).unwrap();
+        let mut bq = qkv.clone();
+        bq.drain(..h * hd);
+        let got = scores.read(&g, "batched scores");
+        // Each operand is addressed from its own start, as on the device.
+        let want = gemm_ref(&gm, &qkv, &bq, round);
+        check(&format!("{prec:?} batched"), &got, &want, tol);
+    }
+}
+
+#[test]
+fn gemm_epilogues_match_their_cpu_twins() {
+    let Some(g) = gpu("gemm_epilogues_match_their_cpu_twins") else {
+        return;
+    };
+    let mut r = rng(4);
+    for prec in PRECS {
+        let tol = if prec == Precision::F32 { 1e-5 } else { 2e-5 };
+        let round = prec == Precision::Bf16;
+        for (m, n, k) in [(65, 33, 132), (260, 132, 33), (1, 1, 17)] {
+            let (a, b, bias) = (
+                rand_vec(&mut r, m * k, 1.0),
+                rand_vec(&mut r, n * k, 1.0),
+                rand_vec(&mut r, n, 1.0),
+            );
+            let (ad, bd, biasd) = (up(&g, &a), up(&g, &b), up(&g, &bias));
+            let base = Gemm::linear(Dev::null(), ad.dev(), bd.dev(), Some(biasd.dev()), m, n, k);
+            let pre_ref: Vec<f64> = gemm_ref(&base, &a, &b, round)
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| v + bias[i % n] as f64)
+                .collect();
+            for act in [Act::Gelu, Act::Softsign] {
+                let (out, pre) = (Out::new(&g, m * n), Out::new(&g, m * n));
+                let gm = Gemm {
+                    c: Operand::rows(out.dev(), n),
+                    c_pre: Some(pre.dev()),
+                    act,
+                    ..base
+                };
+                gemm(&g, prec, &gm).unwrap();
+                let mut want = vec![0f64; m * n];
+                match act {
+                    Act::Gelu => cpu::mlp::gelu_forward(&mut want, &pre_ref),
+                    _ => cpu::embed::softsign_forward(&mut want, &pre_ref),
+                }
+                let what = format!("{prec:?} {act:?} {m}x{n}x{k}");
+                check(&format!("{what} pre"), &pre.read(&g, "pre"), &pre_ref, tol);
+                check(&what, &out.read(&g, "act"), &want, tol);
+            }
+            // z += drop(A·Bᵀ + bias): the residual update of the blocks.
+            let z0 = rand_vec(&mut r, m * n, 1.0);
+            for p in [0.0f32, 0.2] {
+                let sc = scalars(&g, drop_scalars(p, 11));
+                let z = Out::with(&g, &z0);
+                let gm = Gemm {
+                    c: Operand::rows(z.dev(), n),
+                    accumulate: true,
+                    dropout: Some((sc.dev(), 8)),
+                    ..base
+                };
+                gemm(&g, prec, &gm).unwrap();
+                let mut want = to64(&z0);
+                let site = if p > 0.0 {
+                    Dropout::new(p, 11, 8)
+                } else {
+                    Dropout::OFF
+                };
+                cpu::dropout::dropout_add_forward(&mut want, &pre_ref, site);
+                check(
+                    &format!("{prec:?} residual p={p} {m}x{n}x{k}"),
+                    &z.read(&g, "z"),
+                    &want,
+                    tol,
+                );
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------- linear, mlp
+
+#[test]
+fn column_sums_and_linear_layers_match_the_cpu() {
+    let Some(g) = gpu("column_sums_and_linear_layers_match_the_cpu") else {
+        return;
+    };
+    let mut r = rng(5);
+    for rows in [1, 63, 64, 65, 260, 20_000] {
+        for cols in [1, 33, 700] {
+            let x = rand_vec(&mut r, rows * cols, 1.0);
+            let init = rand_vec(&mut r, cols, 1.0);
+            let xd = up(&g, &x);
+            let scratch = g.alloc::<f32>(linear::col_sum_scratch(rows, cols)).unwrap();
+            for accum in [Accum::Set, Accum::Add] {
+                let out = if accum == Accum::Set {
+                    Out::new(&g, cols)
+                } else {
+                    Out::with(&g, &init)
+                };
+                linear::col_sum(
+                    &g,
+                    out.dev(),
+                    xd.dev(),
+                    scratch.dev(),
+                    rows,
+                    cols,
+                    cols,
+                    accum,
+                )
+                .unwrap();
+                let mut want = if accum == Accum::Set {
+                    vec![0f64; cols]
+                } else {
+                    to64(&init)
+                };
+                cpu::linear::col_sum_add(&mut want, &to64(&x), rows, cols);
+                check(
+                    &format!("col_sum {rows}x{cols} {accum:?}"),
+                    &out.read(&g, "col_sum"),
+                    &want,
+                    1e-6,
+                );
+            }
+        }
+    }
+    for (rr, i, o) in [(1, 1, 1), (33, 17, 65), (150, 132, 33)] {
+        let (x, w, b, dout) = (
+            rand_vec(&mut r, rr * i, 1.0),
+            rand_vec(&mut r, o * i, 1.0),
+            rand_vec(&mut r, o, 1.0),
+            rand_vec(&mut r, rr * o, 1.0),
+        );
+        let (xd, wd, bd, dod) = (up(&g, &x), up(&g, &w), up(&g, &b), up(&g, &dout));
+        let scratch = g.alloc::<f32>(linear::col_sum_scratch(rr, o)).unwrap();
+        let mut want = vec![0f64; rr * o];
+        cpu::linear::linear_forward(&mut want, &to64(&x), &to64(&w), &to64(&b), rr, i, o, 1);
+        let (mut dx_w, mut dw_w, mut db_w) = (vec![0f64; rr * i], vec![0f64; o * i], vec![0f64; o]);
+        cpu::linear::linear_backward(
+            Some(&mut dx_w),
+            &mut dw_w,
+            &mut db_w,
+            &to64(&dout),
+            &to64(&x),
+            &to64(&w),
+            rr,
+            i,
+            o,
+            1,
+        );
+        let prec = Precision::F32;
+        let out = Out::new(&g, rr * o);
+        linear::linear_forward(&g, prec, out.dev(), xd.dev(), wd.dev(), bd.dev(), rr, i, o)
+            .unwrap();
+        check("linear_forward", &out.read(&g, "out"), &want, 1e-5);
+        let (dx, dw, db) = (Out::new(&g, rr * i), Out::new(&g, o * i), Out::new(&g, o));
+        linear::linear_backward(
+            &g,
+            prec,
+            Some(dx.dev()),
+            dw.dev(),
+            db.dev(),
+            dod.dev(),
+            xd.dev(),
+            wd.dev(),
+            scratch.dev(),
+            rr,
+            i,
+            o,
+            Accum::Set,
+        )
+        .unwrap();
+        check("linear dx", &dx.read(&g, "dx"), &dx_w, 1e-5);
+        check("linear dw", &dw.read(&g, "dw"), &dw_w, 1e-5);
+        check("linear db", &db.read(&g, "db"), &db_w, 1e-5);
+    }
+}
+
+#[test]
+fn mlp_matches_the_cpu() {
+    let Some(g) = gpu("mlp_matches_the_cpu") else {
+        return;
+    };
+    let mut r = rng(6);
+    for n in [1, 33, 1000] {
+        let (dact, pre) = (rand_vec(&mut r, n, 1.0), rand_vec(&mut r, n, 4.0));
+        let (dd, pd) = (up(&g, &dact), up(&g, &pre));
+        let out = Out::new(&g, n);
+        mlp::gelu_backward(&g, out.dev(), dd.dev(), pd.dev(), n).unwrap();
+        let mut want = vec![0f64; n];
+        cpu::mlp::gelu_backward(&mut want, &to64(&dact), &to64(&pre));
+        check("gelu_backward", &out.read(&g, "dpre"), &want, 1e-6);
+    }
+    let (rr, d, f) = (37, 32, 65);
+    let (x, w1, b1, w2, b2, dout) = (
+        rand_vec(&mut r, rr * d, 1.0),
+        rand_vec(&mut r, f * d, 0.3),
+        rand_vec(&mut r, f, 0.3),
+        rand_vec(&mut r, d * f, 0.3),
+        rand_vec(&mut r, d, 0.3),
+        rand_vec(&mut r, rr * d, 1.0),
+    );
+    let ups: Vec<_> = [&x, &w1, &b1, &w2, &b2, &dout]
+        .iter()
+        .map(|v| up(&g, v))
+        .collect();
+    let [xd, w1d, b1d, w2d, b2d, dod] = [0, 1, 2, 3, 4, 5].map(|i| ups[i].dev());
+    let (mut out_w, mut pre_w, mut act_w) =
+        (vec![0f64; rr * d], vec![0f64; rr * f], vec![0f64; rr * f]);
+    cpu::mlp::mlp_forward(
+        &mut out_w,
+        &mut pre_w,
+        &mut act_w,
+        &to64(&x),
+        &to64(&w1),
+        &to64(&b1),
+        &to64(&w2),
+        &to64(&b2),
+        rr,
+        d,
+        f,
+        1,
+    );
+    let (mut dx_w, mut dact_w, mut dpre_w) =
+        (vec![0f64; rr * d], vec![0f64; rr * f], vec![0f64; rr * f]);
+    let (mut dw1_w, mut db1_w, mut dw2_w, mut db2_w) = (
+        vec![0f64; f * d],
+        vec![0f64; f],
+        vec![0f64; d * f],
+        vec![0f64; d],
+    );
+    cpu::mlp::mlp_backward(
+        &mut dx_w,
+        &mut dact_w,
+        &mut dpre_w,
+        &mut dw1_w,
+        &mut db1_w,
+        &mut dw2_w,
+        &mut db2_w,
+        &to64(&dout),
+        &to64(&x),
+        &pre_w,
+        &act_w,
+        &to64(&w1),
+        &to64(&w2),
+        rr,
+        d,
+        f,
+        1,
+    );
+    let prec = Precision::F32;
+    let (out, pre, act) = (
+        Out::new(&g, rr * d),
+        Out::new(&g, rr * f),
+        Out::new(&g, rr * f),
+    );
+    mlp::mlp_forward(
+        &g,
+        prec,
+        out.dev(),
+        pre.dev(),
+        act.dev(),
+        xd,
+        w1d,
+        b1d,
+        w2d,
+        b2d,
+        rr,
+        d,
+        f,
+        mlp::Residual::None,
+    )
+    .unwrap();
+    check("mlp out", &out.read(&g, "out"), &out_w, 1e-5);
+    check("mlp pre", &pre.read(&g, "pre"), &pre_w, 1e-5);
+    check("mlp act", &act.read(&g, "act"), &act_w, 1e-5);
+    let (dx, dact, dpre) = (
+        Out::new(&g, rr * d),
+        Out::new(&g, rr * f),
+        Out::new(&g, rr * f),
+    );
+    let (dw1, db1, dw2, db2) = (
+        Out::new(&g, f * d),
+        Out::new(&g, f),
+        Out::new(&g, d * f),
+        Out::new(&g, d),
+    );
+    let scratch = g.alloc::<f32>(linear::col_sum_scratch(rr, f)).unwrap();
+    mlp::mlp_backward(
+        &g,
+        prec,
+        dx.dev(),
+        dact.dev(),
+        dpre.dev(),
+        dw1.dev(),
+        db1.dev(),
+        dw2.dev(),
+        db2.dev(),
+        dod,
+        xd,
+        pre.dev(),
+        act.dev(),
+        w1d,
+        w2d,
+        scratch.dev(),
+        rr,
+        d,
+        f,
+        Accum::Set,
+    )
+    .unwrap();
+    for (name, o, w) in [
+        ("dx", &dx, &dx_w),
+        ("dw1", &dw1, &dw1_w),
+        ("db1", &db1, &db1_w),
+        ("dw2", &dw2, &dw2_w),
+        ("db2", &db2, &db2_w),
+    ] {
+        check(&format!("mlp {name}"), &o.read(&g, name), w, 1e-5);
+    }
+}
