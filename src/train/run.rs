@@ -1,0 +1,181 @@
+//! The entry points behind `ndt train`, `ndt finetune` and `ndt eval` (also used by sweeps):
+//! they open the backend, build or load the model, and call the trainer or the evaluator.
+
+use crate::error::{Result, usage};
+use crate::eval::tasks::{EvalOpts, EvalReport, evaluate};
+use crate::model::{ModelConfig, ParamTable, checkpoint, init};
+use crate::store::Dataset;
+use crate::train::config::{RunConfig, TrainHyper};
+use crate::train::device::{self, Device};
+use crate::train::finetune::{Mode, finetune_init};
+use crate::train::trainer::{Init, Outcome, Run, can_resume, train};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How a run executes (not part of its results).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exec {
+    pub device: Device,
+    /// CPU threads (0 = every core).
+    pub threads: usize,
+    pub progress: bool,
+    /// Stop after this many finished epochs (resumable).
+    pub stop_after: Option<usize>,
+    /// Continue the run in the output directory instead of starting one.
+    pub resume: bool,
+}
+
+impl Default for Exec {
+    fn default() -> Self {
+        Exec {
+            device: Device::Auto,
+            threads: 0,
+            progress: true,
+            stop_after: None,
+            resume: false,
+        }
+    }
+}
+
+/// Dataset indices of `spec`: `all`, or comma-separated session ids.
+pub fn resolve_sessions(ds: &Dataset, spec: &str) -> Result<Vec<usize>> {
+    if spec.trim() == "all" {
+        return Ok((0..ds.n_sessions()).collect());
+    }
+    let mut out = Vec::new();
+    for id in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let s = ds.find(id).ok_or_else(|| {
+            usage(format!(
+                "session '{id}' is not in {} (see `ndt inspect`)",
+                ds.dir.display()
+            ))
+        })?;
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    if out.is_empty() {
+        return Err(usage(
+            "no session given (ids separated by commas, or `all`)",
+        ));
+    }
+    Ok(out)
+}
+
+/// The model config for training `sessions` of `ds` with `dims` (all sessions must have the
+/// same number of bins).
+pub fn model_config(ds: &Dataset, sessions: &[usize], rc: &RunConfig) -> Result<ModelConfig> {
+    let first = ds.session(sessions[0]);
+    let mut map = BTreeMap::new();
+    for &s in sessions {
+        let info = ds.session(s);
+        if info.n_bins != first.n_bins {
+            return Err(usage(format!(
+                "sessions {} and {} have {} and {} bins; one model needs one trial length",
+                first.id, info.id, first.n_bins, info.n_bins
+            )));
+        }
+        map.insert(info.id.clone(), info.n_neurons);
+    }
+    let cfg = rc.model.config(first.n_bins, map);
+    checkpoint::validate_config(&cfg).map_err(|m| usage(format!("model config: {m}")))?;
+    Ok(cfg)
+}
+
+/// Trains a model from scratch on `sessions` (the baseline when that is one held-out session),
+/// or resumes the run in `out`.
+pub fn pretrain(
+    ds: &Dataset,
+    sessions: &[usize],
+    rc: &RunConfig,
+    out: &Path,
+    exec: &Exec,
+) -> Result<Outcome> {
+    rc.train.check().map_err(usage)?;
+    let cfg = model_config(ds, sessions, rc)?;
+    let mut backend = device::open(exec.device, &cfg, exec.threads)?;
+    let init = if exec.resume {
+        Init::Resume
+    } else {
+        Init::Params(init::init_params(
+            &cfg,
+            &ParamTable::new(&cfg),
+            rc.train.seed,
+        ))
+    };
+    let run = Run {
+        ds,
+        sessions: sessions.to_vec(),
+        hyper: rc.train.clone(),
+        out: out.to_path_buf(),
+        trainable: None,
+        stop_after: exec.stop_after,
+        progress: exec.progress,
+        meta: BTreeMap::new(),
+    };
+    train(backend.as_mut(), &cfg, init, &run)
+}
+
+/// Finetunes checkpoint `ckpt` on session `session` of `ds` (SPEC §4), or resumes it.
+pub fn finetune(
+    ds: &Dataset,
+    session: usize,
+    ckpt: &Path,
+    mode: Mode,
+    hyper: &TrainHyper,
+    out: &Path,
+    exec: &Exec,
+) -> Result<Outcome> {
+    hyper.check().map_err(usage)?;
+    let (src_cfg, src, _) = checkpoint::load(ckpt)?;
+    let info = ds.session(session);
+    let (cfg, params) = finetune_init(
+        &src_cfg,
+        &src,
+        &info.id,
+        info.n_neurons,
+        info.n_bins,
+        hyper.seed,
+    )?;
+    let mut backend = device::open(exec.device, &cfg, exec.threads)?;
+    let meta = BTreeMap::from([
+        ("finetuned_from".to_string(), ckpt.display().to_string()),
+        ("mode".to_string(), mode.name().to_string()),
+    ]);
+    let run = Run {
+        ds,
+        sessions: vec![session],
+        hyper: hyper.clone(),
+        out: out.to_path_buf(),
+        trainable: mode.trainable(&cfg, &info.id),
+        stop_after: exec.stop_after,
+        progress: exec.progress,
+        meta,
+    };
+    let init = if exec.resume {
+        Init::Resume
+    } else {
+        Init::Params(params)
+    };
+    train(backend.as_mut(), &cfg, init, &run)
+}
+
+/// Whether `out` holds a run to resume (see `trainer::can_resume`).
+pub fn resumable(out: &Path) -> bool {
+    can_resume(out)
+}
+
+/// Loads `ckpt` and evaluates it on session `session` of `ds`.
+pub fn evaluate_checkpoint(
+    ckpt: &Path,
+    ds: &Dataset,
+    session: usize,
+    opts: &EvalOpts,
+    exec: &Exec,
+) -> Result<EvalReport> {
+    let (cfg, params, _) = checkpoint::load(ckpt)?;
+    crate::eval::tasks::check_fit(&cfg, ds, session)?;
+    let mut backend = device::open(exec.device, &cfg, exec.threads)?;
+    backend.set_params(&params)?;
+    evaluate(backend.as_mut(), &cfg, ds, session, opts)
+}

@@ -1,0 +1,251 @@
+//! Training end to end on a small synthetic dataset, through the `ndt` binary: pretraining lowers
+//! the validation loss and beats the per-neuron-mean predictor on every evaluation task;
+//! finetuning in frozen-core mode leaves the core untouched; a run stopped and resumed is
+//! bit-identical to an uninterrupted one; a diverging run stops with exit status 1 and keeps its
+//! last good checkpoint; bad settings are errors.
+
+use ndt::model::{ParamTable, checkpoint};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const NDT: &str = env!("CARGO_BIN_EXE_ndt");
+
+/// A model small enough for debug-profile tests (3 blocks so block 3 exists for choice decoding).
+const TINY: &str = "preset = \"small\"
+[model]
+d_model = 32
+d_tok = 32
+d_embed_hidden = 64
+n_layers = 3
+n_heads = 2
+d_ff = 64
+[train]
+lr = 1e-2
+dropout = 0.1
+";
+
+/// Runs `ndt` with a command line split on whitespace (test paths have no spaces).
+fn ndt(line: &str) -> Output {
+    Command::new(NDT)
+        .args(line.split_whitespace())
+        .output()
+        .expect("run ndt")
+}
+
+/// Runs `ndt` and insists on success; returns stdout.
+fn ok(line: &str) -> String {
+    let o = ndt(line);
+    assert!(
+        o.status.success(),
+        "ndt {line} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("train-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Two sessions of 300 trials, 60 neurons in 3 regions, 30 bins (onset at 5), 20 Hz: enough
+/// signal for a tiny model to learn in seconds. Returns the dataset and the tiny config file.
+fn data() -> (String, String) {
+    static DATA: OnceLock<(String, String)> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = tmp("data");
+        let ds = dir.join("ds").display().to_string();
+        ok(&format!(
+            "synth --preset rs --out {ds} --sessions 2 --trials 300 --neurons 60 --bins 30 \
+             --onset-bin 5 --rate 20 --regions 3 --seed 3"
+        ));
+        let cfg = dir.join("tiny.toml");
+        std::fs::write(&cfg, TINY).unwrap();
+        (ds, cfg.display().to_string())
+    })
+    .clone()
+}
+
+fn log_lines(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn pretraining_learns_and_beats_the_mean_on_every_task() {
+    let (ds, cfg) = data();
+    let dir = tmp("learn");
+    let run = dir.join("run");
+    let r = run.display();
+    let out = ok(&format!(
+        "train {ds} --out {r} --sessions syn-0000 --config {cfg} --epochs 40 --device cpu --threads 1 --json"
+    ));
+    let o: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(o["epochs_done"], 40);
+    assert_eq!(o["finished"], true);
+    let lines = log_lines(&run);
+    assert_eq!(lines.len(), 40);
+    let first = lines[0]["val_loss"].as_f64().unwrap();
+    let best = o["best_val_loss"].as_f64().unwrap();
+    assert!(best < 0.95 * first, "validation loss {first} -> {best}");
+    // The last step of a OneCycle run uses the final learning rate, peak / 10 / 1e4.
+    let last_lr = lines[39]["lr"].as_f64().unwrap();
+    assert!((last_lr - 1e-2 / 10.0 / 1e4).abs() < 1e-15, "{last_lr}");
+
+    let report = dir.join("eval.json");
+    let e = report.display();
+    ok(&format!(
+        "eval {r}/best.safetensors {ds} --session syn-0000 --out {e} --device cpu --threads 1"
+    ));
+    let text = std::fs::read_to_string(&report).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for task in ["co-smooth", "forward", "inter-region", "intra-region"] {
+        let per_neuron = v["metrics"][task].as_f64().unwrap();
+        let pooled = v["metrics"][format!("{task}.pooled")].as_f64().unwrap();
+        assert!(
+            per_neuron > 0.0 && pooled > 0.0,
+            "{task}: {per_neuron} / {pooled}"
+        );
+    }
+    // 30 bins from onset 5: windows 5..15, 15..25 and 25..30 (cut at the end of the trial).
+    assert_eq!(v["tasks"]["forward"]["n_masks"], 3);
+    let acc = v["choice"]["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+}
+
+#[test]
+fn frozen_core_finetuning_trains_only_the_new_session() {
+    let (ds, cfg) = data();
+    let dir = tmp("finetune");
+    let pre = dir.join("pre");
+    ok(&format!(
+        "train {ds} --out {} --sessions syn-0000 --config {cfg} --epochs 2 --device cpu --threads 1",
+        pre.display()
+    ));
+    let src = pre.join("last.safetensors");
+    for mode in ["frozen-core", "full"] {
+        let ft = dir.join(mode);
+        ok(&format!(
+            "finetune {} {ds} --session syn-0001 --mode {mode} --out {} --config {cfg} --epochs 2 \
+             --device cpu --threads 1",
+            src.display(),
+            ft.display()
+        ));
+        let (c0, p0, _) = checkpoint::load(&src).unwrap();
+        let (c1, p1, meta) = checkpoint::load(&ft.join("last.safetensors")).unwrap();
+        assert_eq!(meta["mode"], mode);
+        assert_eq!(c1.sessions.keys().collect::<Vec<_>>(), ["syn-0001"]);
+        let (t0, t1) = (ParamTable::new(&c0), ParamTable::new(&c1));
+        let mut core_changed = false;
+        for e in t1.entries.iter().filter(|e| e.session.is_none()) {
+            core_changed |= t0.slice(&p0, &e.name) != t1.slice(&p1, &e.name);
+        }
+        assert_eq!(core_changed, mode == "full", "{mode}");
+        let tok = t1.slice(&p1, "sessions.syn-0001.token");
+        assert!(tok.iter().all(|v| v.is_finite()));
+    }
+}
+
+fn state_bits(run: &Path) -> Vec<u32> {
+    let st = ndt::train::state::load(&run.join("state.safetensors")).unwrap();
+    [&st.params, &st.m, &st.v]
+        .iter()
+        .flat_map(|a| a.iter().map(|x| x.to_bits()))
+        .collect()
+}
+
+#[test]
+fn a_resumed_run_is_bit_identical_to_an_uninterrupted_one() {
+    let (ds, cfg) = data();
+    let dir = tmp("resume");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let (pa, pb) = (a.display(), b.display());
+    let common =
+        format!("--sessions syn-0000,syn-0001 --config {cfg} --epochs 4 --device cpu --threads 2");
+    ok(&format!("train {ds} --out {pa} {common}"));
+    ok(&format!("train {ds} --out {pb} {common} --stop-after 2"));
+    assert_eq!(log_lines(&b).len(), 2);
+    ok(&format!(
+        "train {ds} --out {pb} --resume --device cpu --threads 2"
+    ));
+    assert_eq!(
+        state_bits(&a),
+        state_bits(&b),
+        "parameters or moments differ"
+    );
+    let (_, xa, _) = checkpoint::load(&a.join("last.safetensors")).unwrap();
+    let (_, xb, _) = checkpoint::load(&b.join("last.safetensors")).unwrap();
+    assert!(xa.iter().zip(&xb).all(|(x, y)| x.to_bits() == y.to_bits()));
+    let (la, lb) = (log_lines(&a), log_lines(&b));
+    assert_eq!((la.len(), lb.len()), (4, 4));
+    for (x, y) in la.iter().zip(&lb) {
+        assert_eq!(x["train_loss"], y["train_loss"]);
+        assert_eq!(x["val_loss"], y["val_loss"]);
+    }
+    // Resuming takes the settings from the run; passing others is refused.
+    let o = ndt(&format!("train {ds} --out {pb} --resume --epochs 6"));
+    assert_eq!(o.status.code(), Some(1));
+    // A new run into a directory that holds one is refused.
+    let o = ndt(&format!("train {ds} --out {pa} {common}"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already holds a run"));
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_its_last_good_checkpoint() {
+    let (ds, cfg) = data();
+    let run = tmp("nan").join("run");
+    let o = ndt(&format!(
+        "train {ds} --out {} --sessions syn-0000 --config {cfg} --epochs 3 --lr 1e6 --device cpu \
+         --threads 1",
+        run.display()
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("non-finite"), "{err}");
+    assert!(err.contains("last.safetensors"), "{err}");
+    let (_, p, meta) = checkpoint::load(&run.join("last.safetensors")).unwrap();
+    assert!(p.iter().all(|v| v.is_finite()));
+    let lines = log_lines(&run);
+    assert_eq!(lines.last().unwrap()["diverged"], true);
+    let good: usize = meta["epoch"].parse().unwrap();
+    assert_eq!(lines.len(), good + 1);
+}
+
+#[test]
+fn bad_settings_are_user_errors() {
+    let (ds, cfg) = data();
+    let run = tmp("bad").join("run");
+    let r = run.display();
+    for (extra, needle) in [
+        (
+            format!("--config {cfg} --batch-size 1000"),
+            "fewer than one batch",
+        ),
+        (format!("--config {cfg} --sessions nope"), "nope"),
+        (format!("--config {cfg} --schemes sideways"), "sideways"),
+        (format!("--config {cfg} --lr=-1"), "lr"),
+        ("--config /no/such.toml".to_string(), "/no/such.toml"),
+    ] {
+        let line = format!("train {ds} --out {r} --epochs 1 {extra}");
+        let o = ndt(&line);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{line}: {err}");
+        assert!(err.contains(needle), "{line}: {err}");
+    }
+    let o = ndt(&format!(
+        "finetune /no/ckpt.safetensors {ds} --session syn-0001 --out {r}"
+    ));
+    assert_eq!(o.status.code(), Some(1));
+    let o = ndt(&format!(
+        "finetune /no/ckpt.safetensors {ds} --session syn-0001 --mode half --out {r}"
+    ));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("half"));
+}
