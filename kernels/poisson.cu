@@ -16,7 +16,12 @@ extern "C" __global__ void poisson_forward_partial(double* partial, const float*
     __shared__ double scratch[32];
     double acc = 0.0;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-        if (target[i]) acc += (double)expf(r[i]) - (double)x[i] * (double)r[i];
+        if (target[i]) {
+            // exp in f32 where it cannot overflow, in f64 beyond (as the CPU's f64 sum).
+            float ri = r[i];
+            double e = ri < 80.0f ? (double)expf(ri) : exp((double)ri);
+            acc += e - (double)x[i] * (double)ri;
+        }
     acc = ndt_block_sum_f64(acc, scratch);
     if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }

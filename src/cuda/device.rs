@@ -391,6 +391,7 @@ impl Gpu {
         if n == 0 {
             return Ok(());
         }
+        drv(self.ctx.bind_to_thread(), "binding the context")?;
         dst.need(n, "device copy (dst)")?;
         src.need(n, "device copy (src)")?;
         // SAFETY: both views hold `n` elements of the same type.
@@ -412,6 +413,7 @@ impl Gpu {
         if dst.len == 0 {
             return Ok(());
         }
+        drv(self.ctx.bind_to_thread(), "binding the context")?;
         // SAFETY: `dst` is a live view of `len` elements.
         drv(
             unsafe {
@@ -431,6 +433,7 @@ impl Gpu {
         if dst.len == 0 {
             return Ok(());
         }
+        drv(self.ctx.bind_to_thread(), "binding the context")?;
         // SAFETY: `dst` is a live view of `len` 32-bit elements.
         drv(
             unsafe {

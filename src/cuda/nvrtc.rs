@@ -409,18 +409,10 @@ fn result_name(r: sys::nvrtcResult) -> String {
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
-/// Candidate files for libnvrtc, most explicit first.
+/// Candidate files for libnvrtc when NDT_NVRTC_LIB is not set, most specific first.
 fn candidate_paths() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut files: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("NDT_NVRTC_LIB").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        if p.is_dir() {
-            dirs.push(p);
-        } else {
-            files.push(p);
-        }
-    }
     for var in ["CUDA_HOME", "CUDA_PATH"] {
         if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
             dirs.push(PathBuf::from(&p).join("lib64"));
@@ -464,7 +456,19 @@ fn load_uncached() -> std::result::Result<Nvrtc, String> {
     // SAFETY: is_culib_present only tries to open libraries by name and closes them again.
     let on_search_path = explicit.is_none() && unsafe { sys::is_culib_present() };
     if !on_search_path {
-        for path in candidate_paths() {
+        // An explicit NDT_NVRTC_LIB is the only place looked at.
+        let candidates: Vec<PathBuf> = match &explicit {
+            Some(p) => {
+                let p = PathBuf::from(p);
+                if p.is_dir() {
+                    vec![p.join("libnvrtc.so.12"), p.join("libnvrtc.so")]
+                } else {
+                    vec![p]
+                }
+            }
+            None => candidate_paths(),
+        };
+        for path in candidates {
             if !path.is_file() {
                 continue;
             }
