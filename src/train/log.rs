@@ -23,7 +23,7 @@ pub struct EpochLine {
     pub beta1: f64,
     /// Mean global gradient norm (before clipping) over the epoch.
     pub grad_norm: f64,
-    /// Wall-clock seconds of the epoch, validation and checkpoint writes included.
+    /// Wall-clock seconds of the epoch's training steps and its validation.
     pub time_s: f64,
     /// Whether this epoch set a new best validation loss.
     pub best: bool,

@@ -204,49 +204,180 @@ fn progress_bar(show: bool, len: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// Checkpoint metadata of a run at an epoch.
-fn ckpt_meta(
-    run: &Run<'_>,
-    ids: &[String],
-    kind: &str,
-    c: &Counters,
-    train: f64,
-    val: Option<f64>,
-) -> BTreeMap<String, String> {
-    let mut m = run.meta.clone();
-    m.insert("kind".into(), kind.into());
-    m.insert("epoch".into(), c.epoch.to_string());
-    m.insert("step".into(), c.step.to_string());
-    m.insert("train_loss".into(), train.to_string());
-    if let Some(v) = val {
-        m.insert("val_loss".into(), v.to_string());
-    }
-    m.insert("seed".into(), run.hyper.seed.to_string());
-    m.insert("sessions".into(), ids.join(","));
-    m.insert(
-        "schemes".into(),
-        run.hyper
-            .schemes
-            .iter()
-            .map(|s| s.name())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    m
+/// The run directory's files.
+struct Files {
+    dir: PathBuf,
+    run: PathBuf,
+    log: PathBuf,
+    best: PathBuf,
+    last: PathBuf,
+    state: PathBuf,
 }
 
-fn diverged(
-    run: &Run<'_>,
-    what: &str,
-    epoch: usize,
-    step: u64,
-    lr: f64,
-    last_good: usize,
-) -> Error {
-    Error::Diverged(format!(
-        "{what} at epoch {epoch}, step {step} (lr {lr:.3e}); the last good checkpoint is {} (epoch {last_good})",
-        run.out.join(LAST_FILE).display()
-    ))
+impl Files {
+    fn new(dir: &Path) -> Files {
+        Files {
+            dir: dir.to_path_buf(),
+            run: dir.join(RUN_FILE),
+            log: dir.join(LOG_FILE),
+            best: dir.join(BEST_FILE),
+            last: dir.join(LAST_FILE),
+            state: dir.join(STATE_FILE),
+        }
+    }
+}
+
+/// What every part of the loop needs to know about the run.
+struct Ctx<'r, 'a> {
+    run: &'r Run<'a>,
+    cfg: &'r ModelConfig,
+    table: ParamTable,
+    ids: Vec<String>,
+    files: Files,
+}
+
+/// Sums of one epoch's steps.
+#[derive(Default)]
+struct EpochSums {
+    loss: f64,
+    targets: usize,
+    grad_norm: f64,
+    steps: usize,
+}
+
+impl Ctx<'_, '_> {
+    /// Checkpoint metadata at an epoch.
+    fn meta(
+        &self,
+        kind: &str,
+        c: &Counters,
+        train: f64,
+        val: Option<f64>,
+    ) -> BTreeMap<String, String> {
+        let mut m = self.run.meta.clone();
+        m.insert("kind".into(), kind.into());
+        m.insert("epoch".into(), c.epoch.to_string());
+        m.insert("step".into(), c.step.to_string());
+        m.insert("train_loss".into(), train.to_string());
+        if let Some(v) = val {
+            m.insert("val_loss".into(), v.to_string());
+        }
+        m.insert("seed".into(), self.run.hyper.seed.to_string());
+        m.insert("sessions".into(), self.ids.join(","));
+        let schemes: Vec<&str> = self.run.hyper.schemes.iter().map(|s| s.name()).collect();
+        m.insert("schemes".into(), schemes.join(","));
+        m
+    }
+
+    fn diverged(&self, what: &str, epoch: usize, step: u64, lr: f64, last_good: usize) -> Error {
+        Error::Diverged(format!(
+            "{what} at epoch {epoch}, step {step} (lr {lr:.3e}); the last good checkpoint is {} (epoch {last_good})",
+            self.files.last.display()
+        ))
+    }
+
+    /// Writes `last` (and `best` when `improved`) and the resume state.
+    fn save(
+        &self,
+        backend: &dyn Backend,
+        c: &Counters,
+        params: Vec<f32>,
+        train: f64,
+        val: Option<f64>,
+        improved: bool,
+    ) -> Result<()> {
+        let (cfg, table) = (self.cfg, &self.table);
+        if improved {
+            let meta = self.meta("best", c, train, val);
+            checkpoint::save(&self.files.best, cfg, table, &params, &meta)?;
+        }
+        let meta = self.meta("last", c, train, val);
+        checkpoint::save(&self.files.last, cfg, table, &params, &meta)?;
+        let (m, v) = backend.moments()?;
+        let st = State {
+            config: cfg.clone(),
+            counters: c.clone(),
+            params,
+            m,
+            v,
+        };
+        state::save(&self.files.state, &st)
+    }
+
+    /// Starts a new run (writes `run.json`, the initial checkpoint and state) or restores the
+    /// run in the directory, and returns where the loop stands.
+    fn start(&self, backend: &mut dyn Backend, init: Init) -> Result<Counters> {
+        let settings = RunSettings {
+            format: "ndt-run/1".into(),
+            config: self.cfg.clone(),
+            hyper: self.run.hyper.clone(),
+            sessions: self.ids.clone(),
+            dataset: self.run.ds.dir.display().to_string(),
+            meta: self.run.meta.clone(),
+        };
+        let f = &self.files;
+        match init {
+            Init::Params(p) => {
+                if can_resume(&f.dir) {
+                    return Err(usage(format!(
+                        "{} already holds a run (use --resume, or another --out)",
+                        f.dir.display()
+                    )));
+                }
+                std::fs::create_dir_all(&f.dir).map_err(io_at(&f.dir))?;
+                let json = serde_json::to_vec_pretty(&settings)
+                    .map_err(|e| crate::error::internal(format!("run.json: {e}")))?;
+                crate::fsutil::write_atomic(&f.run, &json)?;
+                backend.set_params(&p)?;
+                log::truncate(&f.log, 0)?;
+                let c = Counters {
+                    epoch: 0,
+                    step: 0,
+                    best_val: None,
+                    best_epoch: None,
+                };
+                // The initial parameters are the last good checkpoint until an epoch finishes.
+                self.save(backend, &c, p, f64::NAN, None, false)?;
+                Ok(c)
+            }
+            Init::Resume => {
+                if !can_resume(&f.dir) {
+                    return Err(usage(format!(
+                        "nothing to resume in {} (no {RUN_FILE} and {STATE_FILE})",
+                        f.dir.display()
+                    )));
+                }
+                let old = RunSettings::read(&f.dir)?;
+                let diffs: Vec<&str> = [
+                    (old.config != settings.config, "model config"),
+                    (old.hyper != settings.hyper, "hyper-parameters"),
+                    (old.sessions != settings.sessions, "sessions"),
+                    (old.meta != settings.meta, "origin"),
+                ]
+                .into_iter()
+                .filter_map(|(d, what)| d.then_some(what))
+                .collect();
+                if !diffs.is_empty() {
+                    return Err(usage(format!(
+                        "cannot resume {}: its {} differ from this run's",
+                        f.dir.display(),
+                        diffs.join(", ")
+                    )));
+                }
+                let st = state::load(&f.state)?;
+                if st.config != *self.cfg {
+                    return Err(input(
+                        &f.state,
+                        "the state's model config differs from run.json",
+                    ));
+                }
+                backend.set_params(&st.params)?;
+                backend.set_moments(&st.m, &st.v)?;
+                log::truncate(&f.log, st.counters.epoch)?;
+                Ok(st.counters)
+            }
+        }
+    }
 }
 
 /// Trains `backend` (built for `cfg`) as `run` says, from `init`. Returns when the run is
@@ -260,131 +391,41 @@ pub fn train(
 ) -> Result<Outcome> {
     let hyper = &run.hyper;
     hyper.check().map_err(usage)?;
-    let ids = check_sessions(run.ds, &run.sessions, cfg, hyper)?;
-    let table = ParamTable::new(cfg);
+    let ctx = Ctx {
+        run,
+        cfg,
+        table: ParamTable::new(cfg),
+        ids: check_sessions(run.ds, &run.sessions, cfg, hyper)?,
+        files: Files::new(&run.out),
+    };
     let ratio = hyper.mask_ratio as f32;
     let data_seed = rng::key(hyper.seed, STREAM_DATA);
     let dropout_seed = rng::key(hyper.seed, STREAM_DROPOUT);
-    let mut train_it = BatchIter::new(
-        run.ds,
-        &run.sessions,
-        SplitName::Train,
-        BatchOpts::train(hyper.batch_size, &hyper.schemes, ratio, data_seed),
-    )?;
-    let mut val_it = BatchIter::new(
-        run.ds,
-        &run.sessions,
-        SplitName::Val,
-        BatchOpts::validation(hyper.batch_size, &hyper.schemes, ratio, VAL_SEED),
-    )?;
+    let train_opts = BatchOpts::train(hyper.batch_size, &hyper.schemes, ratio, data_seed);
+    let val_opts = BatchOpts::validation(hyper.batch_size, &hyper.schemes, ratio, VAL_SEED);
+    let mut train_it = BatchIter::new(run.ds, &run.sessions, SplitName::Train, train_opts)?;
+    let mut val_it = BatchIter::new(run.ds, &run.sessions, SplitName::Val, val_opts)?;
     let per_epoch = train_it.n_batches() as u64;
     let total_steps = hyper.epochs as u64 * per_epoch;
     let sched = hyper.schedule();
-    let settings = RunSettings {
-        format: "ndt-run/1".into(),
-        config: cfg.clone(),
-        hyper: hyper.clone(),
-        sessions: ids.clone(),
-        dataset: run.ds.dir.display().to_string(),
-        meta: run.meta.clone(),
-    };
-    let dir = &run.out;
-    let (state_path, log_path) = (dir.join(STATE_FILE), dir.join(LOG_FILE));
-    let (last_path, best_path) = (dir.join(LAST_FILE), dir.join(BEST_FILE));
-    let mut counters = match init {
-        Init::Params(p) => {
-            if can_resume(dir) {
-                return Err(usage(format!(
-                    "{} already holds a run (use --resume, or another --out)",
-                    dir.display()
-                )));
-            }
-            std::fs::create_dir_all(dir).map_err(io_at(dir))?;
-            let json = serde_json::to_vec_pretty(&settings)
-                .map_err(|e| crate::error::internal(format!("run.json: {e}")))?;
-            crate::fsutil::write_atomic(&dir.join(RUN_FILE), &json)?;
-            backend.set_params(&p)?;
-            log::truncate(&log_path, 0)?;
-            let c = Counters {
-                epoch: 0,
-                step: 0,
-                best_val: None,
-                best_epoch: None,
-            };
-            // The initial parameters are the "last good" checkpoint until an epoch finishes.
-            checkpoint::save(
-                &last_path,
-                cfg,
-                &table,
-                &p,
-                &ckpt_meta(run, &ids, "last", &c, f64::NAN, None),
-            )?;
-            let (m, v) = backend.moments()?;
-            state::save(
-                &state_path,
-                &State {
-                    config: cfg.clone(),
-                    counters: c.clone(),
-                    params: p,
-                    m,
-                    v,
-                },
-            )?;
-            c
-        }
-        Init::Resume => {
-            let old = RunSettings::read(dir)?;
-            let mut diffs = Vec::new();
-            if old.config != settings.config {
-                diffs.push("model config");
-            }
-            if old.hyper != settings.hyper {
-                diffs.push("hyper-parameters");
-            }
-            if old.sessions != settings.sessions {
-                diffs.push("sessions");
-            }
-            if old.meta != settings.meta {
-                diffs.push("origin");
-            }
-            if !diffs.is_empty() {
-                return Err(usage(format!(
-                    "cannot resume {}: its {} differ from this run's",
-                    dir.display(),
-                    diffs.join(", ")
-                )));
-            }
-            let st = state::load(&state_path)?;
-            if st.config != *cfg {
-                return Err(input(
-                    &state_path,
-                    "the state's model config differs from run.json",
-                ));
-            }
-            backend.set_params(&st.params)?;
-            backend.set_moments(&st.m, &st.v)?;
-            log::truncate(&log_path, st.counters.epoch)?;
-            st.counters
-        }
-    };
+
+    let mut c = ctx.start(backend, init)?;
     if let Some(t) = &run.trainable {
         backend.set_trainable(t)?;
     }
     let stop = run.stop_after.unwrap_or(hyper.epochs).min(hyper.epochs);
-    let bar = progress_bar(
-        run.progress,
-        (stop.saturating_sub(counters.epoch) as u64) * per_epoch,
-    );
+    let todo = stop.saturating_sub(c.epoch) as u64 * per_epoch;
+    let bar = progress_bar(run.progress, todo);
     let mut batch = Batch::empty();
     let (mut last_train, mut last_val) = (None, None);
-    for epoch in counters.epoch + 1..=stop {
+    for epoch in c.epoch + 1..=stop {
         let t0 = Instant::now();
         train_it.start_epoch(epoch as u64 - 1);
-        let (mut sum, mut n, mut gsum, mut nb) = (0f64, 0usize, 0f64, 0usize);
-        let mut pt = sched.at(counters.step, total_steps);
+        let mut sums = EpochSums::default();
+        let mut pt = sched.at(c.step, total_steps);
         while train_it.next_batch(&mut batch) {
-            pt = sched.at(counters.step, total_steps);
-            counters.step += 1;
+            pt = sched.at(c.step, total_steps);
+            c.step += 1;
             let hp = StepHyper {
                 lr: pt.lr as f32,
                 beta1: pt.beta1 as f32,
@@ -393,19 +434,15 @@ pub fn train(
                 weight_decay: hyper.weight_decay as f32,
                 clip: hyper.clip as f32,
                 dropout: hyper.dropout as f32,
-                step: counters.step,
-                seed: rng::key(dropout_seed, counters.step),
+                step: c.step,
+                seed: rng::key(dropout_seed, c.step),
             };
             let st = backend.train_step(&batch, &hp)?;
             if !st.loss.is_finite() || !st.grad_norm.is_finite() {
                 bar.abandon();
-                let what = format!(
-                    "non-finite training loss ({}, gradient norm {})",
-                    st.loss, st.grad_norm
-                );
                 let line = EpochLine {
                     epoch,
-                    step: counters.step,
+                    step: c.step,
                     train_loss: st.loss as f64,
                     val_loss: None,
                     lr: pt.lr,
@@ -415,27 +452,22 @@ pub fn train(
                     best: false,
                     diverged: true,
                 };
-                log::append(&log_path, &line)?;
-                return Err(diverged(
-                    run,
-                    &what,
-                    epoch,
-                    counters.step,
-                    pt.lr,
-                    counters.epoch,
-                ));
+                log::append(&ctx.files.log, &line)?;
+                let what = format!(
+                    "non-finite training loss ({}, gradient norm {})",
+                    st.loss, st.grad_norm
+                );
+                return Err(ctx.diverged(&what, epoch, c.step, pt.lr, c.epoch));
             }
-            sum += st.loss as f64 * st.n_targets as f64;
-            n += st.n_targets;
-            gsum += st.grad_norm as f64;
-            nb += 1;
+            sums.loss += st.loss as f64 * st.n_targets as f64;
+            sums.targets += st.n_targets;
+            sums.grad_norm += st.grad_norm as f64;
+            sums.steps += 1;
             bar.inc(1);
-            bar.set_message(format!(
-                "epoch {epoch}/{stop} loss {:.4}",
-                sum / n.max(1) as f64
-            ));
+            let mean = sums.loss / sums.targets.max(1) as f64;
+            bar.set_message(format!("epoch {epoch}/{stop} loss {mean:.4}"));
         }
-        let train_loss = sum / n.max(1) as f64;
+        let train_loss = sums.loss / sums.targets.max(1) as f64;
         let validate = epoch % hyper.val_every == 0 || epoch == hyper.epochs;
         let val = if validate {
             validation_loss(backend, &mut val_it)?
@@ -443,83 +475,51 @@ pub fn train(
             None
         };
         let params = backend.params()?;
-        if val.is_some_and(|v| !v.is_finite()) || params.iter().any(|x| !x.is_finite()) {
+        let bad_val = val.filter(|v| !v.is_finite());
+        if bad_val.is_some() || params.iter().any(|x| !x.is_finite()) {
             bar.abandon();
-            let what = match val {
-                Some(v) if !v.is_finite() => format!("non-finite validation loss ({v})"),
-                _ => "non-finite parameters".to_string(),
+            let what = match bad_val {
+                Some(v) => format!("non-finite validation loss ({v})"),
+                None => "non-finite parameters".to_string(),
             };
-            return Err(diverged(
-                run,
-                &what,
-                epoch,
-                counters.step,
-                pt.lr,
-                counters.epoch,
-            ));
+            return Err(ctx.diverged(&what, epoch, c.step, pt.lr, c.epoch));
         }
-        counters.epoch = epoch;
-        let improved = match (val, counters.best_val) {
+        c.epoch = epoch;
+        let improved = match (val, c.best_val) {
             (Some(v), Some(b)) => v < b,
             (Some(_), None) => true,
             _ => false,
         };
         if improved {
-            counters.best_val = val;
-            counters.best_epoch = Some(epoch);
+            c.best_val = val;
+            c.best_epoch = Some(epoch);
         }
         let line = EpochLine {
             epoch,
-            step: counters.step,
+            step: c.step,
             train_loss,
             val_loss: val,
             lr: pt.lr,
             beta1: pt.beta1,
-            grad_norm: gsum / nb.max(1) as f64,
+            grad_norm: sums.grad_norm / sums.steps.max(1) as f64,
             time_s: t0.elapsed().as_secs_f64(),
             best: improved,
             diverged: false,
         };
-        log::append(&log_path, &line)?;
-        if improved {
-            checkpoint::save(
-                &best_path,
-                cfg,
-                &table,
-                &params,
-                &ckpt_meta(run, &ids, "best", &counters, train_loss, val),
-            )?;
-        }
-        checkpoint::save(
-            &last_path,
-            cfg,
-            &table,
-            &params,
-            &ckpt_meta(run, &ids, "last", &counters, train_loss, val),
-        )?;
-        let (m, v) = backend.moments()?;
-        state::save(
-            &state_path,
-            &State {
-                config: cfg.clone(),
-                counters: counters.clone(),
-                params,
-                m,
-                v,
-            },
-        )?;
+        log::append(&ctx.files.log, &line)?;
+        ctx.save(backend, &c, params, train_loss, val, improved)?;
         last_train = Some(train_loss);
         last_val = val.or(last_val);
     }
     bar.finish_and_clear();
     Ok(Outcome {
-        epochs_done: counters.epoch,
-        steps: counters.step,
-        finished: counters.epoch >= hyper.epochs,
-        last: last_path,
-        best: counters.best_epoch.map(|_| best_path),
-        best_val: counters.best_val,
-        best_epoch: counters.best_epoch,
+        epochs_done: c.epoch,
+        steps: c.step,
+        finished: c.epoch >= hyper.epochs,
+        last: ctx.files.last.clone(),
+        best: c.best_epoch.map(|_| ctx.files.best.clone()),
+        best_val: c.best_val,
+        best_epoch: c.best_epoch,
         train_loss: last_train,
         val_loss: last_val,
     })
