@@ -587,6 +587,12 @@ fn bad_checkpoints_are_rejected_naming_the_file() {
     write_raw(&p, &good, Some(&serde_json::to_string(&heads).unwrap()));
     assert_rejected(&p, "n_heads");
 
+    let mut huge = cfg.clone();
+    huge.d_model = 1 << 40;
+    let p = tmp("huge.safetensors");
+    write_raw(&p, &good, Some(&serde_json::to_string(&huge).unwrap()));
+    assert_rejected(&p, "d_model");
+
     // a good file cut short, and a file that is not safetensors at all
     let ok = std::fs::read(tmp("ok.safetensors")).unwrap();
     let p = tmp("truncated.safetensors");

@@ -131,6 +131,19 @@ pub fn validate_config(cfg: &ModelConfig) -> std::result::Result<(), String> {
     if let Some((k, _)) = dims.iter().find(|(_, v)| *v == 0) {
         return Err(format!("{k} is 0"));
     }
+    // Bounds that keep every tensor size far from overflow.
+    const MAX_DIM: usize = 1 << 20;
+    if let Some((k, v)) = dims.iter().find(|(_, v)| *v > MAX_DIM) {
+        return Err(format!("{k} = {v} is larger than {MAX_DIM}"));
+    }
+    if cfg.n_layers > 4096 {
+        return Err(format!("n_layers = {} is larger than 4096", cfg.n_layers));
+    }
+    if let Some((sid, n)) = cfg.sessions.iter().find(|(_, n)| **n > MAX_DIM) {
+        return Err(format!(
+            "session '{sid}' has {n} neurons, more than {MAX_DIM}"
+        ));
+    }
     if !cfg.d_model.is_multiple_of(cfg.n_heads) {
         return Err(format!(
             "d_model {} is not a multiple of n_heads {}",
