@@ -197,7 +197,7 @@ fn progress_bar(show: bool, len: u64) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(len);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {pos}/{len} steps, eta {eta} {msg}",
+        "{elapsed_precise} [{bar:24}] {pos}/{len} {msg} eta {eta}",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
@@ -465,7 +465,7 @@ pub fn train(
             sums.steps += 1;
             bar.inc(1);
             let mean = sums.loss / sums.targets.max(1) as f64;
-            bar.set_message(format!("epoch {epoch}/{stop} loss {mean:.4}"));
+            bar.set_message(format!("ep {epoch}/{stop} loss {mean:.4}"));
         }
         let train_loss = sums.loss / sums.targets.max(1) as f64;
         let validate = epoch % hyper.val_every == 0 || epoch == hyper.epochs;
