@@ -21,6 +21,9 @@ pub enum Error {
     /// Training produced a NaN/Inf loss.
     #[error("training stopped: {0}")]
     Diverged(String),
+    /// Stopped by a signal (SIGTERM, SIGUSR1) with its progress saved; running it again resumes.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     /// CUDA driver, NVRTC or kernel failure (the message names the kernel file).
     #[error("cuda: {0}")]
     Cuda(String),
@@ -35,7 +38,11 @@ impl Error {
     /// Process exit status for this error (SPEC §10): 1 for user errors, 2 for internal failures.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Input { .. } | Error::Io { .. } | Error::Usage(_) | Error::Diverged(_) => 1,
+            Error::Input { .. }
+            | Error::Io { .. }
+            | Error::Usage(_)
+            | Error::Diverged(_)
+            | Error::Interrupted(_) => 1,
             Error::Cuda(_) | Error::Internal(_) => 2,
         }
     }
