@@ -1,0 +1,261 @@
+//! `ndt sweep`, `ndt rank` and `ndt report` end to end on a tiny synthetic dataset: a sweep runs,
+//! reruns do nothing, a sweep killed mid-job (SIGKILL, and SIGTERM with its clean stop) finishes
+//! on the next run with exactly the numbers of an uninterrupted run, and the report gathers it.
+
+mod common;
+
+use common::{TempDir, ndt, ndt_ok, stderr};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PLAN: &str = r#"
+dataset = "data"
+heldout_last = 1
+sizes = [1, 2, "all"]
+orders = ["random", "ranked", "reverse-ranked"]
+shuffles = 1
+seeds = [42]
+device = "cpu"
+[model]
+preset = "small"
+d_model = 32
+d_tok = 32
+d_embed_hidden = 64
+n_layers = 1
+n_heads = 2
+d_ff = 64
+[pretrain]
+epochs = 30
+lr = 1e-3
+schemes = ["forward", "co-smooth"]
+[finetune]
+epochs = 4
+lr = 1e-3
+[single]
+epochs = 3
+lr = 1e-3
+[rank]
+epochs = 2
+lr = 1e-3
+"#;
+
+fn setup(dir: &Path, results: &[&str]) {
+    ndt_ok(&[
+        "synth",
+        "--preset",
+        "rs",
+        "--tiny",
+        "--sessions",
+        "4",
+        "--bins",
+        "30",
+        "--onset-bin",
+        "5",
+        "--seed",
+        "3",
+        "--out",
+        dir.join("data").to_str().unwrap(),
+    ]);
+    for r in results {
+        std::fs::write(
+            dir.join(format!("{r}.toml")),
+            format!("results = \"{r}\"\n{PLAN}"),
+        )
+        .unwrap();
+    }
+}
+
+/// Every point's metrics, keyed by its file name.
+fn points(results: &Path) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(results.join("points")).unwrap() {
+        let p = e.unwrap().path();
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let m: BTreeMap<String, f64> = serde_json::from_value(v["metrics"].clone()).unwrap();
+        out.insert(p.file_name().unwrap().to_string_lossy().into_owned(), m);
+    }
+    out
+}
+
+/// A pretraining job that has saved an epoch but not finished.
+fn job_in_progress(results: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(results.join("jobs")) else {
+        return false;
+    };
+    rd.filter_map(|e| e.ok()).any(|e| {
+        let d = e.path();
+        d.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("pretrain")
+            && d.join("work/run/state.safetensors").exists()
+            && !d.join("result.json").exists()
+    })
+}
+
+/// Starts `ndt sweep plan`, waits until a job is mid-training, sends `signal`, returns the exit.
+fn interrupt(dir: &Path, plan: &str, results: &str, signal: &str) -> std::process::Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_ndt"))
+        .args(["sweep", dir.join(plan).to_str().unwrap(), "--threads", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !job_in_progress(&dir.join(results)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no job got under way"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ok = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn killed_sweep_finishes_with_the_numbers_of_an_uninterrupted_one() {
+    let dir = TempDir::new("sweep-kill");
+    setup(dir.path(), &["a", "b", "c"]);
+    let a = dir.join("a.toml");
+    ndt_ok(&["sweep", a.to_str().unwrap(), "--threads", "1"]);
+    let want = points(&dir.join("a"));
+    assert_eq!(want.len(), 10, "1 baseline + 3 orders x 3 sizes");
+
+    // SIGKILL mid-job: no result for the job; the rerun resumes it.
+    let out = interrupt(dir.path(), "b.toml", "b", "-KILL");
+    assert!(!out.status.success());
+    ndt_ok(&[
+        "sweep",
+        dir.join("b.toml").to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(points(&dir.join("b")), want);
+
+    // SIGTERM mid-job: the job stops cleanly after its epoch, says so, exits 1; rerun resumes.
+    let out = interrupt(dir.path(), "c.toml", "c", "-TERM");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ndt_ok(&[
+        "sweep",
+        dir.join("c.toml").to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(points(&dir.join("c")), want);
+}
+
+#[test]
+fn finished_sweep_is_not_rerun_and_reports_gather_it() {
+    let dir = TempDir::new("sweep-report");
+    setup(dir.path(), &["a"]);
+    let a = dir.join("a.toml");
+    ndt_ok(&[
+        "sweep",
+        a.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+    ]);
+    let results = dir.join("a");
+    let jobs_before: Vec<_> = std::fs::read_dir(results.join("jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let stamp = |p: &Path| {
+        std::fs::metadata(p.join("result.json"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let stamps: Vec<_> = jobs_before.iter().map(|p| stamp(p)).collect();
+    let listed = ndt_ok(&["sweep", a.to_str().unwrap(), "--list"]);
+    assert_eq!(
+        listed.lines().filter(|l| l.contains("done")).count(),
+        10,
+        "{listed}"
+    );
+    ndt_ok(&["sweep", a.to_str().unwrap(), "--threads", "1"]);
+    let stamps_after: Vec<_> = jobs_before.iter().map(|p| stamp(p)).collect();
+    assert_eq!(stamps, stamps_after, "a finished job ran again");
+
+    let json: Value =
+        serde_json::from_str(&ndt_ok(&["report", results.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(json["points"], 10);
+    for f in [
+        "report.md",
+        "table1.csv",
+        "table3.csv",
+        "improvement_over_smallest.svg",
+        "points.csv",
+        "rank_overlap.csv",
+    ] {
+        assert!(results.join("report").join(f).is_file(), "{f}");
+    }
+    let ranking = json["rankings"].as_object().unwrap();
+    assert_eq!(ranking.len(), 1);
+    assert_eq!(
+        ranking.values().next().unwrap().as_array().unwrap().len(),
+        3
+    );
+
+    // The ranking command reuses the cached single-session models and prints the agreement with
+    // the synthetic ground truth.
+    let rank: Value = serde_json::from_str(&ndt_ok(&[
+        "rank",
+        a.to_str().unwrap(),
+        "--json",
+        "--threads",
+        "1",
+    ]))
+    .unwrap();
+    assert!(rank[0]["spearman"].is_number(), "{rank}");
+    assert_eq!(rank[0]["ranking"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn bad_plans_fail_naming_the_file() {
+    let dir = TempDir::new("sweep-bad");
+    setup(dir.path(), &[]);
+    let p = dir.join("bad.toml");
+    std::fs::write(
+        &p,
+        "dataset = \"data\"\nresults = \"r\"\nheldout = [\"nope\"]\nsizes = [1]\n",
+    )
+    .unwrap();
+    let out = ndt(&["sweep", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("bad.toml") && stderr(&out).contains("nope"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &p,
+        "dataset = \"data\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\nseeds = [\n",
+    )
+    .unwrap();
+    let out = ndt(&["sweep", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bad.toml"), "{}", stderr(&out));
+    let out = ndt(&["report", dir.join("nothing-here").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+}
