@@ -17,6 +17,7 @@ pub mod mask;
 pub mod mlp;
 pub mod model;
 pub mod nvrtc;
+pub mod nvrtc_load;
 pub mod poisson;
 pub mod workspace;
 
