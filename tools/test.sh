@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
+# A real single-node Slurm for the sweep's cluster test (installs Debian's slurm and munge).
+if [ "$(id -u)" = 0 ]; then tools/slurm-local.sh; else sudo -n tools/slurm-local.sh; fi
 export NDT_PYTHON="$PWD/.venv/bin/python"
 cargo build --all-targets --locked 2>&1
 cargo test --locked 2>&1
