@@ -25,6 +25,10 @@ pub struct Args {
     /// Relative-error tolerance of every gradient.
     #[arg(long, default_value_t = Tolerances::default().grad)]
     pub tol_grad: f64,
+    /// CUDA precision: f32 (exact, checked at the fixture tolerances) or bf16 (tensor cores; give
+    /// it the looser tolerances of docs/cuda.md with --tol-output / --tol-grad).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub precision: String,
     /// Print the reports as JSON on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -90,9 +94,16 @@ fn open(args: &Args, cfg: &ModelConfig) -> Result<Box<dyn Backend>> {
             Some(n) => Ok(Box::new(crate::cpu::CpuBackend::new(cfg.clone(), n))),
             None => fixture::open_cpu(cfg),
         },
-        _ => Err(usage(
-            "CUDA backend not available: this build checks fixtures on --device cpu only",
-        )),
+        _ => {
+            let prec = if args.precision == "bf16" {
+                crate::cuda::Precision::Bf16
+            } else {
+                crate::cuda::Precision::F32
+            };
+            let b =
+                crate::cuda::open_backend_with(cfg.clone(), prec, crate::cuda::default_ordinal()?)?;
+            Ok(Box::new(b))
+        }
     }
 }
 
