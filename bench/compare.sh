@@ -59,7 +59,9 @@ if [ "$DRY" = 1 ]; then
     STEPS=${STEPS:-3}
     WARMUP=${WARMUP:-1}
     BATCHES=${BATCHES:-4 8}
-    NDT_CONFIG=(--config tiny)
+    printf 'preset = "small"\n[model]\nd_model = 64\nn_layers = 2\nn_heads = 4\nd_ff = 128\nd_tok = 48\nd_embed_hidden = 96\n' \
+        > "${TMPDIR:-/tmp}/ndt-compare-tiny.toml"
+    NDT_CONFIG=(--config "${TMPDIR:-/tmp}/ndt-compare-tiny.toml" --bins 20 --neurons 30 --threads 1)
     TORCH_CONFIG=(--d-model 64 --n-layers 2 --n-heads 4 --d-ff 128 --d-tok 48
                   --n-bins 20 --n-neurons 30 --threads 1)
     MODES=${MODES:-eager-fp32}
@@ -77,7 +79,7 @@ else
     STEPS=${STEPS:-100}
     WARMUP=${WARMUP:-20}
     BATCHES=${BATCHES:-16 64}
-    NDT_CONFIG=(--config paper)
+    NDT_CONFIG=(--config paper --bins 150 --neurons 1000)
     TORCH_CONFIG=(--d-model 512 --n-layers 5 --n-heads 8 --d-ff 1024 --d-tok 668
                   --n-bins 150 --n-neurons 1000)
     MATMUL=()
@@ -115,8 +117,8 @@ for B in $BATCHES; do
         echo "compare.sh: no ndt binary: the ndt side is left out" >&2
         ndt_json=-
         status=1
-    elif ! "$NDT_BIN" bench --device "$DEVICE" "${NDT_CONFIG[@]}" --batch "$B" --steps "$STEPS" \
-            --json "$ndt_json" >"$WORK/ndt-$B.log" 2>&1; then
+    elif ! "$NDT_BIN" bench --device "$DEVICE" "${NDT_CONFIG[@]}" --batch-size "$B" --steps "$STEPS" \
+            --warmup "$WARMUP" --scheme forward --json >"$ndt_json" 2>"$WORK/ndt-$B.log"; then
         echo "compare.sh: B=$B: ndt bench failed; its last lines:" >&2
         tail -n 5 "$WORK/ndt-$B.log" | sed 's/^/    /' >&2
         ndt_json=-

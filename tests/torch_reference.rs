@@ -140,8 +140,8 @@ fn compare_dry_run_builds_the_table() {
     std::fs::write(
         &stub,
         "#!/usr/bin/env bash\n\
-         while [ $# -gt 0 ]; do case \"$1\" in --batch) B=$2; shift;; --json) J=$2; shift;; esac; shift; done\n\
-         echo \"{\\\"batch\\\": $B, \\\"ms_per_step\\\": 2.0, \\\"peak_mem_bytes\\\": 3145728}\" > \"$J\"\n",
+         while [ $# -gt 0 ]; do case \"$1\" in --batch-size) B=$2; shift;; esac; shift; done\n\
+         echo \"{\\\"batch\\\": $B, \\\"ms_per_step\\\": 2.0, \\\"peak_mem_bytes\\\": 3145728}\"\n",
     )
     .expect("write stub");
     let (out, text) = run(Command::new("chmod").arg("+x").arg(&stub));

@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, default_value_t = 150)]
     pub bins: usize,
     /// Neurons of the session.
-    #[arg(long, default_value_t = 700)]
+    #[arg(long, default_value_t = 1000)]
     pub neurons: usize,
     /// Masking scheme of the batch (forward uses causal attention).
     #[arg(long, default_value = "forward")]
@@ -154,6 +154,7 @@ fn synthetic_batch(sid: &str, b: usize, t: usize, n: usize, scheme: Scheme, seed
 struct Timing {
     mean_ms: f64,
     min_ms: f64,
+    median_ms: f64,
 }
 
 fn time(n: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<Timing> {
@@ -165,7 +166,13 @@ fn time(n: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<Timing> {
     }
     let mean_ms = all.iter().sum::<f64>() / n.max(1) as f64;
     let min_ms = all.iter().copied().fold(f64::INFINITY, f64::min);
-    Ok(Timing { mean_ms, min_ms })
+    all.sort_by(f64::total_cmp);
+    let median_ms = all.get(all.len() / 2).copied().unwrap_or(f64::NAN);
+    Ok(Timing {
+        mean_ms,
+        min_ms,
+        median_ms,
+    })
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -234,6 +241,9 @@ pub fn run(a: Args) -> Result<()> {
             "neurons": a.neurons,
             "scheme": scheme.name(),
             "steps": a.steps,
+            "ms_per_step": train.median_ms,
+            "tokens_per_s": tps(train.median_ms),
+            "peak_mem_bytes": peak,
             "train_ms_per_step": train.mean_ms,
             "train_ms_min": train.min_ms,
             "train_tokens_per_s": tps(train.mean_ms),
