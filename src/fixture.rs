@@ -389,8 +389,9 @@ mod tests {
     #[test]
     fn rel_err_is_relative_to_want() {
         assert_eq!(rel_err(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
-        let e = rel_err(&[3.0, 4.0 + 5e-3], &[3.0, 4.0]);
-        assert!((e - 1e-3).abs() < 1e-9, "{e}");
+        // 2^-8 is exact in f32: ||(0, 2^-8)|| / ||(3, 4)|| = 2^-8 / 5.
+        let e = rel_err(&[3.0, 4.0 + 0.00390625], &[3.0, 4.0]);
+        assert!((e - 0.00390625 / 5.0).abs() < 1e-15, "{e}");
     }
 
     #[test]
