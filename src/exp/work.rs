@@ -51,7 +51,14 @@ impl DatasetWork {
     pub fn new(plan: &Plan, threads: usize) -> Result<DatasetWork> {
         let ds = Dataset::open(&plan.dataset)?;
         let device = match plan.device.as_str() {
-            "auto" => Device::Auto,
+            // Resolved once here, since every epoch reopens the backend.
+            "auto" => match crate::cuda::available() {
+                Ok(_) => Device::Cuda,
+                Err(why) => {
+                    eprintln!("note: no usable GPU ({why}); running on the CPU");
+                    Device::Cpu
+                }
+            },
             "cpu" => Device::Cpu,
             "cuda" => Device::Cuda,
             d => {
