@@ -125,7 +125,7 @@ fn store_round_trip_is_bit_exact() {
     cfg.seed = 3;
     let plan = Plan::new(&cfg).unwrap();
     assert_eq!(ds.n_sessions(), plan.sessions.len());
-    let mut latents = Vec::new();
+    let mut scratch = ndt::synth::model::Scratch::default();
     for (s, sp) in plan.sessions.iter().enumerate() {
         let info = ds.session(s);
         let model = plan.session_model(sp).unwrap();
@@ -143,7 +143,7 @@ fn store_round_trip_is_bit_exact() {
         }
         let mut buf = vec![0u8; info.n_bins * info.n_neurons];
         for t in 0..info.n_trials {
-            model.fill_trial(t, &mut buf, &mut latents).unwrap();
+            model.fill_trial(t, &mut buf, &mut scratch).unwrap();
             assert!(ds.trial(s, t) == buf.as_slice(), "session {s} trial {t}");
         }
     }

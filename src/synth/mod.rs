@@ -461,9 +461,9 @@ fn write_session(plan: &Plan, sp: &SessionPlan, writer: &DatasetWriter) -> Resul
     let model = plan.session_model(sp)?;
     let ns = plan.new_session(sp, &model);
     let bytes = (ns.n_trials * ns.n_bins * ns.n_neurons) as u64;
-    let mut latents = Vec::new();
+    let mut scratch = model::Scratch::default();
     writer.add_session_ordered(sp.index as u64, ns, &mut |t, buf| {
-        model.fill_trial(t, buf, &mut latents)
+        model.fill_trial(t, buf, &mut scratch)
     })?;
     Ok(bytes)
 }

@@ -384,6 +384,13 @@ pub fn canonical_trajectory(dy: &Dynamics, timing: Timing) -> Vec<Vec<f64>> {
     cols
 }
 
+/// Reusable buffers of `SessionModel::fill_trial`.
+#[derive(Default)]
+pub struct Scratch {
+    latents: Vec<f64>, // [regions, bins, d]
+    eta: Vec<f32>,     // [n_neurons] log-rates of one bin
+}
+
 /// Everything needed to generate the counts of one session, trial by trial.
 pub struct SessionModel {
     pub timing: Timing,
@@ -469,10 +476,10 @@ impl SessionModel {
         self.neuron_region.len()
     }
 
-    /// Writes trial `trial`'s counts into `out` ([bins, n_neurons], row-major). `latents` is
-    /// scratch space. The draws come from a stream keyed by (session seed, trial), so a trial's
+    /// Writes trial `trial`'s counts into `out` ([bins, n_neurons], row-major), using `scratch`
+    /// for its buffers. The draws come from a stream keyed by (session seed, trial), so a trial's
     /// counts do not depend on which trials were generated before it.
-    pub fn fill_trial(&self, trial: usize, out: &mut [u8], latents: &mut Vec<f64>) -> Result<()> {
+    pub fn fill_trial(&self, trial: usize, out: &mut [u8], scratch: &mut Scratch) -> Result<()> {
         let Timing { bins, onset } = self.timing;
         let n = self.n_neurons();
         if out.len() != bins * n {
@@ -504,6 +511,7 @@ impl SessionModel {
             })
             .collect();
         // latents: [regions, bins, d]
+        let latents = &mut scratch.latents;
         latents.clear();
         latents.resize(self.dynamics.len() * bins * d, 0.0);
         let mut x = vec![0.0; d];
@@ -521,17 +529,22 @@ impl SessionModel {
                 std::mem::swap(&mut x, &mut next);
             }
         }
+        // Log-rates of a whole bin first, then the Poisson draws (f32: lambda < 12 here).
+        scratch.eta.resize(n, 0.0);
         for t in 0..bins {
-            let row = &mut out[t * n..(t + 1) * n];
-            for (nn, cell) in row.iter_mut().enumerate() {
+            for (nn, e) in scratch.eta.iter_mut().enumerate() {
                 let r = self.neuron_region[nn];
                 let xt = &latents[(r * bins + t) * d..][..d];
                 let c = &self.loading[nn * d..][..d];
                 let eta = self.baseline[nn] + c.iter().zip(xt).map(|(a, b)| a * b).sum::<f64>();
-                let lambda = eta.clamp(-20.0, self.max_log_rate).exp();
+                *e = eta.clamp(-20.0, self.max_log_rate) as f32;
+            }
+            let row = &mut out[t * n..(t + 1) * n];
+            for (cell, &e) in row.iter_mut().zip(&scratch.eta) {
+                let lambda = e.exp();
                 let pois = Poisson::new(lambda)
-                    .map_err(|e| internal(format!("synth: poisson({lambda}): {e}")))?;
-                let k: f64 = pois.sample(&mut rng);
+                    .map_err(|err| internal(format!("synth: poisson({lambda}): {err}")))?;
+                let k: f32 = pois.sample(&mut rng);
                 *cell = k.min(255.0) as u8;
             }
         }
