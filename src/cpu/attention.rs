@@ -57,18 +57,20 @@ pub fn attention_forward<F: Float>(
                 Accum::Set,
                 1,
             );
-            for (i, row) in p.chunks_exact_mut(s).enumerate() {
+            // Masked entries (j > i when causal) are 0 in att and attd and draw no dropout.
+            for (i, (row, rowd)) in p
+                .chunks_exact_mut(s)
+                .zip(pd.chunks_exact_mut(s))
+                .enumerate()
+            {
                 let len = if causal { i + 1 } else { s };
                 softmax_row(&mut row[..len]);
                 row[len..].fill(F::ZERO);
-            }
-            let base = (bh * ss) as u64;
-            if drop.is_off() {
-                pd.copy_from_slice(p);
-            } else {
-                for (k, (pd, &p)) in pd.iter_mut().zip(p.iter()).enumerate() {
+                let base = (bh * ss + i * s) as u64;
+                for (k, (pd, &p)) in rowd[..len].iter_mut().zip(&row[..len]).enumerate() {
                     *pd = p * drop.factor::<F>(base + k as u64);
                 }
+                rowd[len..].fill(F::ZERO);
             }
         });
     let attd = &attd[..b * h * ss];
@@ -133,19 +135,22 @@ pub fn attention_backward<F: Float>(
                 1,
             );
             // attd = dropout(att)  =>  datt = dattd · factor
-            if !drop.is_off() {
-                let base = (bh * ss) as u64;
-                for (k, g) in dp.iter_mut().enumerate() {
-                    *g *= drop.factor::<F>(base + k as u64);
-                }
-            }
             // att = softmax(scores), scores = q·kᵀ·scale
-            //   =>  dscores_ij = att_ij (datt_ij − Σ_k att_ik datt_ik), folded with `scale`
-            // (masked entries have att = 0 and get 0).
-            for (g, p) in dp.chunks_exact_mut(s).zip(p.chunks_exact(s)) {
-                let dot: f64 = g.iter().zip(p).map(|(&g, &p)| (g * p).to_f64()).sum();
+            //   =>  dscores_ij = att_ij (datt_ij − Σ_k att_ik datt_ik), folded with `scale`.
+            // Where att_ij = 0 (masked entries) dscores_ij = 0: no dropout draw is needed.
+            let sc = F::from_f64(scale);
+            for (i, (g, p)) in dp.chunks_exact_mut(s).zip(p.chunks_exact(s)).enumerate() {
+                let base = (bh * ss + i * s) as u64;
+                let mut dot = 0f64;
+                for (k, (g, &p)) in g.iter_mut().zip(p).enumerate() {
+                    if p == F::ZERO {
+                        *g = F::ZERO;
+                    } else {
+                        *g *= drop.factor::<F>(base + k as u64);
+                        dot += (*g * p).to_f64();
+                    }
+                }
                 let dot = F::from_f64(dot);
-                let sc = F::from_f64(scale);
                 for (g, &p) in g.iter_mut().zip(p) {
                     *g = p * (*g - dot) * sc;
                 }
