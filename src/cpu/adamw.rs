@@ -68,16 +68,17 @@ pub fn adamw_update(
         .zip(v.par_chunks_mut(CHUNK))
         .zip(grads.par_chunks(CHUNK).zip(trainable.par_chunks(CHUNK)))
         .for_each(|(((p, m), v), (g, tr))| {
-            for i in 0..p.len() {
-                if tr[i] == 0 {
-                    continue;
-                }
-                let g = g[i] * grad_scale;
-                p[i] *= decay;
-                m[i] = lerp(m[i], g, w);
-                v[i] = v[i] * beta2 + one_m_b2 * g * g;
-                let denom = v[i].sqrt() / bc2_sqrt + eps;
-                p[i] += step_size * m[i] / denom;
+            for ((((p, m), v), &g), &tr) in p.iter_mut().zip(m).zip(v).zip(g).zip(tr) {
+                let g = g * grad_scale;
+                let mn = lerp(*m, g, w);
+                let vn = *v * beta2 + one_m_b2 * g * g;
+                let denom = vn.sqrt() / bc2_sqrt + eps;
+                let pn = *p * decay + step_size * mn / denom;
+                // Frozen elements keep their values (a select, so the loop vectorises).
+                let t = tr != 0;
+                *p = if t { pn } else { *p };
+                *m = if t { mn } else { *m };
+                *v = if t { vn } else { *v };
             }
         });
 }
