@@ -142,7 +142,7 @@ diff_of() {
     awk -v a="$1" -v b="$2" -v p="$3" 'BEGIN {
         if (a == "null" || b == "null") print "-"; else printf "%+.*f", p, a - b }'
 }
-# pretraining validation losses: first and best
+# val_losses LOG: "epoch val_loss" per line of a run's log.jsonl (val_loss empty when not validated).
 val_losses() {
     grep -o '"epoch":[0-9]*\|"val_loss":[-0-9.e]*' "$1" | paste - - | sed 's/"epoch"://; s/"val_loss"://'
 }
@@ -193,7 +193,8 @@ fi
     echo
     echo "Pretraining validation loss: $VAL_SUMMARY."
     echo "Device: $DEVICE_LINE."
-    echo "Wall time: ${TOTAL} s in all; per step (s): $(printf '%s; ' "${STEP_TIMES[@]}")"
+    steps=$(printf '%s s, ' "${STEP_TIMES[@]}")
+    echo "Wall time: ${TOTAL} s in all (${steps%, })."
     echo
     echo "## Commands"
     echo
