@@ -13,24 +13,9 @@ mod cuda_common;
 use cuda_common::*;
 use ndt::cpu;
 use ndt::cpu::dropout::Dropout;
-use ndt::cuda::StepScalars;
-use ndt::cuda::device::{Dev, Gpu};
+use ndt::cuda::device::Dev;
 use ndt::cuda::gemm::{Accum, Act, Gemm, Operand, Precision, gemm};
 use ndt::cuda::{linear, mask, mlp};
-
-const PRECS: [Precision; 2] = [Precision::F32, Precision::Bf16];
-
-fn scalars(g: &Gpu, sc: StepScalars) -> ndt::cuda::device::Buffer<StepScalars> {
-    g.upload_new(&[sc]).expect("upload scalars")
-}
-
-fn drop_scalars(p: f32, seed: u64) -> StepScalars {
-    StepScalars {
-        dropout: p,
-        seed,
-        ..StepScalars::default()
-    }
-}
 
 // ------------------------------------------------------------------------------------ rng, mask
 

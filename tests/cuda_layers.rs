@@ -10,23 +10,8 @@ use cuda_common::*;
 use ndt::cpu;
 use ndt::cpu::dropout::Dropout;
 use ndt::cuda::StepScalars;
-use ndt::cuda::device::Gpu;
 use ndt::cuda::gemm::{Accum, Precision};
 use ndt::cuda::{attention, embed, layernorm, linear};
-
-const PRECS: [Precision; 2] = [Precision::F32, Precision::Bf16];
-
-fn scalars(g: &Gpu, sc: StepScalars) -> ndt::cuda::device::Buffer<StepScalars> {
-    g.upload_new(&[sc]).expect("upload scalars")
-}
-
-fn drop_scalars(p: f32, seed: u64) -> StepScalars {
-    StepScalars {
-        dropout: p,
-        seed,
-        ..StepScalars::default()
-    }
-}
 
 // ------------------------------------------------------------------------------------ layernorm
 

@@ -8,13 +8,8 @@ mod cuda_common;
 use cuda_common::*;
 use ndt::backend::StepHyper;
 use ndt::cpu;
-use ndt::cuda::device::Gpu;
 use ndt::cuda::{StepResult, StepScalars};
 use ndt::cuda::{adamw, bps, poisson};
-
-fn scalars(g: &Gpu, sc: StepScalars) -> ndt::cuda::device::Buffer<StepScalars> {
-    g.upload_new(&[sc]).expect("upload scalars")
-}
 
 // ---------------------------------------------------------------------------- poisson, bps, adamw
 

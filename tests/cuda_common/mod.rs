@@ -2,9 +2,28 @@
 //! them, seeded data, and normalised-error checks.
 #![allow(dead_code)]
 
+use ndt::cuda::StepScalars;
 use ndt::cuda::device::{Buffer, Dev, Gpu};
+use ndt::cuda::gemm::Precision;
 use rand::{Rng, SeedableRng};
 use std::io::Write;
+
+/// Both GEMM precisions, for tests that run each kernel in each.
+pub const PRECS: [Precision; 2] = [Precision::F32, Precision::Bf16];
+
+/// The per-step scalars of a launch, on the device.
+pub fn scalars(g: &Gpu, sc: StepScalars) -> Buffer<StepScalars> {
+    g.upload_new(&[sc]).expect("upload scalars")
+}
+
+/// Step scalars with only dropout set.
+pub fn drop_scalars(p: f32, seed: u64) -> StepScalars {
+    StepScalars {
+        dropout: p,
+        seed,
+        ..StepScalars::default()
+    }
+}
 
 /// Written after every output; a kernel that writes past its output changes it.
 pub const SENTINEL: f32 = -31337.25;
