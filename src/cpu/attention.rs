@@ -48,6 +48,8 @@ pub fn attention_forward<F: Float>(
         .enumerate()
         .for_each(|(bh, (p, pd))| {
             let (bi, hi) = (bh / h, bh % h);
+            // A local copy, so the element loops keep p and the key in registers.
+            let drop = drop;
             // scores = q·kᵀ / √hd
             matmul_scaled(
                 MatMut::new(p, s, s),
@@ -94,11 +96,9 @@ pub fn attention_forward<F: Float>(
 /// x ← softmax(x), max-subtracted, sum in f64.
 fn softmax_row<F: Float>(x: &mut [F]) {
     let mx = x.iter().fold(F::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f64;
-    for v in x.iter_mut() {
-        *v = (*v - mx).exp();
-        sum += v.to_f64();
-    }
+    // Two passes: exp first, then the sum (a sum carried across the exp calls is slower).
+    x.iter_mut().for_each(|v| *v = (*v - mx).exp());
+    let sum: f64 = x.iter().map(|v| v.to_f64()).sum();
     let inv = F::from_f64(1.0 / sum);
     x.iter_mut().for_each(|v| *v *= inv);
 }
@@ -126,6 +126,7 @@ pub fn attention_backward<F: Float>(
         .enumerate()
         .for_each(|(bh, (dp, p))| {
             let (bi, hi) = (bh / h, bh % h);
+            let drop = drop; // local copy, as in the forward
             // y_h = attd · v  =>  dattd = dy_h · vᵀ
             matmul(
                 MatMut::new(dp, s, s),
