@@ -49,7 +49,7 @@ pub fn attention_forward<F: Float>(
         .for_each(|(bh, (p, pd))| {
             let (bi, hi) = (bh / h, bh % h);
             // A local copy, so the element loops keep p and the key in registers.
-            let drop = drop;
+            let site = drop;
             // scores = q·kᵀ / √hd
             matmul_scaled(
                 MatMut::new(p, s, s),
@@ -70,7 +70,7 @@ pub fn attention_forward<F: Float>(
                 row[len..].fill(F::ZERO);
                 let base = (bh * ss + i * s) as u64;
                 for (k, (pd, &p)) in rowd[..len].iter_mut().zip(&row[..len]).enumerate() {
-                    *pd = p * drop.factor::<F>(base + k as u64);
+                    *pd = p * site.factor::<F>(base + k as u64);
                 }
                 rowd[len..].fill(F::ZERO);
             }
@@ -126,7 +126,7 @@ pub fn attention_backward<F: Float>(
         .enumerate()
         .for_each(|(bh, (dp, p))| {
             let (bi, hi) = (bh / h, bh % h);
-            let drop = drop; // local copy, as in the forward
+            let site = drop; // a local copy, as in the forward
             // y_h = attd · v  =>  dattd = dy_h · vᵀ
             matmul(
                 MatMut::new(dp, s, s),
@@ -147,7 +147,7 @@ pub fn attention_backward<F: Float>(
                     if p == F::ZERO {
                         *g = F::ZERO;
                     } else {
-                        *g *= drop.factor::<F>(base + k as u64);
+                        *g *= site.factor::<F>(base + k as u64);
                         dot += (*g * p).to_f64();
                     }
                 }
