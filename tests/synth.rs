@@ -437,3 +437,51 @@ fn bad_flags_and_existing_datasets_are_refused() {
     assert_eq!(before, snapshot(&dir));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn line_layout_grades_similarity_by_animal_distance() {
+    // Four animals along one perturbation: animals 0 and 1 are neighbours, 0 and 3 the two ends.
+    let dir = tmp("rs-line");
+    let args = [
+        "--preset",
+        "rs",
+        "--tiny",
+        "--sessions",
+        "12",
+        "--animals",
+        "4",
+        "--animal-layout",
+        "line",
+        "--animal-strength",
+        "1.0",
+    ];
+    synth(&dir, &args);
+    let ds = Dataset::open(&dir).unwrap();
+    let (ids, m) = similarity(&ds);
+    let index = |id: &str| -> usize { animal_of(&ds, id)[3..].parse().unwrap() };
+    // Mean similarity of session pairs by the distance between their animals' indices.
+    let mut by_distance = [(0.0, 0usize); 4];
+    for i in 0..ids.len() {
+        for j in i + 1..ids.len() {
+            let d = index(&ids[i]).abs_diff(index(&ids[j]));
+            by_distance[d].0 += m[i][j];
+            by_distance[d].1 += 1;
+        }
+    }
+    let mean: Vec<f64> = by_distance
+        .iter()
+        .map(|&(s, n)| {
+            assert!(n > 0);
+            s / n as f64
+        })
+        .collect();
+    for d in 1..4 {
+        assert!(
+            mean[d] < mean[d - 1] - 0.02,
+            "similarity by animal distance {mean:.3?} does not fall off"
+        );
+    }
+    let synth = &ds.manifest.extra["synth"];
+    assert_eq!(synth["knobs"]["animal_layout"], "line");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,7 +1,7 @@
 //! `ndt synth`: generate a synthetic multi-session dataset (docs/synth.md).
 
 use crate::error::{Result, usage};
-use crate::synth::{self, Config, Preset};
+use crate::synth::{self, AnimalLayout, Config, Preset};
 use std::path::PathBuf;
 
 /// Generate a synthetic dataset with explicit (region) and implicit (animal) heterogeneity.
@@ -55,6 +55,10 @@ pub struct Args {
     /// Strength of each animal's perturbation of the shared region dynamics (0 = none).
     #[arg(long, default_value_t = 1.0)]
     pub animal_strength: f64,
+    /// independent: each animal perturbs the dynamics its own way; line: animals evenly spaced
+    /// along one perturbation, so similarity falls off with the distance between animal indices.
+    #[arg(long, value_enum, default_value_t = AnimalLayout::Independent)]
+    pub animal_layout: AnimalLayout,
     /// Strength of each session's own perturbation on top of its animal's (0 = none).
     #[arg(long, default_value_t = 0.25)]
     pub session_strength: f64,
@@ -131,6 +135,7 @@ impl Args {
         c.bin_size_s = self.bin_size;
         c.latents = self.latents;
         c.animal_strength = self.animal_strength;
+        c.animal_layout = self.animal_layout;
         c.session_strength = self.session_strength;
         c.rate_hz = self.rate;
         c.choice_signal = self.choice_signal;

@@ -34,6 +34,17 @@ pub enum Preset {
     Bwm,
 }
 
+/// How the animals' perturbations of the shared dynamics relate (implicit heterogeneity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AnimalLayout {
+    /// Each animal draws its own perturbation: every pair of animals is about equally far apart.
+    Independent,
+    /// Animals sit at evenly spaced points `t_a` in [-1, 1] along one shared perturbation, so
+    /// animals with nearby indices are similar and similarity falls off with `|t_a - t_b|`.
+    Line,
+}
+
 /// Everything that determines a synthetic dataset; recorded in the manifest as `extra.synth.knobs`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
@@ -56,6 +67,8 @@ pub struct Config {
     pub regions_per_session: (usize, usize),
     /// Scale of each animal's perturbation of the shared dynamics (0: all animals alike).
     pub animal_strength: f64,
+    /// How the animals' perturbations relate.
+    pub animal_layout: AnimalLayout,
     /// Scale of each session's own perturbation on top of its animal's.
     pub session_strength: f64,
     /// Mean firing rate across neurons, Hz.
@@ -88,6 +101,7 @@ impl Config {
             regions,
             regions_per_session: per,
             animal_strength: 1.0,
+            animal_layout: AnimalLayout::Independent,
             session_strength: 0.25,
             rate_hz: 4.0,
             choice_signal: 1.0,
@@ -198,6 +212,26 @@ pub struct Animal {
     perturb: Vec<Perturbation>,
 }
 
+/// The scale and the draw that perturb `animal`'s dynamics. Every animal's draw is made under
+/// either layout, so the rest of the dataset does not depend on the layout.
+fn animal_perturbation<'a>(
+    cfg: &Config,
+    animals: &'a [Animal],
+    animal: usize,
+) -> (f64, &'a Animal) {
+    match cfg.animal_layout {
+        AnimalLayout::Independent => (cfg.animal_strength, &animals[animal]),
+        AnimalLayout::Line => {
+            let t = if animals.len() > 1 {
+                2.0 * animal as f64 / (animals.len() - 1) as f64 - 1.0
+            } else {
+                0.0
+            };
+            (cfg.animal_strength * t, &animals[0])
+        }
+    }
+}
+
 /// One session's dataset-level parameters.
 pub struct SessionPlan {
     pub index: usize,
@@ -273,10 +307,8 @@ impl Plan {
                 .iter()
                 .zip(&own)
                 .map(|(&r, p)| {
-                    pool[r].dynamics(&[
-                        (cfg.animal_strength, &animals[animal].perturb[r]),
-                        (cfg.session_strength, p),
-                    ])
+                    let (scale, shared) = animal_perturbation(cfg, &animals, animal);
+                    pool[r].dynamics(&[(scale, &shared.perturb[r]), (cfg.session_strength, p)])
                 })
                 .collect();
             sessions.push(SessionPlan {
