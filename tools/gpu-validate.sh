@@ -16,6 +16,11 @@
 #        bench      ndt bench --device cuda at the paper config, bf16 and f32, graphs on and off
 #        kernels    the criterion bench benches/cuda_kernels.rs
 #        torch      bench/compare.sh (PyTorch side by side; needs torch in python3)
+#        recipe     the paper's single-session recipe end to end: 1000 epochs of the paper model
+#                   on one synthetic session of 500 trials (400 train), 150 bins, 1000 neurons,
+#                   B 16, validation every epoch; the step's time is the figure (paper: ~1 h on
+#                   an A40). Not in the default list (it runs for minutes): name it in
+#                   --steps-only.
 #      Logs go to OUT (default: bench/results/gpu-<date>) as NN-step.log, and OUT/summary.md
 #      lists every step with its exit status. A failing step does not stop the others; the
 #      script exits 1 if any step failed.
@@ -30,7 +35,8 @@ ROOT=$(pwd)
 
 die() { echo "gpu-validate.sh: $*" >&2; exit 1; }
 TESTS="cuda_kernels cuda_layers cuda_loss_optim cuda_backend"
-ALL_STEPS="env tests fixtures track sanitizer bench kernels torch"
+ALL_STEPS="env tests fixtures track sanitizer bench kernels torch recipe"
+DEFAULT_STEPS="env tests fixtures track sanitizer bench kernels torch"
 
 # The compiled test binary of each `--test NAME` (and the bench), from cargo's JSON messages.
 built_executables() { # cargo args...
@@ -72,7 +78,7 @@ pack() { # DIR
 case "${1:-}" in
     pack) [ $# = 2 ] || die "usage: tools/gpu-validate.sh pack DIR"; pack "$2"; exit 0 ;;
     run) shift ;;
-    -h | --help | "") sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help | "") awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown command '$1' (run, pack)" ;;
 esac
 
@@ -142,7 +148,10 @@ FAILED=0
 SUMMARY=()
 want() { # step
     case ",$SKIP," in *",$1,"*) return 1 ;; esac
-    [ -z "$ONLY" ] && return 0
+    if [ -z "$ONLY" ]; then
+        case " $DEFAULT_STEPS " in *" $1 "*) return 0 ;; esac
+        return 1
+    fi
     case ",$ONLY," in *",$1,"*) return 0 ;; esac
     return 1
 }
@@ -237,6 +246,16 @@ fi
 if want torch; then
     step torch "ndt vs PyTorch, paper config, B 16 and 64" bench/compare.sh --ndt "$NDT" \
         --python python3 --out "$OUT/compare"
+fi
+if want recipe; then
+    recipe() {
+        "$NDT" synth --preset rs --sessions 1 --animals 1 --trials 500 --neurons 1000 \
+            --bins 150 --seed 5 --out "$WORK/recipe-data" >/dev/null &&
+            "$NDT" train "$WORK/recipe-data" --config paper --epochs 1000 --batch-size 16 \
+                --device cuda --out "$WORK/recipe-run" &&
+            tail -n 1 "$WORK/recipe-run/log.jsonl"
+    }
+    step recipe "paper recipe, 1 session, 1000 epochs, B 16 (time = the figure)" recipe
 fi
 
 {
