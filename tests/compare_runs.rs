@@ -51,7 +51,10 @@ fn within_tolerance_passes_beyond_fails() {
     let b = run(&dir, "b", &[(1.0, 0.9), (0.8004, 0.7)]);
     let (rc, out) = compare(&a, &b, "1e-3");
     assert_eq!(rc, 0, "{out}");
-    assert!(out.contains("4.998e-04") || out.contains("5.00e-04"), "{out}");
+    assert!(
+        out.contains("4.998e-04") || out.contains("5.00e-04"),
+        "{out}"
+    );
     let (rc, out) = compare(&a, &b, "1e-4");
     assert_eq!(rc, 1, "{out}");
     assert!(out.contains("TOO LARGE"), "{out}");
