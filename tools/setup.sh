@@ -20,6 +20,8 @@ need=()
 .venv/bin/python -c "import pyarrow" 2>/dev/null || need+=(pyarrow)
 [ -d .venv/lib/python3*/site-packages/nvidia/cuda_nvrtc ] 2>/dev/null || need+=(nvidia-cuda-nvrtc-cu12)
 [ -d .venv/lib/python3*/site-packages/nvidia/cuda_runtime ] 2>/dev/null || need+=(nvidia-cuda-runtime-cu12)
+# NVRTC 13 as well (nvidia/cu13/lib), for the compile test under the CUDA 13 compiler.
+ls .venv/lib/python3*/site-packages/nvidia/cu13/lib/libnvrtc.so.13 >/dev/null 2>&1 || need+=("nvidia-cuda-nvrtc>=13,<14")
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]} into .venv" >&2
     pip install "${need[@]}"

@@ -7,8 +7,8 @@
 //! C++ standard header is needed.
 
 use super::kernels::{HEADERS, KernelFile};
+use super::nvrtc_load::{Api, NVRTC_SUCCESS, NvrtcProgram, NvrtcResult};
 use crate::error::{Error, Result};
-use cudarc::nvrtc::sys;
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -62,7 +62,7 @@ pub struct Nvrtc {
 
 /// The message every "NVRTC missing" error ends with.
 pub(crate) const SETUP_HINT: &str = "install the CUDA toolkit, or run tools/setup.sh (pip's nvidia-cuda-nvrtc-cu12 \
-     in .venv), or point NDT_NVRTC_LIB at libnvrtc.so.12";
+     in .venv), or point NDT_NVRTC_LIB at libnvrtc.so.12 or .so.13";
 
 impl Nvrtc {
     /// Finds and opens NVRTC (see `nvrtc_load`). Never panics: a missing or broken library is
@@ -296,8 +296,13 @@ fn compile_source(
     options: &[String],
     want_ptx: bool,
 ) -> Result<(Vec<u8>, String)> {
-    let fail = |what: &str, r: sys::nvrtcResult| {
-        Error::Cuda(format!("kernels/{name}: {what} failed: {}", result_name(r)))
+    let api = super::nvrtc_load::api()
+        .ok_or_else(|| Error::Cuda(format!("kernels/{name}: NVRTC is not loaded")))?;
+    let fail = |what: &str, r: NvrtcResult| {
+        Error::Cuda(format!(
+            "kernels/{name}: {what} failed: {}",
+            result_name(api, r)
+        ))
     };
     let c_src = CString::new(source)
         .map_err(|_| Error::Cuda(format!("kernels/{name}: source contains a NUL byte")))?;
@@ -310,11 +315,11 @@ fn compile_source(
         .map_err(|_| Error::Cuda(format!("kernels/{name}: an option contains a NUL byte")))?;
     let opt_ptrs: Vec<*const c_char> = c_opts.iter().map(|o| o.as_ptr()).collect();
 
-    let mut prog: sys::nvrtcProgram = std::ptr::null_mut();
+    let mut prog: NvrtcProgram = std::ptr::null_mut();
     // SAFETY: the library is loaded (an `Nvrtc` exists only after `load` succeeded); `prog` is
     // an out-pointer; source and name are NUL-terminated and outlive the program.
     let r = unsafe {
-        sys::nvrtcCreateProgram(
+        (api.create_program)(
             &mut prog,
             c_src.as_ptr(),
             c_name.as_ptr(),
@@ -323,19 +328,19 @@ fn compile_source(
             std::ptr::null(),
         )
     };
-    if r != sys::nvrtcResult::NVRTC_SUCCESS {
+    if r != NVRTC_SUCCESS {
         return Err(fail("nvrtcCreateProgram", r));
     }
-    let guard = ProgramGuard(prog);
+    let guard = ProgramGuard(api, prog);
 
     // SAFETY: `prog` is a live program; the option pointers are valid C strings.
     let compiled =
-        unsafe { sys::nvrtcCompileProgram(prog, opt_ptrs.len() as c_int, opt_ptrs.as_ptr()) };
-    let log = program_log(prog).unwrap_or_else(|| "(no log)".into());
-    if compiled != sys::nvrtcResult::NVRTC_SUCCESS {
+        unsafe { (api.compile_program)(prog, opt_ptrs.len() as c_int, opt_ptrs.as_ptr()) };
+    let log = program_log(api, prog).unwrap_or_else(|| "(no log)".into());
+    if compiled != NVRTC_SUCCESS {
         return Err(Error::Cuda(format!(
             "kernels/{name}: compilation failed ({}), options: {}\n{}",
-            result_name(compiled),
+            result_name(api, compiled),
             options.join(" "),
             log.trim_end()
         )));
@@ -344,27 +349,27 @@ fn compile_source(
     let mut size = 0usize;
     let image = if want_ptx {
         // SAFETY: `prog` compiled successfully; `size` is an out-pointer.
-        let r = unsafe { sys::nvrtcGetPTXSize(prog, &mut size) };
-        if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        let r = unsafe { (api.get_ptx_size)(prog, &mut size) };
+        if r != NVRTC_SUCCESS {
             return Err(fail("nvrtcGetPTXSize", r));
         }
         let mut buf = vec![0u8; size];
         // SAFETY: `buf` holds exactly the `size` bytes NVRTC asked for.
-        let r = unsafe { sys::nvrtcGetPTX(prog, buf.as_mut_ptr().cast()) };
-        if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        let r = unsafe { (api.get_ptx)(prog, buf.as_mut_ptr().cast()) };
+        if r != NVRTC_SUCCESS {
             return Err(fail("nvrtcGetPTX", r));
         }
         buf
     } else {
         // SAFETY: as above, for the CUBIN.
-        let r = unsafe { sys::nvrtcGetCUBINSize(prog, &mut size) };
-        if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        let r = unsafe { (api.get_cubin_size)(prog, &mut size) };
+        if r != NVRTC_SUCCESS {
             return Err(fail("nvrtcGetCUBINSize", r));
         }
         let mut buf = vec![0u8; size];
         // SAFETY: `buf` holds exactly the `size` bytes NVRTC asked for.
-        let r = unsafe { sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr().cast()) };
-        if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        let r = unsafe { (api.get_cubin)(prog, buf.as_mut_ptr().cast()) };
+        if r != NVRTC_SUCCESS {
             return Err(fail("nvrtcGetCUBIN", r));
         }
         buf
@@ -374,39 +379,37 @@ fn compile_source(
 }
 
 /// Destroys an NVRTC program when dropped.
-struct ProgramGuard(sys::nvrtcProgram);
+struct ProgramGuard(&'static Api, NvrtcProgram);
 
 impl Drop for ProgramGuard {
     fn drop(&mut self) {
         // SAFETY: the program was created by nvrtcCreateProgram and is destroyed once.
         unsafe {
-            sys::nvrtcDestroyProgram(&mut self.0);
+            (self.0.destroy_program)(&mut self.1);
         }
     }
 }
 
-fn program_log(prog: sys::nvrtcProgram) -> Option<String> {
+fn program_log(api: &Api, prog: NvrtcProgram) -> Option<String> {
     let mut size = 0usize;
     // SAFETY: `prog` is a live program; `size` is an out-pointer.
-    if unsafe { sys::nvrtcGetProgramLogSize(prog, &mut size) } != sys::nvrtcResult::NVRTC_SUCCESS {
+    if unsafe { (api.get_program_log_size)(prog, &mut size) } != NVRTC_SUCCESS {
         return None;
     }
     let mut buf = vec![0u8; size.max(1)];
     // SAFETY: `buf` has room for the `size` bytes of the log, NUL included.
-    if unsafe { sys::nvrtcGetProgramLog(prog, buf.as_mut_ptr().cast()) }
-        != sys::nvrtcResult::NVRTC_SUCCESS
-    {
+    if unsafe { (api.get_program_log)(prog, buf.as_mut_ptr().cast()) } != NVRTC_SUCCESS {
         return None;
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     Some(String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
-fn result_name(r: sys::nvrtcResult) -> String {
+fn result_name(api: &Api, r: NvrtcResult) -> String {
     // SAFETY: nvrtcGetErrorString returns a static NUL-terminated string for any code.
-    let p = unsafe { sys::nvrtcGetErrorString(r) };
+    let p = unsafe { (api.get_error_string)(r) };
     if p.is_null() {
-        return format!("{r:?}");
+        return format!("NVRTC error {r}");
     }
     // SAFETY: non-null pointer to a static C string owned by the library.
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()

@@ -1,19 +1,99 @@
-//! Finding and opening NVRTC without panicking. Order: `NDT_NVRTC_LIB` (a file or a folder;
-//! when set, the only place looked at), the library search path (`LD_LIBRARY_PATH`, a system
-//! CUDA), `$CUDA_HOME`/`$CUDA_PATH`, `/usr/local/cuda`, and pip's `nvidia-cuda-nvrtc-cu12` inside
-//! `$VIRTUAL_ENV` or a `.venv` beside the binary or in the checkout. A library found by path is
-//! opened once with its symbols global and kept open, so that `cudarc` (which looks libraries up
-//! by name, and panics when it finds none) resolves to it through its soname.
+//! Finding and opening NVRTC without panicking, and its entry points as a table of function
+//! pointers (`Api`), so that any NVRTC 12 or 13 works whatever its file is called.
+//!
+//! Order: `NDT_NVRTC_LIB` (a file or a folder; when set, the only place looked at), then by name
+//! on the library search path (`LD_LIBRARY_PATH`, a system CUDA: `libnvrtc.so`, `.so.12`,
+//! `.so.13`), then by path: `$CUDA_HOME`/`$CUDA_PATH`, `/usr/local/cuda`, and pip's NVRTC wheels
+//! (`nvidia-cuda-nvrtc-cu12`: `nvidia/cuda_nvrtc/lib`; `nvidia-cuda-nvrtc` 13: `nvidia/cu13/lib`)
+//! inside `$VIRTUAL_ENV` or a `.venv` beside the binary or in the checkout. The first library
+//! that opens and has every entry point wins; it stays open for the life of the process.
 
 use super::nvrtc::SETUP_HINT;
-use cudarc::nvrtc::sys;
-use std::ffi::c_int;
-use std::path::{Path, PathBuf};
+use libloading::Library;
+use std::ffi::{c_char, c_int, c_void};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
-/// Candidate files for libnvrtc when NDT_NVRTC_LIB is not set, most specific first.
-fn candidate_paths() -> Vec<PathBuf> {
+/// `nvrtcResult`; 0 is success.
+pub(crate) type NvrtcResult = c_int;
+pub(crate) const NVRTC_SUCCESS: NvrtcResult = 0;
+/// `nvrtcProgram`, an opaque handle.
+pub(crate) type NvrtcProgram = *mut c_void;
+
+/// The NVRTC entry points ndt uses (signatures from `nvrtc.h`, unchanged from 12.0 to 13.x).
+pub(crate) struct Api {
+    _lib: Library,
+    pub version: unsafe extern "C" fn(*mut c_int, *mut c_int) -> NvrtcResult,
+    pub get_num_supported_archs: unsafe extern "C" fn(*mut c_int) -> NvrtcResult,
+    pub get_supported_archs: unsafe extern "C" fn(*mut c_int) -> NvrtcResult,
+    pub get_error_string: unsafe extern "C" fn(NvrtcResult) -> *const c_char,
+    pub create_program: unsafe extern "C" fn(
+        *mut NvrtcProgram,
+        *const c_char,
+        *const c_char,
+        c_int,
+        *const *const c_char,
+        *const *const c_char,
+    ) -> NvrtcResult,
+    pub compile_program:
+        unsafe extern "C" fn(NvrtcProgram, c_int, *const *const c_char) -> NvrtcResult,
+    pub destroy_program: unsafe extern "C" fn(*mut NvrtcProgram) -> NvrtcResult,
+    pub get_program_log_size: unsafe extern "C" fn(NvrtcProgram, *mut usize) -> NvrtcResult,
+    pub get_program_log: unsafe extern "C" fn(NvrtcProgram, *mut c_char) -> NvrtcResult,
+    pub get_ptx_size: unsafe extern "C" fn(NvrtcProgram, *mut usize) -> NvrtcResult,
+    pub get_ptx: unsafe extern "C" fn(NvrtcProgram, *mut c_char) -> NvrtcResult,
+    pub get_cubin_size: unsafe extern "C" fn(NvrtcProgram, *mut usize) -> NvrtcResult,
+    pub get_cubin: unsafe extern "C" fn(NvrtcProgram, *mut c_char) -> NvrtcResult,
+}
+
+impl Api {
+    /// Resolves every entry point of an opened library.
+    fn resolve(lib: Library) -> std::result::Result<Api, String> {
+        /// One symbol as a function pointer of the type the field expects.
+        ///
+        /// SAFETY (of the callers): the field's type is the C signature of `name` in nvrtc.h.
+        unsafe fn sym<T: Copy>(lib: &Library, name: &str) -> std::result::Result<T, String> {
+            // SAFETY: see above.
+            unsafe { lib.get::<T>(name.as_bytes()) }
+                .map(|s| *s)
+                .map_err(|_| format!("it has no symbol {name}"))
+        }
+        // SAFETY: every field's type is the signature of the symbol of that name in nvrtc.h.
+        unsafe {
+            Ok(Api {
+                version: sym(&lib, "nvrtcVersion")?,
+                get_num_supported_archs: sym(&lib, "nvrtcGetNumSupportedArchs")?,
+                get_supported_archs: sym(&lib, "nvrtcGetSupportedArchs")?,
+                get_error_string: sym(&lib, "nvrtcGetErrorString")?,
+                create_program: sym(&lib, "nvrtcCreateProgram")?,
+                compile_program: sym(&lib, "nvrtcCompileProgram")?,
+                destroy_program: sym(&lib, "nvrtcDestroyProgram")?,
+                get_program_log_size: sym(&lib, "nvrtcGetProgramLogSize")?,
+                get_program_log: sym(&lib, "nvrtcGetProgramLog")?,
+                get_ptx_size: sym(&lib, "nvrtcGetPTXSize")?,
+                get_ptx: sym(&lib, "nvrtcGetPTX")?,
+                get_cubin_size: sym(&lib, "nvrtcGetCUBINSize")?,
+                get_cubin: sym(&lib, "nvrtcGetCUBIN")?,
+                _lib: lib,
+            })
+        }
+    }
+}
+
+/// File names NVRTC goes by, most generic first.
+const NAMES: [&str; 3] = ["libnvrtc.so", "libnvrtc.so.12", "libnvrtc.so.13"];
+
+/// Where a candidate library is.
+enum Candidate {
+    /// Looked up by the dynamic linker (the library search path).
+    Name(&'static str),
+    Path(PathBuf),
+}
+
+/// Candidates when NDT_NVRTC_LIB is not set, in the order of the module doc.
+fn candidates() -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = NAMES.iter().map(|n| Candidate::Name(n)).collect();
     let mut dirs: Vec<PathBuf> = Vec::new();
-    let mut files: Vec<PathBuf> = Vec::new();
     for var in ["CUDA_HOME", "CUDA_PATH"] {
         if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
             dirs.push(PathBuf::from(&p).join("lib64"));
@@ -38,130 +118,127 @@ fn candidate_paths() -> Vec<PathBuf> {
         };
         for e in rd.flatten() {
             if e.file_name().to_string_lossy().starts_with("python") {
-                dirs.push(e.path().join("site-packages/nvidia/cuda_nvrtc/lib"));
+                let site = e.path().join("site-packages/nvidia");
+                dirs.push(site.join("cuda_nvrtc/lib"));
+                dirs.push(site.join("cu13/lib"));
             }
         }
     }
     for d in dirs {
-        for name in ["libnvrtc.so.12", "libnvrtc.so"] {
-            files.push(d.join(name));
-        }
+        out.extend(NAMES.iter().map(|n| Candidate::Path(d.join(n))));
     }
-    files
+    out
 }
 
-/// Opens NVRTC; returns its version, the path it was opened from (None: found by name) and the
-/// architectures it can generate code for.
+/// Opens a candidate and resolves its entry points.
+fn open(c: &Candidate) -> std::result::Result<Api, String> {
+    // SAFETY: loading NVRTC runs its (trusted, side-effect free) initialisers only.
+    let lib = match c {
+        Candidate::Name(n) => unsafe { Library::new(*n) },
+        Candidate::Path(p) => unsafe { Library::new(p) },
+    }
+    .map_err(|e| e.to_string())?;
+    Api::resolve(lib)
+}
+
+/// The opened library and where it came from (None: found by name).
+struct Loaded {
+    api: Api,
+    path: Option<PathBuf>,
+}
+
+fn find() -> std::result::Result<Loaded, String> {
+    if let Some(p) = std::env::var_os("NDT_NVRTC_LIB").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        let files: Vec<PathBuf> = if p.is_dir() {
+            NAMES
+                .iter()
+                .map(|n| p.join(n))
+                .filter(|f| f.is_file())
+                .collect()
+        } else {
+            vec![p.clone()]
+                .into_iter()
+                .filter(|f| f.is_file())
+                .collect()
+        };
+        let Some(file) = files.first() else {
+            return Err(format!(
+                "NVRTC not found at NDT_NVRTC_LIB={} (no such file, nor a folder with {}); \
+                 {SETUP_HINT}",
+                p.display(),
+                NAMES.join(", ")
+            ));
+        };
+        return open(&Candidate::Path(file.clone()))
+            .map(|api| Loaded {
+                api,
+                path: Some(file.clone()),
+            })
+            .map_err(|e| format!("NDT_NVRTC_LIB: cannot use {}: {e}", file.display()));
+    }
+    let mut unusable: Option<String> = None;
+    for c in candidates() {
+        if let Candidate::Path(p) = &c
+            && !p.is_file()
+        {
+            continue;
+        }
+        match open(&c) {
+            Ok(api) => {
+                let path = match c {
+                    Candidate::Name(_) => None,
+                    Candidate::Path(p) => Some(p),
+                };
+                return Ok(Loaded { api, path });
+            }
+            // A file that exists but cannot be used is worth naming if nothing else works.
+            Err(e) => {
+                if let Candidate::Path(p) = &c {
+                    unusable.get_or_insert_with(|| format!(" ({}: {e})", p.display()));
+                }
+            }
+        }
+    }
+    Err(format!(
+        "NVRTC (libnvrtc.so) not found{}; {SETUP_HINT}",
+        unusable.unwrap_or_default()
+    ))
+}
+
+static LOADED: OnceLock<std::result::Result<Loaded, String>> = OnceLock::new();
+
+/// The entry points, once `load` has succeeded.
+pub(crate) fn api() -> Option<&'static Api> {
+    LOADED.get().and_then(|l| l.as_ref().ok()).map(|l| &l.api)
+}
+
+/// Opens NVRTC (once per process); returns its version, the path it was opened from (None:
+/// found by name) and the architectures it can generate code for.
 #[allow(clippy::type_complexity)]
 pub(crate) fn load() -> std::result::Result<((i32, i32), Option<PathBuf>, Vec<u32>), String> {
-    let explicit = std::env::var_os("NDT_NVRTC_LIB").filter(|p| !p.is_empty());
-    let mut opened: Option<PathBuf> = None;
-    // With an explicit NDT_NVRTC_LIB, or when the search path has no NVRTC, open one by path.
-    // SAFETY: is_culib_present only tries to open libraries by name and closes them again.
-    let on_search_path = explicit.is_none() && unsafe { sys::is_culib_present() };
-    if !on_search_path {
-        // An explicit NDT_NVRTC_LIB is the only place looked at.
-        let candidates: Vec<PathBuf> = match &explicit {
-            Some(p) => {
-                let p = PathBuf::from(p);
-                if p.is_dir() {
-                    vec![p.join("libnvrtc.so.12"), p.join("libnvrtc.so")]
-                } else {
-                    vec![p]
-                }
-            }
-            None => candidate_paths(),
-        };
-        for path in candidates {
-            if !path.is_file() {
-                continue;
-            }
-            match open_global(&path) {
-                Ok(()) => {
-                    opened = Some(path);
-                    break;
-                }
-                Err(e) if explicit.is_some() => {
-                    return Err(format!(
-                        "NDT_NVRTC_LIB: cannot open {}: {e}",
-                        path.display()
-                    ));
-                }
-                Err(_) => continue,
-            }
-        }
-        if opened.is_none() {
-            return Err(match explicit {
-                Some(p) => format!(
-                    "NVRTC not found at NDT_NVRTC_LIB={}; {SETUP_HINT}",
-                    PathBuf::from(p).display()
-                ),
-                None => format!("NVRTC (libnvrtc.so) not found; {SETUP_HINT}"),
-            });
-        }
-        // SAFETY: as above.
-        if !unsafe { sys::is_culib_present() } {
-            return Err(format!(
-                "opened {} but it is not visible as libnvrtc.so.12; {SETUP_HINT}",
-                opened
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            ));
-        }
+    let loaded = LOADED.get_or_init(find).as_ref().map_err(|e| e.clone())?;
+    let api = &loaded.api;
+    let (mut major, mut minor) = (0 as c_int, 0 as c_int);
+    // SAFETY: both are out-pointers.
+    let r = unsafe { (api.version)(&mut major, &mut minor) };
+    if r != NVRTC_SUCCESS {
+        return Err(format!("nvrtcVersion failed with code {r}"));
     }
-    // cudarc panics on a missing symbol; a library too old to have one is an error here.
-    let version = std::panic::catch_unwind(|| {
-        let (mut major, mut minor) = (0 as c_int, 0 as c_int);
-        // SAFETY: the library is present; both are out-pointers.
-        let r = unsafe { sys::nvrtcVersion(&mut major, &mut minor) };
-        (r, major, minor)
-    })
-    .map_err(|_| format!("the NVRTC library found is unusable; {SETUP_HINT}"))?;
-    if version.0 != sys::nvrtcResult::NVRTC_SUCCESS {
-        return Err(format!("nvrtcVersion failed: {:?}", version.0));
-    }
-    if version.1 < 12 {
+    if major < 12 {
         return Err(format!(
-            "NVRTC {}.{} is too old (12.0 or newer needed); {SETUP_HINT}",
-            version.1, version.2
+            "NVRTC {major}.{minor} is too old (12.0 or newer needed); {SETUP_HINT}"
         ));
     }
-    let archs = std::panic::catch_unwind(|| {
-        let mut n: c_int = 0;
-        // SAFETY: out-pointer.
-        if unsafe { sys::nvrtcGetNumSupportedArchs(&mut n) } != sys::nvrtcResult::NVRTC_SUCCESS {
-            return Vec::new();
-        }
+    let mut n: c_int = 0;
+    let mut archs = Vec::new();
+    // SAFETY: out-pointer.
+    if unsafe { (api.get_num_supported_archs)(&mut n) } == NVRTC_SUCCESS {
         let mut v = vec![0 as c_int; n.max(0) as usize];
         // SAFETY: `v` has room for the `n` architectures NVRTC reports.
-        if unsafe { sys::nvrtcGetSupportedArchs(v.as_mut_ptr()) } != sys::nvrtcResult::NVRTC_SUCCESS
-        {
-            return Vec::new();
+        if unsafe { (api.get_supported_archs)(v.as_mut_ptr()) } == NVRTC_SUCCESS {
+            archs = v.into_iter().map(|a| a as u32).collect();
         }
-        v.into_iter().map(|a| a as u32).collect()
-    })
-    .map_err(|_| format!("the NVRTC library found is unusable; {SETUP_HINT}"))?;
-    Ok(((version.1, version.2), opened, archs))
-}
-
-/// Opens a shared library by path and keeps it open for the life of the process, with its
-/// symbols global so that a later lookup by soname finds it.
-fn open_global(path: &Path) -> std::result::Result<(), String> {
-    #[cfg(unix)]
-    {
-        use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
-        // SAFETY: loading NVRTC runs its (trusted, side-effect free) initialisers only.
-        let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) }
-            .map_err(|e| e.to_string())?;
-        std::mem::forget(lib);
-        Ok(())
     }
-    #[cfg(not(unix))]
-    {
-        // SAFETY: as above.
-        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| e.to_string())?;
-        std::mem::forget(lib);
-        Ok(())
-    }
+    Ok(((major, minor), loaded.path.clone(), archs))
 }
