@@ -4,6 +4,9 @@
 //! (D 512, 5 blocks, 8 heads, F 1024, D_tok 668, T 150, N 1000, B 16) beside the CPU step of
 //! `benches/cpu_step.rs`. Throughput is reported in tokens (B·T) per second.
 //!
+//! Before the criterion groups it prints a table of achieved rates (GFLOP/s for the GEMMs and
+//! attention, GB/s for LayerNorm) against ceilings measured in the same run (see `rates`).
+//!
 //! Run: `cargo bench --bench cuda_kernels`. Without a GPU it prints one line and measures nothing.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -43,6 +46,139 @@ fn gpu_time(g: &Gpu, iters: u64, mut f: impl FnMut()) -> Duration {
     end.record(&g.stream).unwrap();
     end.synchronize().unwrap();
     Duration::from_secs_f64(start.elapsed_ms(&end).unwrap() as f64 / 1e3)
+}
+
+/// Seconds per call of `f`: the fastest of 5 rounds of `iters` calls (after one warm-up call).
+fn per_call(g: &Gpu, iters: u64, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..5)
+        .map(|_| gpu_time(g, iters, &mut f).as_secs_f64() / iters as f64)
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// One line of the rates table: the rate and its fraction of the ceiling.
+fn rate_line(name: &str, secs: f64, amount: f64, unit: &str, ceiling: f64) {
+    let rate = amount / secs;
+    println!(
+        "| {name} | {:.1} | {:.1} {unit} | {:.0} % |",
+        secs * 1e6,
+        rate / 1e9,
+        100.0 * rate / ceiling
+    );
+}
+
+/// Achieved rates of the kernel families at the paper's sizes against two ceilings measured in
+/// the same run: device memory bandwidth (a 256 MiB device-to-device copy, read + write) and the
+/// matrix rate of ndt's bf16 GEMM on a 4096³ problem (where tile edges and launch cost do not
+/// matter). GEMMs and attention count 2 FLOP per multiply-add of their matrix products;
+/// LayerNorm counts the bytes it must read and write.
+fn rates(g: &Gpu) {
+    let buf = |n: usize| g.alloc::<f32>(n).unwrap();
+    let n_copy = 64 << 20;
+    let (src, dst) = (buf(n_copy), buf(n_copy));
+    let t = per_call(g, 10, || g.copy(dst.dev(), src.dev(), n_copy).unwrap());
+    let bandwidth = 2.0 * (n_copy * 4) as f64 / t;
+    drop((src, dst));
+    let m = 4096;
+    let (x, w, y) = (buf(m * m), buf(m * m), buf(m * m));
+    let big = Gemm::linear(y.dev(), x.dev(), w.dev(), None, m, m, m);
+    let t = per_call(g, 5, || gemm(g, Precision::Bf16, &big).unwrap());
+    let matrix = 2.0 * (m as f64).powi(3) / t;
+    drop((x, w, y));
+    println!(
+        "ceilings: memory {:.0} GB/s (device-to-device copy), matrix {:.1} TFLOP/s (ndt bf16 GEMM, 4096^3)",
+        bandwidth / 1e9,
+        matrix / 1e12
+    );
+    println!("| kernel (B {B}, T {T}) | us/call | rate | of ceiling |");
+    println!("|---|---|---|---|");
+
+    let (s, d, h, f) = (T + 2, 512, 8, 1024);
+    let rows = B * s;
+    let (x, w, y) = (buf(rows * f), buf(3 * d * f), buf(rows * 3 * d));
+    for prec in [Precision::Bf16, Precision::F32] {
+        for (name, n, k) in [("qkv", 3 * d, d), ("fc1", f, d), ("fc2", d, f)] {
+            let gm = Gemm::linear(y.dev(), x.dev(), w.dev(), None, rows, n, k);
+            let t = per_call(g, 20, || gemm(g, prec, &gm).unwrap());
+            let flops = 2.0 * (rows * n * k) as f64;
+            let label = format!("gemm {name} {rows}x{n}x{k} {}", prec.name());
+            rate_line(&label, t, flops, "GFLOP/s", matrix);
+        }
+    }
+    let sc = g
+        .upload_new(&[StepScalars {
+            causal: 1,
+            dropout: 0.2,
+            ..StepScalars::default()
+        }])
+        .unwrap();
+    let bhss = B * h * s * s;
+    let (qkv, att, attd, datt, out, dqkv) = (
+        buf(rows * 3 * d),
+        buf(bhss),
+        buf(bhss),
+        buf(bhss),
+        buf(rows * d),
+        buf(rows * 3 * d),
+    );
+    let dm = AttnDims { b: B, s, d, h };
+    // scores and att·v: 2 products of B·H·S·S·hd multiply-adds forward, 4 backward.
+    let attn_flops = 2.0 * (B * h * s * s * (d / h)) as f64;
+    for prec in [Precision::Bf16, Precision::F32] {
+        let t = per_call(g, 20, || {
+            attention_forward(
+                g,
+                prec,
+                out.dev(),
+                att.dev(),
+                Some(attd.dev()),
+                qkv.dev(),
+                dm,
+                sc.dev(),
+                1,
+            )
+            .unwrap()
+        });
+        let label = format!("attention forward {}", prec.name());
+        rate_line(&label, t, 2.0 * attn_flops, "GFLOP/s", matrix);
+        let t = per_call(g, 20, || {
+            attention_backward(
+                g,
+                prec,
+                dqkv.dev(),
+                datt.dev(),
+                out.dev(),
+                qkv.dev(),
+                att.dev(),
+                Some(attd.dev()),
+                dm,
+                sc.dev(),
+                1,
+            )
+            .unwrap()
+        });
+        let label = format!("attention backward {}", prec.name());
+        rate_line(&label, t, 4.0 * attn_flops, "GFLOP/s", matrix);
+    }
+    let (lw, lb, mean, rstd) = (buf(d), buf(d), buf(rows), buf(rows));
+    let t = per_call(g, 50, || {
+        layernorm_forward(
+            g,
+            out.dev(),
+            mean.dev(),
+            rstd.dev(),
+            x.dev(),
+            lw.dev(),
+            lb.dev(),
+            rows,
+            d,
+            1e-5,
+        )
+        .unwrap()
+    });
+    // Reads the input, writes the output (rows x d f32 each) and the two statistics.
+    let bytes = (2 * rows * d * 4 + 2 * rows * 4) as f64;
+    rate_line("layernorm forward", t, bytes, "GB/s", bandwidth);
 }
 
 fn kernels(c: &mut Criterion, g: &Gpu) {
@@ -150,6 +286,7 @@ fn step(c: &mut Criterion) {
         }
     };
     println!("device: {}", g.info);
+    rates(&g);
     kernels(c, &g);
     let cfg = ModelConfig::paper(T, BTreeMap::from([("s".to_string(), N)]));
     let table = ParamTable::new(&cfg);
