@@ -14,7 +14,7 @@ use cudarc::driver::sys::CUevent_flags;
 use ndt::backend::{Backend, StepHyper};
 use ndt::batch::Batch;
 use ndt::cuda::attention::{AttnDims, attention_backward, attention_forward};
-use ndt::cuda::device::Gpu;
+use ndt::cuda::device::{Buffer, Gpu};
 use ndt::cuda::gemm::{Gemm, Precision, gemm};
 use ndt::cuda::layernorm::layernorm_forward;
 use ndt::cuda::{CudaBackend, StepScalars};
@@ -56,23 +56,164 @@ fn per_call(g: &Gpu, iters: u64, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// One line of the rates table: the rate and its fraction of the ceiling.
-fn rate_line(name: &str, secs: f64, amount: f64, unit: &str, ceiling: f64) {
-    let rate = amount / secs;
-    println!(
-        "| {name} | {:.1} | {:.1} {unit} | {:.0} % |",
-        secs * 1e6,
-        rate / 1e9,
-        100.0 * rate / ceiling
-    );
+/// What one kernel call computes or moves, for its rate.
+enum Work {
+    /// Floating-point operations (2 per multiply-add of a matrix product).
+    Flops(f64),
+    /// Bytes the call must read and write.
+    Bytes(f64),
+}
+
+/// One kernel call at the paper's sizes, timed by both the rates table and criterion.
+struct Op<'a> {
+    label: String,
+    work: Work,
+    run: Box<dyn FnMut() + 'a>,
+}
+
+/// The paper-sized buffers the ops run on (B 16, S 152, D 512, H 8, F 1024).
+struct PaperBuffers {
+    x: Buffer<f32>,
+    w: Buffer<f32>,
+    y: Buffer<f32>,
+    qkv: Buffer<f32>,
+    att: Buffer<f32>,
+    attd: Buffer<f32>,
+    datt: Buffer<f32>,
+    out: Buffer<f32>,
+    dqkv: Buffer<f32>,
+    ln_w: Buffer<f32>,
+    ln_b: Buffer<f32>,
+    mean: Buffer<f32>,
+    rstd: Buffer<f32>,
+    sc: Buffer<StepScalars>,
+}
+
+const S: usize = T + 2;
+const D: usize = 512;
+const H: usize = 8;
+const F: usize = 1024;
+const ROWS: usize = B * S;
+
+impl PaperBuffers {
+    fn new(g: &Gpu) -> PaperBuffers {
+        let buf = |n: usize| g.alloc::<f32>(n).unwrap();
+        let bhss = B * H * S * S;
+        PaperBuffers {
+            x: buf(ROWS * F),
+            w: buf(3 * D * F),
+            y: buf(ROWS * 3 * D),
+            qkv: buf(ROWS * 3 * D),
+            att: buf(bhss),
+            attd: buf(bhss),
+            datt: buf(bhss),
+            out: buf(ROWS * D),
+            dqkv: buf(ROWS * 3 * D),
+            ln_w: buf(D),
+            ln_b: buf(D),
+            mean: buf(ROWS),
+            rstd: buf(ROWS),
+            sc: g
+                .upload_new(&[StepScalars {
+                    causal: 1,
+                    dropout: 0.2,
+                    ..StepScalars::default()
+                }])
+                .unwrap(),
+        }
+    }
+}
+
+/// Every kernel family at the paper's sizes: the three block GEMMs and attention in both
+/// precisions, and LayerNorm.
+fn paper_ops<'a>(g: &'a Gpu, pb: &'a PaperBuffers) -> Vec<Op<'a>> {
+    let mut ops: Vec<Op<'a>> = Vec::new();
+    for prec in [Precision::Bf16, Precision::F32] {
+        for (name, n, k) in [("qkv", 3 * D, D), ("fc1", F, D), ("fc2", D, F)] {
+            let gm = Gemm::linear(pb.y.dev(), pb.x.dev(), pb.w.dev(), None, ROWS, n, k);
+            ops.push(Op {
+                label: format!("gemm {name} {ROWS}x{n}x{k} {}", prec.name()),
+                work: Work::Flops(2.0 * (ROWS * n * k) as f64),
+                run: Box::new(move || gemm(g, prec, &gm).unwrap()),
+            });
+        }
+    }
+    let dm = AttnDims {
+        b: B,
+        s: S,
+        d: D,
+        h: H,
+    };
+    // scores and att·v: 2 products of B·H·S·S·hd multiply-adds forward, 4 backward.
+    let attn_flops = 2.0 * (B * H * S * S * (D / H)) as f64;
+    for prec in [Precision::Bf16, Precision::F32] {
+        ops.push(Op {
+            label: format!("attention forward {}", prec.name()),
+            work: Work::Flops(2.0 * attn_flops),
+            run: Box::new(move || {
+                attention_forward(
+                    g,
+                    prec,
+                    pb.out.dev(),
+                    pb.att.dev(),
+                    Some(pb.attd.dev()),
+                    pb.qkv.dev(),
+                    dm,
+                    pb.sc.dev(),
+                    1,
+                )
+                .unwrap()
+            }),
+        });
+        ops.push(Op {
+            label: format!("attention backward {}", prec.name()),
+            work: Work::Flops(4.0 * attn_flops),
+            run: Box::new(move || {
+                attention_backward(
+                    g,
+                    prec,
+                    pb.dqkv.dev(),
+                    pb.datt.dev(),
+                    pb.out.dev(),
+                    pb.qkv.dev(),
+                    pb.att.dev(),
+                    Some(pb.attd.dev()),
+                    dm,
+                    pb.sc.dev(),
+                    1,
+                )
+                .unwrap()
+            }),
+        });
+    }
+    ops.push(Op {
+        label: "layernorm forward".into(),
+        // Reads the input, writes the output (ROWS x D f32 each) and the two statistics.
+        work: Work::Bytes((2 * ROWS * D * 4 + 2 * ROWS * 4) as f64),
+        run: Box::new(move || {
+            layernorm_forward(
+                g,
+                pb.out.dev(),
+                pb.mean.dev(),
+                pb.rstd.dev(),
+                pb.x.dev(),
+                pb.ln_w.dev(),
+                pb.ln_b.dev(),
+                ROWS,
+                D,
+                1e-5,
+            )
+            .unwrap()
+        }),
+    });
+    ops
 }
 
 /// Achieved rates of the kernel families at the paper's sizes against two ceilings measured in
 /// the same run: device memory bandwidth (a 256 MiB device-to-device copy, read + write) and the
 /// matrix rate of ndt's bf16 GEMM on a 4096³ problem (where tile edges and launch cost do not
-/// matter). GEMMs and attention count 2 FLOP per multiply-add of their matrix products;
-/// LayerNorm counts the bytes it must read and write.
-fn rates(g: &Gpu) {
+/// matter).
+fn rates(g: &Gpu, ops: &mut [Op]) {
     let buf = |n: usize| g.alloc::<f32>(n).unwrap();
     let n_copy = 64 << 20;
     let (src, dst) = (buf(n_copy), buf(n_copy));
@@ -92,188 +233,32 @@ fn rates(g: &Gpu) {
     );
     println!("| kernel (B {B}, T {T}) | us/call | rate | of ceiling |");
     println!("|---|---|---|---|");
-
-    let (s, d, h, f) = (T + 2, 512, 8, 1024);
-    let rows = B * s;
-    let (x, w, y) = (buf(rows * f), buf(3 * d * f), buf(rows * 3 * d));
-    for prec in [Precision::Bf16, Precision::F32] {
-        for (name, n, k) in [("qkv", 3 * d, d), ("fc1", f, d), ("fc2", d, f)] {
-            let gm = Gemm::linear(y.dev(), x.dev(), w.dev(), None, rows, n, k);
-            let t = per_call(g, 20, || gemm(g, prec, &gm).unwrap());
-            let flops = 2.0 * (rows * n * k) as f64;
-            let label = format!("gemm {name} {rows}x{n}x{k} {}", prec.name());
-            rate_line(&label, t, flops, "GFLOP/s", matrix);
-        }
+    for op in ops {
+        let secs = per_call(g, 20, &mut op.run);
+        let (amount, unit, ceiling) = match op.work {
+            Work::Flops(f) => (f, "GFLOP/s", matrix),
+            Work::Bytes(b) => (b, "GB/s", bandwidth),
+        };
+        let rate = amount / secs;
+        println!(
+            "| {} | {:.1} | {:.1} {unit} | {:.0} % |",
+            op.label,
+            secs * 1e6,
+            rate / 1e9,
+            100.0 * rate / ceiling
+        );
     }
-    let sc = g
-        .upload_new(&[StepScalars {
-            causal: 1,
-            dropout: 0.2,
-            ..StepScalars::default()
-        }])
-        .unwrap();
-    let bhss = B * h * s * s;
-    let (qkv, att, attd, datt, out, dqkv) = (
-        buf(rows * 3 * d),
-        buf(bhss),
-        buf(bhss),
-        buf(bhss),
-        buf(rows * d),
-        buf(rows * 3 * d),
-    );
-    let dm = AttnDims { b: B, s, d, h };
-    // scores and att·v: 2 products of B·H·S·S·hd multiply-adds forward, 4 backward.
-    let attn_flops = 2.0 * (B * h * s * s * (d / h)) as f64;
-    for prec in [Precision::Bf16, Precision::F32] {
-        let t = per_call(g, 20, || {
-            attention_forward(
-                g,
-                prec,
-                out.dev(),
-                att.dev(),
-                Some(attd.dev()),
-                qkv.dev(),
-                dm,
-                sc.dev(),
-                1,
-            )
-            .unwrap()
-        });
-        let label = format!("attention forward {}", prec.name());
-        rate_line(&label, t, 2.0 * attn_flops, "GFLOP/s", matrix);
-        let t = per_call(g, 20, || {
-            attention_backward(
-                g,
-                prec,
-                dqkv.dev(),
-                datt.dev(),
-                out.dev(),
-                qkv.dev(),
-                att.dev(),
-                Some(attd.dev()),
-                dm,
-                sc.dev(),
-                1,
-            )
-            .unwrap()
-        });
-        let label = format!("attention backward {}", prec.name());
-        rate_line(&label, t, 4.0 * attn_flops, "GFLOP/s", matrix);
-    }
-    let (lw, lb, mean, rstd) = (buf(d), buf(d), buf(rows), buf(rows));
-    let t = per_call(g, 50, || {
-        layernorm_forward(
-            g,
-            out.dev(),
-            mean.dev(),
-            rstd.dev(),
-            x.dev(),
-            lw.dev(),
-            lb.dev(),
-            rows,
-            d,
-            1e-5,
-        )
-        .unwrap()
-    });
-    // Reads the input, writes the output (rows x d f32 each) and the two statistics.
-    let bytes = (2 * rows * d * 4 + 2 * rows * 4) as f64;
-    rate_line("layernorm forward", t, bytes, "GB/s", bandwidth);
 }
 
-fn kernels(c: &mut Criterion, g: &Gpu) {
-    let (s, d, h, f) = (T + 2, 512, 8, 1024);
-    let rows = B * s;
-    let buf = |n: usize| g.alloc::<f32>(n).unwrap();
-    let (x, w, y) = (buf(rows * f), buf(3 * d * f), buf(rows * 3 * d));
+/// The same ops under criterion.
+fn kernels(c: &mut Criterion, g: &Gpu, ops: &mut [Op]) {
     let mut grp = c.benchmark_group("cuda_kernels");
     grp.throughput(Throughput::Elements((B * T) as u64));
-    for prec in [Precision::Bf16, Precision::F32] {
-        for (name, n, k) in [("qkv", 3 * d, d), ("fc1", f, d), ("fc2", d, f)] {
-            let gm = Gemm::linear(y.dev(), x.dev(), w.dev(), None, rows, n, k);
-            grp.bench_function(
-                format!("gemm {name} {rows}x{n}x{k} {}", prec.name()),
-                |bch| bch.iter_custom(|it| gpu_time(g, it, || gemm(g, prec, &gm).unwrap())),
-            );
-        }
-    }
-    let sc = g
-        .upload_new(&[StepScalars {
-            causal: 1,
-            dropout: 0.2,
-            ..StepScalars::default()
-        }])
-        .unwrap();
-    let bhss = B * h * s * s;
-    let (qkv, att, attd, datt, out, dqkv) = (
-        buf(rows * 3 * d),
-        buf(bhss),
-        buf(bhss),
-        buf(bhss),
-        buf(rows * d),
-        buf(rows * 3 * d),
-    );
-    let dm = AttnDims { b: B, s, d, h };
-    for prec in [Precision::Bf16, Precision::F32] {
-        grp.bench_function(format!("attention forward {}", prec.name()), |bch| {
-            bch.iter_custom(|it| {
-                gpu_time(g, it, || {
-                    attention_forward(
-                        g,
-                        prec,
-                        out.dev(),
-                        att.dev(),
-                        Some(attd.dev()),
-                        qkv.dev(),
-                        dm,
-                        sc.dev(),
-                        1,
-                    )
-                    .unwrap()
-                })
-            })
-        });
-        grp.bench_function(format!("attention backward {}", prec.name()), |bch| {
-            bch.iter_custom(|it| {
-                gpu_time(g, it, || {
-                    attention_backward(
-                        g,
-                        prec,
-                        dqkv.dev(),
-                        datt.dev(),
-                        out.dev(),
-                        qkv.dev(),
-                        att.dev(),
-                        Some(attd.dev()),
-                        dm,
-                        sc.dev(),
-                        1,
-                    )
-                    .unwrap()
-                })
-            })
+    for op in ops {
+        grp.bench_function(&op.label, |bch| {
+            bch.iter_custom(|it| gpu_time(g, it, &mut op.run))
         });
     }
-    let (lw, lb, mean, rstd) = (buf(d), buf(d), buf(rows), buf(rows));
-    grp.bench_function("layernorm forward", |bch| {
-        bch.iter_custom(|it| {
-            gpu_time(g, it, || {
-                layernorm_forward(
-                    g,
-                    out.dev(),
-                    mean.dev(),
-                    rstd.dev(),
-                    x.dev(),
-                    lw.dev(),
-                    lb.dev(),
-                    rows,
-                    d,
-                    1e-5,
-                )
-                .unwrap()
-            })
-        })
-    });
     grp.finish();
 }
 
@@ -286,8 +271,12 @@ fn step(c: &mut Criterion) {
         }
     };
     println!("device: {}", g.info);
-    rates(&g);
-    kernels(c, &g);
+    {
+        let pb = PaperBuffers::new(&g);
+        let mut ops = paper_ops(&g, &pb);
+        rates(&g, &mut ops);
+        kernels(c, &g, &mut ops);
+    }
     let cfg = ModelConfig::paper(T, BTreeMap::from([("s".to_string(), N)]));
     let table = ParamTable::new(&cfg);
     let params = init_params(&cfg, &table, 1);
