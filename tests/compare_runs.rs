@@ -1,15 +1,11 @@
 //! `tools/compare_runs.py`, which tools/gpu-validate.sh uses to decide whether a GPU training run
 //! tracks the CPU run: it passes within the tolerance and fails past it or on different epochs.
 
+mod common;
+
+use common::{TempDir, python, root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ndt-compare-runs-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// A run folder whose log.jsonl has one line per (train, val) loss pair.
 fn run(dir: &Path, name: &str, losses: &[(f64, f64)]) -> PathBuf {
@@ -31,8 +27,8 @@ fn run(dir: &Path, name: &str, losses: &[(f64, f64)]) -> PathBuf {
 }
 
 fn compare(a: &Path, b: &Path, tol: &str) -> (i32, String) {
-    let out = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/compare_runs.py"))
+    let out = Command::new(python())
+        .arg(root().join("tools/compare_runs.py"))
         .args([a.as_os_str(), b.as_os_str()])
         .args(["--tol", tol])
         .output()
@@ -45,10 +41,11 @@ fn compare(a: &Path, b: &Path, tol: &str) -> (i32, String) {
 
 #[test]
 fn within_tolerance_passes_beyond_fails() {
-    let dir = tmp("tol");
-    let a = run(&dir, "a", &[(1.0, 0.9), (0.8, 0.7)]);
+    let tmp = TempDir::new("compare-runs");
+    let dir = tmp.path();
+    let a = run(dir, "a", &[(1.0, 0.9), (0.8, 0.7)]);
     // Relative differences 5e-4 (train, epoch 2) and 0 elsewhere.
-    let b = run(&dir, "b", &[(1.0, 0.9), (0.8004, 0.7)]);
+    let b = run(dir, "b", &[(1.0, 0.9), (0.8004, 0.7)]);
     let (rc, out) = compare(&a, &b, "1e-3");
     assert_eq!(rc, 0, "{out}");
     assert!(
@@ -58,14 +55,14 @@ fn within_tolerance_passes_beyond_fails() {
     let (rc, out) = compare(&a, &b, "1e-4");
     assert_eq!(rc, 1, "{out}");
     assert!(out.contains("TOO LARGE"), "{out}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn different_epochs_or_a_nan_loss_fail() {
-    let dir = tmp("epochs");
-    let a = run(&dir, "a", &[(1.0, 0.9), (0.8, 0.7)]);
-    let short = run(&dir, "short", &[(1.0, 0.9)]);
+    let tmp = TempDir::new("compare-runs");
+    let dir = tmp.path();
+    let a = run(dir, "a", &[(1.0, 0.9), (0.8, 0.7)]);
+    let short = run(dir, "short", &[(1.0, 0.9)]);
     assert_eq!(compare(&a, &short, "1").0, 1);
     let nan = dir.join("nan");
     std::fs::create_dir_all(&nan).unwrap();
@@ -75,5 +72,4 @@ fn different_epochs_or_a_nan_loss_fail() {
     )
     .unwrap();
     assert_eq!(compare(&a, &nan, "1").0, 1);
-    std::fs::remove_dir_all(dir).unwrap();
 }

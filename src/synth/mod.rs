@@ -303,11 +303,11 @@ impl Plan {
                 .iter()
                 .map(|_| Perturbation::sample(&mut rng, d))
                 .collect();
+            let (scale, shared) = animal_perturbation(cfg, &animals, animal);
             let dynamics = regions
                 .iter()
                 .zip(&own)
                 .map(|(&r, p)| {
-                    let (scale, shared) = animal_perturbation(cfg, &animals, animal);
                     pool[r].dynamics(&[(scale, &shared.perturb[r]), (cfg.session_strength, p)])
                 })
                 .collect();
