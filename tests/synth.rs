@@ -412,6 +412,10 @@ fn bad_flags_and_existing_datasets_are_refused() {
             "--regions-per-session",
         ),
         (vec!["--preset", "rs", "--trials", "9..5"], "MIN is larger"),
+        (
+            vec!["--preset", "rs", "--animal-layout", "ring"],
+            "--animal-layout",
+        ),
     ] {
         let o = ndt()
             .arg("synth")
