@@ -31,19 +31,19 @@ const N: usize = 1000;
 
 /// Runs `f` `iters` times between two CUDA events on the GPU's stream; the elapsed GPU time.
 fn gpu_time(g: &Gpu, iters: u64, mut f: impl FnMut()) -> Duration {
-    let start = g
-        .ctx
+    let stream = g.stream().unwrap();
+    let ctx = stream.context();
+    let start = ctx
         .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
         .unwrap();
-    let end = g
-        .ctx
+    let end = ctx
         .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
         .unwrap();
-    start.record(&g.stream).unwrap();
+    start.record(stream).unwrap();
     for _ in 0..iters {
         f();
     }
-    end.record(&g.stream).unwrap();
+    end.record(stream).unwrap();
     end.synchronize().unwrap();
     Duration::from_secs_f64(start.elapsed_ms(&end).unwrap() as f64 / 1e3)
 }
@@ -264,6 +264,10 @@ fn kernels(c: &mut Criterion, g: &Gpu, ops: &mut [Op]) {
 
 fn step(c: &mut Criterion) {
     let g = match Gpu::open(0) {
+        Ok(g) if g.is_emulated() => {
+            println!("cuda_kernels: NDT_CUDA_EMU is set; the emulator is not timed");
+            return;
+        }
         Ok(g) => g,
         Err(e) => {
             println!("cuda_kernels: no CUDA device, nothing measured ({e})");

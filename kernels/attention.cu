@@ -41,7 +41,7 @@ extern "C" __global__ void attention_softmax_forward(float* att, float* attd, in
     for (int j = lane; j < s; j += 32) {
         float v = j < len ? p[j] * inv : 0.0f;
         p[j] = v;
-        if (pd) pd[j] = ndt_keep(key, base + j, drop_p) ? v * keep : 0.0f;
+        if (pd) pd[j] = v * ndt_drop_factor(key, base + j, drop_p, keep);
     }
 }
 
@@ -63,7 +63,7 @@ extern "C" __global__ void attention_softmax_backward(float* datt, const float* 
     unsigned long long base = (unsigned long long)row * s;
     float dot = 0.0f;
     for (int j = lane; j < s; j += 32) {
-        float gj = ndt_keep(key, base + j, drop_p) ? g[j] * keep : 0.0f;
+        float gj = g[j] * ndt_drop_factor(key, base + j, drop_p, keep);
         g[j] = gj;
         dot += gj * p[j];
     }

@@ -118,6 +118,14 @@ __device__ __forceinline__ bool ndt_keep(unsigned long long key, unsigned long l
     return p <= 0.0f || ndt_uniform(key, i) >= p;
 }
 
+// Dropout factor of element `i`: `keep_scale` when kept, 0 when dropped. Multiplied into the
+// value (never a select of 0), so a dropped element keeps the sign of zero and a NaN or Inf
+// still poisons it, as in the CPU reference and PyTorch (x * mask * scale).
+__device__ __forceinline__ float ndt_drop_factor(unsigned long long key, unsigned long long i,
+                                                 float p, float keep_scale) {
+    return ndt_keep(key, i, p) ? keep_scale : 0.0f;
+}
+
 // Factor of a kept element, 1 / (1 - p), rounded from double as the CPU reference does.
 __device__ __forceinline__ float ndt_keep_scale(float p) {
     return (float)(1.0 / (1.0 - (double)p));

@@ -36,7 +36,7 @@ extern "C" __global__ void embed_assemble_forward(float* z0, const float* emb, c
         if (si == 0) v = token[j];
         else if (si == 1) v = prompt[j];
         else v = emb[(bi * t + (si - 2)) * d + j] + pos[(long long)(si - 2) * d + j];
-        z0[idx] = ndt_keep(key, (unsigned long long)idx, drop_p) ? v * keep : 0.0f;
+        z0[idx] = v * ndt_drop_factor(key, (unsigned long long)idx, drop_p, keep);
     }
 }
 
@@ -63,7 +63,7 @@ extern "C" __global__ void embed_assemble_backward(float* demb, float* dtoken, f
         if (si < s)
             for (int bi = 0; bi < b; bi++) {
                 unsigned long long k = ((unsigned long long)bi * s + si) * d + j;
-                float g = ndt_keep(key, k, drop_p) ? dz0[k] * keep : 0.0f;
+                float g = dz0[k] * ndt_drop_factor(key, k, drop_p, keep);
                 acc += g;
                 if (si >= 2) demb[((long long)bi * t + (si - 2)) * d + j] = g;
             }

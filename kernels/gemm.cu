@@ -61,7 +61,7 @@ __device__ __forceinline__ void gemm_store(const GemmParams& p, float* c, int z,
     else if (p.act == ACT_SOFTSIGN) v = ndt_softsign(v);
     if (drop_p > 0.0f) {
         unsigned long long idx = ((unsigned long long)z * p.m + m) * p.n + n;
-        v = ndt_keep(key, idx, drop_p) ? v * keep_scale : 0.0f;
+        v *= ndt_drop_factor(key, idx, drop_p, keep_scale);
     }
     if (p.accumulate) c[ci] += v;
     else c[ci] = v;
@@ -108,11 +108,15 @@ __device__ __forceinline__ void tile_stash(bf16_t (*s)[TB_K + TB_PAD], const flo
 
 __device__ __forceinline__ void mma_bf16_16x8x16(float* d, const unsigned int* a,
                                                  const unsigned int* b) {
+#ifdef NDT_EMU
+    NDT_EMU_MMA_M16N8K16(d, a, b);  // the CPU kernel emulator (kernels/emu.h)
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
         "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 // Two consecutive bf16 of a shared row as one 32-bit register (lower index in the low half).

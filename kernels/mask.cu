@@ -29,7 +29,7 @@ extern "C" __global__ void dropout_forward_f32(float* out, const float* in, int 
     unsigned long long key = ndt_key(sc->seed, stream);
     float scale = ndt_keep_scale(p);
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        out[i] = ndt_keep(key, (unsigned long long)i, p) ? in[i] * scale : 0.0f;
+        out[i] = in[i] * ndt_drop_factor(key, (unsigned long long)i, p, scale);
     }
 }
 
@@ -47,7 +47,7 @@ extern "C" __global__ void dropout_backward_f32(float* dx, const float* dy, int 
     unsigned long long key = ndt_key(sc->seed, stream);
     float scale = ndt_keep_scale(p);
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        dx[i] = ndt_keep(key, (unsigned long long)i, p) ? dy[i] * scale : 0.0f;
+        dx[i] = dy[i] * ndt_drop_factor(key, (unsigned long long)i, p, scale);
     }
 }
 

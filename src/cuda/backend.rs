@@ -10,7 +10,7 @@
 //! Precision: `Bf16` runs the GEMMs on tensor cores (bf16 operands, f32 accumulation), `F32`
 //! runs everything in f32 (for exact comparisons with the CPU reference).
 
-use super::device::{Buffer, Gpu, drv};
+use super::device::{Buffer, Gpu, Graph};
 use super::gemm::Precision;
 use super::model::{Pass, model_backward, model_forward};
 use super::workspace::{Capacity, DeviceWorkspace, layer};
@@ -19,10 +19,8 @@ use crate::backend::{Backend, ForwardOpts, ForwardOut, StepHyper, StepStats};
 use crate::batch::Batch;
 use crate::cpu::model::check_batch;
 use crate::cpu::workspace::{Dims, Layout};
-use crate::error::{Error, Result, internal, usage};
+use crate::error::{Result, internal, usage};
 use crate::model::{ModelConfig, ParamTable};
-use cudarc::driver::CudaGraph;
-use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use std::collections::HashMap;
 
 /// A captured training step: one per session and batch shape.
@@ -49,7 +47,7 @@ pub struct CudaBackend {
     sc: Buffer<StepScalars>,
     res: Buffer<StepResult>,
     ws: Option<DeviceWorkspace>,
-    graphs: HashMap<GraphKey, CudaGraph>,
+    graphs: HashMap<GraphKey, Graph>,
     // Declared last: dropped after every buffer and graph of its context.
     gpu: Gpu,
 }
@@ -198,20 +196,8 @@ impl CudaBackend {
     }
 
     /// Captures `enqueue_step` into a graph.
-    fn capture_step(&self, batch: &Batch) -> Result<CudaGraph> {
-        let stream = &self.gpu.stream;
-        drv(
-            stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
-            "starting graph capture",
-        )?;
-        self.gpu.set_capturing(true);
-        let enqueued = self.enqueue_step(batch);
-        self.gpu.set_capturing(false);
-        // End the capture whatever happened, so that the stream is usable again.
-        let graph = stream.end_capture(CUgraphInstantiate_flags(0));
-        enqueued?;
-        drv(graph, "instantiating the training-step graph")?
-            .ok_or_else(|| Error::Cuda("graph capture produced no graph".into()))
+    fn capture_step(&self, batch: &Batch) -> Result<Graph> {
+        self.gpu.capture(|| self.enqueue_step(batch))
     }
 
     fn read_result(&self) -> Result<StepResult> {
@@ -299,7 +285,7 @@ impl Backend for CudaBackend {
                 .graphs
                 .get(&key)
                 .ok_or_else(|| internal("graph vanished"))?;
-            drv(g.launch(), "launching the training-step graph")?;
+            self.gpu.replay(g)?;
         } else {
             self.enqueue_step(batch)?;
         }

@@ -5,11 +5,14 @@
 //! as a CUDA graph and replayed, so every buffer lives in long-lived allocations (`Buffer<T>`)
 //! owned by the backend and kernels address sub-ranges of them.
 
+use super::emu;
 use super::kernels::KernelFile;
 use super::nvrtc::{Arch, Nvrtc};
 use crate::error::{Error, Result};
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
-use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits, result, sys};
+use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::{CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream};
+use cudarc::driver::{DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
+use cudarc::driver::{result, sys};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -109,25 +112,35 @@ impl<T> Dev<T> {
 
 /// An owned device allocation.
 pub struct Buffer<T> {
-    slice: CudaSlice<T>,
+    mem: Mem<T>,
+    len: usize,
     bytes: usize,
     gpu_bytes: Arc<MemCounter>,
 }
 
+/// Where an allocation lives: on the GPU, or in host pages for the kernel emulator.
+enum Mem<T> {
+    Cuda(CudaSlice<T>),
+    Host(emu::HostMem),
+}
+
 impl<T> Buffer<T> {
     pub fn dev(&self) -> Dev<T> {
-        let (ptr, _sync) = self.slice.device_ptr(self.slice.stream());
+        let ptr = match &self.mem {
+            Mem::Cuda(s) => s.device_ptr(s.stream()).0,
+            Mem::Host(h) => h.addr(),
+        };
         Dev {
             ptr,
-            len: self.slice.len(),
+            len: self.len,
             _t: PhantomData,
         }
     }
     pub fn len(&self) -> usize {
-        self.slice.len()
+        self.len
     }
     pub fn is_empty(&self) -> bool {
-        self.slice.len() == 0
+        self.len == 0
     }
 }
 
@@ -166,19 +179,67 @@ pub fn drv<T>(r: std::result::Result<T, result::DriverError>, what: &str) -> Res
     r.map_err(|e| Error::Cuda(format!("{what}: {e}")))
 }
 
-/// One GPU: context, working stream, compiled kernel modules.
+/// One GPU: context, working stream, compiled kernel modules; or the kernel emulator.
 pub struct Gpu {
-    pub ctx: Arc<CudaContext>,
-    pub stream: Arc<CudaStream>,
+    engine: Engine,
     pub info: DeviceInfo,
     pub arch: Arch,
-    nvrtc: Nvrtc,
-    modules: RefCell<HashMap<&'static str, Arc<CudaModule>>>,
-    functions: RefCell<HashMap<(&'static str, &'static str), CudaFunction>>,
     mem: Arc<MemCounter>,
     /// Whether the stream is being captured into a graph (no allocation, no sync allowed).
     capturing: Cell<bool>,
 }
+
+/// What runs the kernels.
+enum Engine {
+    Cuda(Box<CudaEngine>),
+    /// The CPU kernel emulator (`NDT_CUDA_EMU=1`); `recorded` holds the operations of a graph
+    /// being captured.
+    Emu {
+        recorded: RefCell<Vec<EmuOp>>,
+    },
+}
+
+struct CudaEngine {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    nvrtc: Nvrtc,
+    modules: RefCell<HashMap<&'static str, Arc<CudaModule>>>,
+    functions: RefCell<HashMap<(&'static str, &'static str), CudaFunction>>,
+}
+
+/// One stream operation of an emulated graph.
+enum EmuOp {
+    Launch {
+        file: KernelFile,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        args: Vec<Vec<u8>>,
+    },
+    Copy {
+        dst: u64,
+        src: u64,
+        bytes: usize,
+    },
+    Fill32 {
+        dst: u64,
+        n: usize,
+        bits: u32,
+    },
+    Zero {
+        dst: u64,
+        bytes: usize,
+    },
+}
+
+/// A captured training step, replayed with `Gpu::replay`.
+pub enum Graph {
+    Cuda(CudaGraph),
+    Emu(EmuGraph),
+}
+
+/// The recorded operations of an emulated graph.
+pub struct EmuGraph(Vec<EmuOp>);
 
 /// Whether a CUDA driver library can be opened; never panics.
 fn driver_present() -> bool {
@@ -187,9 +248,13 @@ fn driver_present() -> bool {
 }
 
 impl Gpu {
-    /// Opens device `ordinal`. Every failure (no driver, no device, no NVRTC, an unusable
-    /// driver) is an `Error::Cuda` saying what is missing.
+    /// Opens device `ordinal`, or the kernel emulator when `NDT_CUDA_EMU=1`. Every failure
+    /// (no driver, no device, no NVRTC, an unusable driver) is an `Error::Cuda` saying what is
+    /// missing.
     pub fn open(ordinal: usize) -> Result<Gpu> {
+        if emu::requested() {
+            return Gpu::emulated();
+        }
         if !driver_present() {
             return Err(Error::Cuda(
                 "no CUDA driver on this machine (libcuda.so.1 not found): no NVIDIA GPU is usable"
@@ -241,43 +306,86 @@ impl Gpu {
             nvrtc_version: nvrtc.version(),
         };
         Ok(Gpu {
-            ctx,
-            stream,
+            engine: Engine::Cuda(Box::new(CudaEngine {
+                ctx,
+                stream,
+                nvrtc,
+                modules: RefCell::new(HashMap::new()),
+                functions: RefCell::new(HashMap::new()),
+            })),
             arch: Arch::new(major as u32, minor as u32),
             info,
-            nvrtc,
-            modules: RefCell::new(HashMap::new()),
-            functions: RefCell::new(HashMap::new()),
             mem: Arc::new(MemCounter::default()),
             capturing: Cell::new(false),
         })
     }
 
+    /// The CPU kernel emulator as a device (see `emu`): named "kernel emulator (CPU)", sm_86
+    /// by convention, memory limited only by the host.
+    pub fn emulated() -> Result<Gpu> {
+        Ok(Gpu {
+            engine: Engine::Emu {
+                recorded: RefCell::new(Vec::new()),
+            },
+            info: DeviceInfo {
+                ordinal: 0,
+                name: "kernel emulator (CPU)".into(),
+                arch: (8, 6),
+                total_mem: 0,
+                multiprocessors: 1,
+                driver_version: 0,
+                nvrtc_version: (0, 0),
+            },
+            arch: Arch::new(8, 6),
+            mem: Arc::new(MemCounter::default()),
+            capturing: Cell::new(false),
+        })
+    }
+
+    /// Whether this is the kernel emulator rather than a GPU.
+    pub fn is_emulated(&self) -> bool {
+        matches!(self.engine, Engine::Emu { .. })
+    }
+
+    /// The CUDA stream (for timing with events); an error on the emulator.
+    pub fn stream(&self) -> Result<&Arc<CudaStream>> {
+        Ok(&self.cuda("the CUDA stream")?.stream)
+    }
+
+    fn cuda(&self, what: &str) -> Result<&CudaEngine> {
+        match &self.engine {
+            Engine::Cuda(c) => Ok(c),
+            Engine::Emu { .. } => Err(Error::Cuda(format!(
+                "{what} is not available on the kernel emulator"
+            ))),
+        }
+    }
+
     /// Kernel `name` of `file`, compiling (or taking from the cache) and loading the module on
     /// first use.
-    pub fn function(&self, file: &KernelFile, name: &'static str) -> Result<CudaFunction> {
-        if let Some(f) = self.functions.borrow().get(&(file.name, name)) {
+    fn function(
+        &self,
+        c: &CudaEngine,
+        file: &KernelFile,
+        name: &'static str,
+    ) -> Result<CudaFunction> {
+        if let Some(f) = c.functions.borrow().get(&(file.name, name)) {
             return Ok(f.clone());
         }
-        if !file.entries.contains(&name) {
-            return Err(Error::Internal(format!(
-                "kernels/{}: no kernel '{name}' in its entry list",
-                file.name
-            )));
-        }
-        let module = self.module(file)?;
+        check_entry(file, name)?;
+        let module = self.module(c, file)?;
         let f = drv(
             module.load_function(name),
             &format!("kernels/{}: loading kernel {name}", file.name),
         )?;
-        self.functions
+        c.functions
             .borrow_mut()
             .insert((file.name, name), f.clone());
         Ok(f)
     }
 
-    fn module(&self, file: &KernelFile) -> Result<Arc<CudaModule>> {
-        if let Some(m) = self.modules.borrow().get(file.name) {
+    fn module(&self, c: &CudaEngine, file: &KernelFile) -> Result<Arc<CudaModule>> {
+        if let Some(m) = c.modules.borrow().get(file.name) {
             return Ok(m.clone());
         }
         if self.capturing.get() {
@@ -286,7 +394,7 @@ impl Gpu {
                 file.name
             )));
         }
-        let compiled = self.nvrtc.compile_cached(file, self.arch)?;
+        let compiled = c.nvrtc.compile_cached(file, self.arch)?;
         let ptx = if compiled.is_ptx {
             let end = compiled
                 .image
@@ -298,13 +406,13 @@ impl Gpu {
             cudarc::nvrtc::Ptx::from_binary(compiled.image)
         };
         let m = drv(
-            self.ctx.load_module(ptx),
+            c.ctx.load_module(ptx),
             &format!(
                 "kernels/{}: loading the module for {}",
                 file.name, self.arch
             ),
         )?;
-        self.modules.borrow_mut().insert(file.name, m.clone());
+        c.modules.borrow_mut().insert(file.name, m.clone());
         Ok(m)
     }
 
@@ -312,8 +420,13 @@ impl Gpu {
     /// looked up while a graph is being captured).
     pub fn load_all(&self) -> Result<()> {
         for f in super::kernels::ALL {
-            for &name in f.entries {
-                self.function(f, name)?;
+            match &self.engine {
+                Engine::Cuda(c) => {
+                    for &name in f.entries {
+                        self.function(c, f, name)?;
+                    }
+                }
+                Engine::Emu { .. } => emu::prepare(f)?,
             }
         }
         Ok(())
@@ -325,17 +438,21 @@ impl Gpu {
             return Err(Error::Internal("allocation during graph capture".into()));
         }
         let bytes = n.max(1) * std::mem::size_of::<T>();
-        let slice = self.stream.alloc_zeros::<T>(n.max(1)).map_err(|e| {
-            Error::Cuda(format!(
-                "allocating {:.1} MiB on {} ({:.1} MiB already allocated): {e}",
-                bytes as f64 / (1 << 20) as f64,
-                self.info.name,
-                self.mem.now() as f64 / (1 << 20) as f64
-            ))
-        })?;
+        let mem = match &self.engine {
+            Engine::Cuda(c) => Mem::Cuda(c.stream.alloc_zeros::<T>(n.max(1)).map_err(|e| {
+                Error::Cuda(format!(
+                    "allocating {:.1} MiB on {} ({:.1} MiB already allocated): {e}",
+                    bytes as f64 / (1 << 20) as f64,
+                    self.info.name,
+                    self.mem.now() as f64 / (1 << 20) as f64
+                ))
+            })?),
+            Engine::Emu { .. } => Mem::Host(emu::HostMem::new(bytes)?),
+        };
         self.mem.add(bytes);
         Ok(Buffer {
-            slice,
+            mem,
+            len: n.max(1),
             bytes,
             gpu_bytes: self.mem.clone(),
         })
@@ -354,13 +471,25 @@ impl Gpu {
             return Ok(());
         }
         dst.need(host.len(), "upload")?;
-        drv(self.ctx.bind_to_thread(), "binding the context")?;
-        // SAFETY: `dst` has room for `host.len()` elements of T; a host-to-device copy from
-        // pageable memory has read `host` when it returns.
-        drv(
-            unsafe { result::memcpy_htod_async(dst.ptr, host, self.stream.cu_stream()) },
-            "copying to the device",
-        )
+        match &self.engine {
+            Engine::Cuda(c) => {
+                drv(c.ctx.bind_to_thread(), "binding the context")?;
+                // SAFETY: `dst` has room for `host.len()` elements of T; a host-to-device copy
+                // from pageable memory has read `host` when it returns.
+                drv(
+                    unsafe { result::memcpy_htod_async(dst.ptr, host, c.stream.cu_stream()) },
+                    "copying to the device",
+                )
+            }
+            Engine::Emu { .. } => {
+                self.emu_not_capturing("upload")?;
+                // SAFETY: `dst` is a live emulator allocation of at least `host.len()` elements.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(host.as_ptr(), dst.ptr as *mut T, host.len())
+                };
+                Ok(())
+            }
+        }
     }
 
     /// Copies `src` to a new host vector (waits for the stream).
@@ -376,14 +505,26 @@ impl Gpu {
             return Ok(());
         }
         src.need(dst.len(), "download")?;
-        drv(self.ctx.bind_to_thread(), "binding the context")?;
-        // SAFETY: `src` holds at least `dst.len()` elements; the stream is synchronised before
-        // `dst` is read or released.
-        drv(
-            unsafe { result::memcpy_dtoh_async(dst, src.ptr, self.stream.cu_stream()) },
-            "copying from the device",
-        )?;
-        self.sync()
+        match &self.engine {
+            Engine::Cuda(c) => {
+                drv(c.ctx.bind_to_thread(), "binding the context")?;
+                // SAFETY: `src` holds at least `dst.len()` elements; the stream is synchronised
+                // before `dst` is read or released.
+                drv(
+                    unsafe { result::memcpy_dtoh_async(dst, src.ptr, c.stream.cu_stream()) },
+                    "copying from the device",
+                )?;
+                self.sync()
+            }
+            Engine::Emu { .. } => {
+                self.emu_not_capturing("download")?;
+                // SAFETY: `src` is a live emulator allocation of at least `dst.len()` elements.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src.ptr as *const T, dst.as_mut_ptr(), dst.len())
+                };
+                Ok(())
+            }
+        }
     }
 
     /// Copies `n` elements from `src` to `dst` on the stream.
@@ -391,21 +532,26 @@ impl Gpu {
         if n == 0 {
             return Ok(());
         }
-        drv(self.ctx.bind_to_thread(), "binding the context")?;
         dst.need(n, "device copy (dst)")?;
         src.need(n, "device copy (src)")?;
-        // SAFETY: both views hold `n` elements of the same type.
-        drv(
-            unsafe {
-                result::memcpy_dtod_async(
-                    dst.ptr,
-                    src.ptr,
-                    n * std::mem::size_of::<T>(),
-                    self.stream.cu_stream(),
+        let bytes = n * std::mem::size_of::<T>();
+        match &self.engine {
+            Engine::Cuda(c) => {
+                drv(c.ctx.bind_to_thread(), "binding the context")?;
+                // SAFETY: both views hold `n` elements of the same type.
+                drv(
+                    unsafe {
+                        result::memcpy_dtod_async(dst.ptr, src.ptr, bytes, c.stream.cu_stream())
+                    },
+                    "device copy",
                 )
-            },
-            "device copy",
-        )
+            }
+            Engine::Emu { .. } => self.emu_op(EmuOp::Copy {
+                dst: dst.ptr,
+                src: src.ptr,
+                bytes,
+            }),
+        }
     }
 
     /// Sets the bytes of `dst` to zero on the stream.
@@ -413,19 +559,21 @@ impl Gpu {
         if dst.len == 0 {
             return Ok(());
         }
-        drv(self.ctx.bind_to_thread(), "binding the context")?;
-        // SAFETY: `dst` is a live view of `len` elements.
-        drv(
-            unsafe {
-                result::memset_d8_async(
-                    dst.ptr,
-                    0,
-                    dst.len * std::mem::size_of::<T>(),
-                    self.stream.cu_stream(),
+        let bytes = dst.len * std::mem::size_of::<T>();
+        match &self.engine {
+            Engine::Cuda(c) => {
+                drv(c.ctx.bind_to_thread(), "binding the context")?;
+                // SAFETY: `dst` is a live view of `len` elements.
+                drv(
+                    unsafe { result::memset_d8_async(dst.ptr, 0, bytes, c.stream.cu_stream()) },
+                    "zeroing device memory",
                 )
-            },
-            "zeroing device memory",
-        )
+            }
+            Engine::Emu { .. } => self.emu_op(EmuOp::Zero {
+                dst: dst.ptr,
+                bytes,
+            }),
+        }
     }
 
     /// Fills `dst` with copies of `value` (for poisoning outputs in tests).
@@ -433,20 +581,37 @@ impl Gpu {
         if dst.len == 0 {
             return Ok(());
         }
-        drv(self.ctx.bind_to_thread(), "binding the context")?;
-        // SAFETY: `dst` is a live view of `len` 32-bit elements.
-        drv(
-            unsafe {
-                sys::cuMemsetD32Async(dst.ptr, value.to_bits(), dst.len, self.stream.cu_stream())
-                    .result()
-            },
-            "filling device memory",
-        )
+        match &self.engine {
+            Engine::Cuda(c) => {
+                drv(c.ctx.bind_to_thread(), "binding the context")?;
+                // SAFETY: `dst` is a live view of `len` 32-bit elements.
+                drv(
+                    unsafe {
+                        sys::cuMemsetD32Async(
+                            dst.ptr,
+                            value.to_bits(),
+                            dst.len,
+                            c.stream.cu_stream(),
+                        )
+                        .result()
+                    },
+                    "filling device memory",
+                )
+            }
+            Engine::Emu { .. } => self.emu_op(EmuOp::Fill32 {
+                dst: dst.ptr,
+                n: dst.len,
+                bits: value.to_bits(),
+            }),
+        }
     }
 
     /// Waits until the stream is idle; reports asynchronous kernel faults.
     pub fn sync(&self) -> Result<()> {
-        drv(self.stream.synchronize(), "synchronising the stream")
+        match &self.engine {
+            Engine::Cuda(c) => drv(c.stream.synchronize(), "synchronising the stream"),
+            Engine::Emu { .. } => Ok(()),
+        }
     }
 
     /// Bytes allocated through this handle (now, peak).
@@ -454,16 +619,78 @@ impl Gpu {
         &self.mem
     }
 
-    /// Device-wide used memory in bytes, as the driver reports it.
+    /// Device-wide used memory in bytes, as the driver reports it (the emulator: what this
+    /// handle has allocated).
     pub fn used_mem(&self) -> Result<usize> {
-        let (free, total) = drv(self.ctx.mem_get_info(), "reading memory use")?;
-        Ok(total - free)
+        match &self.engine {
+            Engine::Cuda(c) => {
+                let (free, total) = drv(c.ctx.mem_get_info(), "reading memory use")?;
+                Ok(total - free)
+            }
+            Engine::Emu { .. } => Ok(self.mem.now()),
+        }
     }
 
-    /// Marks the stream as being captured into a graph (allocation and first module loads are
-    /// refused meanwhile).
-    pub fn set_capturing(&self, on: bool) {
-        self.capturing.set(on);
+    /// Captures the stream operations `enqueue` issues into a graph (allocation and first
+    /// module loads are refused meanwhile). The capture ends whatever `enqueue` returns.
+    pub fn capture(&self, enqueue: impl FnOnce() -> Result<()>) -> Result<Graph> {
+        match &self.engine {
+            Engine::Cuda(c) => {
+                drv(
+                    c.stream
+                        .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+                    "starting graph capture",
+                )?;
+                self.capturing.set(true);
+                let enqueued = enqueue();
+                self.capturing.set(false);
+                let graph = c.stream.end_capture(CUgraphInstantiate_flags(0));
+                enqueued?;
+                let g = drv(graph, "instantiating the training-step graph")?
+                    .ok_or_else(|| Error::Cuda("graph capture produced no graph".into()))?;
+                Ok(Graph::Cuda(g))
+            }
+            Engine::Emu { recorded } => {
+                recorded.borrow_mut().clear();
+                self.capturing.set(true);
+                let enqueued = enqueue();
+                self.capturing.set(false);
+                let ops = std::mem::take(&mut *recorded.borrow_mut());
+                enqueued?;
+                Ok(Graph::Emu(EmuGraph(ops)))
+            }
+        }
+    }
+
+    /// Replays a graph made by `capture` on this device.
+    pub fn replay(&self, g: &Graph) -> Result<()> {
+        match g {
+            Graph::Cuda(g) => drv(g.launch(), "launching the training-step graph"),
+            Graph::Emu(ops) => {
+                for op in &ops.0 {
+                    run_emu_op(op)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn emu_not_capturing(&self, what: &str) -> Result<()> {
+        if self.capturing.get() {
+            return Err(Error::Internal(format!("{what} during graph capture")));
+        }
+        Ok(())
+    }
+
+    /// Runs an emulated stream operation now, or records it while a graph is captured.
+    fn emu_op(&self, op: EmuOp) -> Result<()> {
+        match &self.engine {
+            Engine::Emu { recorded } if self.capturing.get() => {
+                recorded.borrow_mut().push(op);
+                Ok(())
+            }
+            _ => run_emu_op(&op),
+        }
     }
 
     /// Launches `name` of `file` with `cfg` and the arguments `args`.
@@ -478,8 +705,28 @@ impl Gpu {
         cfg: LaunchConfig,
         args: &Args,
     ) -> Result<()> {
-        let f = self.function(file, name)?;
-        let mut b = self.stream.launch_builder(&f);
+        let c = match &self.engine {
+            Engine::Cuda(c) => c,
+            Engine::Emu { .. } => {
+                check_entry(file, name)?;
+                if cfg.shared_mem_bytes != 0 {
+                    return Err(Error::Internal(format!(
+                        "kernels/{}: {name} launched with dynamic shared memory, which the \
+                         kernel emulator does not model",
+                        file.name
+                    )));
+                }
+                return self.emu_op(EmuOp::Launch {
+                    file: *file,
+                    name,
+                    grid: cfg.grid_dim,
+                    block: cfg.block_dim,
+                    args: args.0.iter().map(|a| a.bytes().to_vec()).collect(),
+                });
+            }
+        };
+        let f = self.function(c, file, name)?;
+        let mut b = c.stream.launch_builder(&f);
         for v in &args.0 {
             v.push(&mut b);
         }
@@ -490,6 +737,47 @@ impl Gpu {
     }
 }
 
+fn check_entry(file: &KernelFile, name: &str) -> Result<()> {
+    if !file.entries.contains(&name) {
+        return Err(Error::Internal(format!(
+            "kernels/{}: no kernel '{name}' in its entry list",
+            file.name
+        )));
+    }
+    Ok(())
+}
+
+/// Performs one emulated stream operation.
+fn run_emu_op(op: &EmuOp) -> Result<()> {
+    match op {
+        EmuOp::Launch {
+            file,
+            name,
+            grid,
+            block,
+            args,
+        } => {
+            let a: Vec<&[u8]> = args.iter().map(|v| v.as_slice()).collect();
+            emu::launch(file, name, *grid, *block, &a)
+        }
+        // SAFETY (the three arms below): the views were checked against their allocations
+        // when the operation was issued, and the allocations outlive the graph.
+        EmuOp::Copy { dst, src, bytes } => {
+            unsafe { std::ptr::copy(*src as *const u8, *dst as *mut u8, *bytes) };
+            Ok(())
+        }
+        EmuOp::Zero { dst, bytes } => {
+            unsafe { std::ptr::write_bytes(*dst as *mut u8, 0, *bytes) };
+            Ok(())
+        }
+        EmuOp::Fill32 { dst, n, bits } => {
+            let d = unsafe { std::slice::from_raw_parts_mut(*dst as *mut u32, *n) };
+            d.fill(*bits);
+            Ok(())
+        }
+    }
+}
+
 /// Kernel arguments, in the order of the kernel's C signature.
 #[derive(Default)]
 pub struct Args(Vec<Box<dyn ArgValue>>);
@@ -497,6 +785,8 @@ pub struct Args(Vec<Box<dyn ArgValue>>);
 /// A boxed kernel argument value (kept alive until the launch).
 pub trait ArgValue {
     fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>);
+    /// The value's bytes, as the kernel reads them (for the kernel emulator).
+    fn bytes(&self) -> &[u8];
 }
 
 struct Arg<T: DeviceRepr>(T);
@@ -504,6 +794,12 @@ struct Arg<T: DeviceRepr>(T);
 impl<T: DeviceRepr> ArgValue for Arg<T> {
     fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>) {
         b.arg(&self.0);
+    }
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: DeviceRepr types are plain data passed to kernels by their bytes.
+        unsafe {
+            std::slice::from_raw_parts(&self.0 as *const T as *const u8, std::mem::size_of::<T>())
+        }
     }
 }
 

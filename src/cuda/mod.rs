@@ -9,6 +9,7 @@ pub mod backend;
 pub mod bps;
 pub mod device;
 pub mod embed;
+pub mod emu;
 pub mod gemm;
 pub mod kernels;
 pub mod layernorm;

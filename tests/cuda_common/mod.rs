@@ -140,6 +140,24 @@ pub fn check(what: &str, got: &[f32], want: &[f64], tol: f64) {
     assert!(e <= tol, "{what}: normalised error {e:.3e} > {tol:.1e}");
 }
 
+/// Fails unless ‖got − want‖ / ‖scale‖ ≤ `tol`: for sums whose terms cancel, where the error
+/// scales with the terms' magnitudes (`scale`, e.g. |A|·|B|ᵀ), not with the result.
+pub fn check_scaled(what: &str, got: &[f32], want: &[f64], scale: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    assert_eq!(scale.len(), want.len(), "{what}: scale length");
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w).powi(2))
+        .sum();
+    let den: f64 = scale.iter().map(|s| s * s).sum();
+    let e = (num / den.max(f64::MIN_POSITIVE)).sqrt();
+    assert!(
+        e <= tol,
+        "{what}: error relative to the terms' magnitude {e:.3e} > {tol:.1e}"
+    );
+}
+
 /// Fails unless both hold the same bits.
 pub fn check_bits(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");

@@ -1,0 +1,390 @@
+// defines: the CUDA dialect of kernels/*.cu for a host C++ compiler, and ndt_emu_launch
+//
+// The kernel emulator: the kernel files compiled by the host's C++ compiler and run on the CPU,
+// so that every launcher, kernel and training step of the CUDA backend can be checked where
+// there is no GPU (NDT_CUDA_EMU=1; see docs/cuda.md). It is a checker, not a fast path.
+//
+// Execution model. A launch runs its blocks one after another on the calling thread; inside a
+// block every CUDA thread is a fiber (ucontext) of its own, switched only at the points where
+// CUDA threads communicate: __syncthreads, warp shuffles and mma.sync. So a kernel sees
+// the same values a GPU would give it whatever the interleaving of threads between those
+// points, and the emulator reports, instead of hanging or guessing:
+//   - a __syncthreads reached on different source lines by threads of one block;
+//   - a warp shuffle or mma.sync with a lane that has exited or sits at another warp operation;
+//   - a launch whose arguments differ in count or size from the kernel's C signature.
+// Shared memory is one static (thread-local) array per declaration: each block sees the values
+// the previous block left, never zeros it did not write. Warp operations need whole warps
+// (blockDim a multiple of 32 where a kernel uses them), as the kernels assume.
+#pragma once
+#include <ucontext.h>
+
+#include <cmath>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#define NDT_EMU 1
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+#define __shared__ static thread_local
+
+struct uint3 {
+    unsigned int x, y, z;
+};
+typedef uint3 dim3;
+
+static thread_local uint3 threadIdx, blockIdx, blockDim, gridDim;
+
+// Bit casts and correctly rounded arithmetic (the host's IEEE f32 operations, no contraction).
+inline unsigned int __float_as_uint(float f) {
+    unsigned int u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+inline float __uint_as_float(unsigned int u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+inline int __float_as_int(float f) { return (int)__float_as_uint(f); }
+inline float __int_as_float(int i) { return __uint_as_float((unsigned int)i); }
+inline double __longlong_as_double(long long i) {
+    double d;
+    std::memcpy(&d, &i, 8);
+    return d;
+}
+inline long long __double_as_longlong(double d) {
+    long long i;
+    std::memcpy(&i, &d, 8);
+    return i;
+}
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline unsigned int min(unsigned int a, unsigned int b) { return a < b ? a : b; }
+inline unsigned int max(unsigned int a, unsigned int b) { return a > b ? a : b; }
+
+namespace ndt_emu {
+
+enum State { RUNNABLE, WAITING, DONE };
+
+struct Fiber {
+    ucontext_t ctx;
+    State state;
+    uint3 tid;
+};
+
+// A warp operation in progress: the lanes that arrived, what they brought, the source line.
+struct WarpOp {
+    int arrived = 0;
+    int line = 0;
+    int kind = 0;  // 1 shuffle, 2 mma
+    unsigned long long gen = 0;
+    unsigned long long val[32];
+    unsigned int mma_a[32][4], mma_b[32][2];
+    float mma_c[32][4];
+};
+
+struct Block {
+    std::vector<Fiber> fibers;
+    std::vector<char> stacks;
+    ucontext_t sched;
+    int cur = 0;
+    int live = 0;
+    int bar_arrived = 0;
+    int bar_line = 0;
+    unsigned long long bar_gen = 0;
+    std::vector<WarpOp> warps;
+    bool failed = false;
+    char err[512];
+    const char* kernel = "";
+    void (*entry)(void**) = nullptr;
+    void** params = nullptr;
+};
+
+constexpr size_t STACK = 128 * 1024;
+
+inline Block& blk() {
+    static thread_local Block b;
+    return b;
+}
+
+// Records the first error of the launch and stops every fiber of the block.
+inline void fail(const char* fmt, ...) {
+    Block& b = blk();
+    if (b.failed) return;
+    b.failed = true;
+    int n = std::snprintf(b.err, sizeof b.err, "kernel %s, block (%u,%u,%u), thread (%u,%u,%u): ",
+                          b.kernel, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, threadIdx.y,
+                          threadIdx.z);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < sizeof b.err) std::vsnprintf(b.err + n, sizeof b.err - n, fmt, ap);
+    va_end(ap);
+}
+
+// Back to the scheduler; returns when this fiber is resumed.
+inline void yield() {
+    Block& b = blk();
+    swapcontext(&b.fibers[b.cur].ctx, &b.sched);
+}
+
+inline int linear_tid() {
+    return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z));
+}
+
+inline void sync_block(int line) {
+    Block& b = blk();
+    if (b.bar_arrived == 0) {
+        b.bar_line = line;
+    } else if (b.bar_line != line) {
+        fail("__syncthreads on line %d while other threads of the block wait at line %d", line,
+             b.bar_line);
+    }
+    unsigned long long gen = b.bar_gen;
+    if (++b.bar_arrived == b.live) {
+        b.bar_arrived = 0;
+        b.bar_gen++;
+        for (Fiber& f : b.fibers)
+            if (f.state == WAITING) f.state = RUNNABLE;
+        return;
+    }
+    b.fibers[b.cur].state = WAITING;
+    while (b.bar_gen == gen && !b.failed) yield();
+}
+
+// Waits until all 32 lanes of this fiber's warp have arrived at warp operation `kind` on
+// `line`; the last lane to arrive releases the others.
+inline WarpOp& warp_arrive(int kind, int line) {
+    Block& b = blk();
+    int t = linear_tid();
+    WarpOp& w = b.warps[t / 32];
+    int nthreads = (int)(blockDim.x * blockDim.y * blockDim.z);
+    if (nthreads % 32 != 0) fail("a warp operation in a block of %d threads (not whole warps)", nthreads);
+    if (w.arrived == 0) {
+        w.kind = kind;
+        w.line = line;
+    } else if (w.kind != kind || w.line != line) {
+        fail("warp operation on line %d while other lanes of the warp wait at line %d", line,
+             w.line);
+    }
+    return w;
+}
+
+inline void warp_wait(WarpOp& w) {
+    Block& b = blk();
+    unsigned long long gen = w.gen;
+    if (++w.arrived == 32) {
+        w.arrived = 0;
+        w.gen++;
+        for (Fiber& f : b.fibers)
+            if (f.state == WAITING) f.state = RUNNABLE;
+        return;
+    }
+    b.fibers[b.cur].state = WAITING;
+    while (w.gen == gen && !b.failed) yield();
+}
+
+template <class T>
+inline T shfl_xor(unsigned int mask, T v, int o, int line) {
+    static_assert(sizeof(T) <= 8, "shuffle of at most 64 bits");
+    if (mask != 0xffffffffu) fail("warp shuffle with a partial mask %#x", mask);
+    WarpOp& w = warp_arrive(1, line);
+    int lane = linear_tid() & 31;
+    unsigned long long bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    w.val[lane] = bits;
+    warp_wait(w);
+    bits = w.val[(lane ^ o) & 31];
+    warp_wait(w);  // every lane has read before the slots are written again
+    T r;
+    std::memcpy(&r, &bits, sizeof(T));
+    return r;
+}
+
+inline float bf16_lo(unsigned int pair) { return __uint_as_float(pair << 16); }
+inline float bf16_hi(unsigned int pair) { return __uint_as_float(pair & 0xffff0000u); }
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 with the PTX fragment layouts:
+// group g = lane / 4, t = lane % 4;
+//   A 16x16: a[0] = A[g][2t..2t+1], a[1] = A[g+8][2t..], a[2] = A[g][2t+8..], a[3] = A[g+8][2t+8..]
+//   B 16x8 (k x n): b[0] = B[2t..2t+1][g], b[1] = B[2t+8..2t+9][g]
+//   C 16x8: c[0..1] = C[g][2t..2t+1], c[2..3] = C[g+8][2t..2t+1]
+inline void mma_m16n8k16(float* d, const unsigned int* a, const unsigned int* b, int line) {
+    WarpOp& w = warp_arrive(2, line);
+    int lane = linear_tid() & 31;
+    for (int i = 0; i < 4; i++) w.mma_a[lane][i] = a[i];
+    for (int i = 0; i < 2; i++) w.mma_b[lane][i] = b[i];
+    for (int i = 0; i < 4; i++) w.mma_c[lane][i] = d[i];
+    warp_wait(w);
+    float A[16][16], B[16][8];
+    for (int l = 0; l < 32; l++) {
+        int g = l / 4, t = l % 4;
+        for (int h = 0; h < 2; h++) {
+            int r = g + 8 * h;
+            A[r][2 * t] = bf16_lo(w.mma_a[l][h]);
+            A[r][2 * t + 1] = bf16_hi(w.mma_a[l][h]);
+            A[r][2 * t + 8] = bf16_lo(w.mma_a[l][h + 2]);
+            A[r][2 * t + 9] = bf16_hi(w.mma_a[l][h + 2]);
+            B[2 * t + 8 * h][g] = bf16_lo(w.mma_b[l][h]);
+            B[2 * t + 8 * h + 1][g] = bf16_hi(w.mma_b[l][h]);
+        }
+    }
+    int g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 4; i++) {
+        int r = g + 8 * (i / 2), c = 2 * t + (i % 2);
+        float acc = w.mma_c[lane][i];
+        for (int k = 0; k < 16; k++) acc += A[r][k] * B[k][c];
+        d[i] = acc;
+    }
+    warp_wait(w);
+}
+
+inline void fiber_main() {
+    Block& b = blk();
+    b.entry(b.params);
+    b.fibers[b.cur].state = DONE;
+    b.live--;
+    // Exited threads no longer hold back a block barrier.
+    if (b.bar_arrived > 0 && b.bar_arrived == b.live) {
+        b.bar_arrived = 0;
+        b.bar_gen++;
+        for (Fiber& f : b.fibers)
+            if (f.state == WAITING) f.state = RUNNABLE;
+    }
+    swapcontext(&b.fibers[b.cur].ctx, &b.sched);
+}
+
+// Runs one block to completion; false (with b.err set) on an error or a deadlock.
+inline bool run_block(Block& b) {
+    int n = (int)b.fibers.size();
+    b.live = n;
+    b.bar_arrived = 0;
+    for (WarpOp& w : b.warps) w.arrived = 0;
+    for (int i = 0; i < n; i++) {
+        Fiber& f = b.fibers[i];
+        f.state = RUNNABLE;
+        f.tid.x = i % blockDim.x;
+        f.tid.y = (i / blockDim.x) % blockDim.y;
+        f.tid.z = i / (blockDim.x * blockDim.y);
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = b.stacks.data() + (size_t)i * STACK;
+        f.ctx.uc_stack.ss_size = STACK;
+        f.ctx.uc_link = nullptr;
+        makecontext(&f.ctx, fiber_main, 0);
+    }
+    while (b.live > 0 && !b.failed) {
+        bool ran = false;
+        for (int i = 0; i < n && !b.failed; i++) {
+            if (b.fibers[i].state != RUNNABLE) continue;
+            b.cur = i;
+            threadIdx = b.fibers[i].tid;
+            swapcontext(&b.sched, &b.fibers[i].ctx);
+            ran = true;
+        }
+        if (!ran && b.live > 0 && !b.failed) {
+            threadIdx = uint3{0, 0, 0};
+            for (int i = 0; i < n; i++)
+                if (b.fibers[i].state == WAITING) {
+                    threadIdx = b.fibers[i].tid;
+                    break;
+                }
+            fail("deadlock: %d threads wait at a barrier or warp operation that the others "
+                 "(exited, or waiting elsewhere) never reach",
+                 b.live);
+        }
+    }
+    return !b.failed;
+}
+
+struct Entry {
+    const char* name;
+    void (*call)(void**);
+    int nargs;
+    const size_t* sizes;
+};
+
+template <class F, F fn>
+struct Tramp;
+
+template <class... A, void (*fn)(A...)>
+struct Tramp<void (*)(A...), fn> {
+    static constexpr size_t sizes[sizeof...(A) + 1] = {sizeof(std::decay_t<A>)..., 0};
+    static void call(void** p) { call_i(p, std::index_sequence_for<A...>{}); }
+    template <size_t... I>
+    static void call_i(void** p, std::index_sequence<I...>) {
+        fn(*static_cast<std::decay_t<A>*>(p[I])...);
+    }
+    static Entry entry(const char* name) { return Entry{name, call, (int)sizeof...(A), sizes}; }
+};
+
+inline int launch(const Entry* table, int count, const char* name, const unsigned int* grid,
+                  const unsigned int* block, void** params, const size_t* sizes, int nargs,
+                  char* err, size_t errlen) {
+    const Entry* e = nullptr;
+    for (int i = 0; i < count; i++)
+        if (std::strcmp(table[i].name, name) == 0) e = &table[i];
+    if (!e) {
+        std::snprintf(err, errlen, "no kernel '%s' in this module", name);
+        return 1;
+    }
+    if (e->nargs != nargs) {
+        std::snprintf(err, errlen, "kernel %s takes %d arguments, the launch passed %d", name,
+                      e->nargs, nargs);
+        return 1;
+    }
+    for (int i = 0; i < nargs; i++)
+        if (e->sizes[i] != sizes[i]) {
+            std::snprintf(err, errlen,
+                          "kernel %s: argument %d is %zu bytes in the kernel, %zu in the launch",
+                          name, i, e->sizes[i], sizes[i]);
+            return 1;
+        }
+    unsigned int nthreads = block[0] * block[1] * block[2];
+    if (nthreads == 0 || nthreads > 1024 || grid[0] * grid[1] * grid[2] == 0 || grid[1] > 65535 ||
+        grid[2] > 65535) {
+        std::snprintf(err, errlen, "kernel %s: invalid launch grid (%u,%u,%u) block (%u,%u,%u)",
+                      name, grid[0], grid[1], grid[2], block[0], block[1], block[2]);
+        return 1;
+    }
+    Block& b = blk();
+    b.failed = false;
+    b.kernel = e->name;
+    b.entry = e->call;
+    b.params = params;
+    b.fibers.resize(nthreads);
+    if (b.stacks.size() < (size_t)nthreads * STACK) b.stacks.resize((size_t)nthreads * STACK);
+    b.warps.resize((nthreads + 31) / 32);
+    blockDim = uint3{block[0], block[1], block[2]};
+    gridDim = uint3{grid[0], grid[1], grid[2]};
+    for (unsigned int z = 0; z < grid[2]; z++)
+        for (unsigned int y = 0; y < grid[1]; y++)
+            for (unsigned int x = 0; x < grid[0]; x++) {
+                blockIdx = uint3{x, y, z};
+                if (!run_block(b)) {
+                    std::snprintf(err, errlen, "%s", b.err);
+                    return 2;
+                }
+            }
+    return 0;
+}
+
+}  // namespace ndt_emu
+
+#define __syncthreads() ndt_emu::sync_block(__LINE__)
+#define __shfl_xor_sync(mask, v, o) ndt_emu::shfl_xor((mask), (v), (o), __LINE__)
+#define NDT_EMU_MMA_M16N8K16(d, a, b) ndt_emu::mma_m16n8k16((d), (a), (b), __LINE__)
