@@ -11,11 +11,16 @@
 // points, and the emulator reports, instead of hanging or guessing:
 //   - a __syncthreads reached on different source lines by threads of one block;
 //   - a warp shuffle or mma.sync with a lane that has exited or sits at another warp operation;
-//   - a launch whose arguments differ in count or size from the kernel's C signature.
+//   - a launch whose arguments differ in count or size from the kernel's C signature;
+//   - a read or write outside device memory: each allocation ends at an inaccessible page, and
+//     the fault is caught and reported with the kernel, block and thread (up to 15 bytes past
+//     an allocation whose size is not a multiple of 16 go unnoticed).
 // Shared memory is one static (thread-local) array per declaration: each block sees the values
 // the previous block left, never zeros it did not write. Warp operations need whole warps
 // (blockDim a multiple of 32 where a kernel uses them), as the kernels assume.
 #pragma once
+#include <setjmp.h>
+#include <signal.h>
 #include <ucontext.h>
 
 #include <cmath>
@@ -112,6 +117,9 @@ struct Block {
     bool failed = false;
     char err[512];
     const char* kernel = "";
+    bool in_launch = false;
+    sigjmp_buf fault_jmp;
+    void* fault_addr = nullptr;
     void (*entry)(void**) = nullptr;
     void** params = nullptr;
 };
@@ -311,6 +319,39 @@ inline bool run_block(Block& b) {
     return !b.failed;
 }
 
+// SIGSEGV/SIGBUS while this thread runs an emulated kernel: back to `launch`, which reports
+// it. Any other fault goes to the handler that was installed before.
+static struct sigaction prev_segv, prev_bus;
+
+inline void on_fault(int sig, siginfo_t* si, void* uc) {
+    Block& b = blk();
+    if (b.in_launch) {
+        b.fault_addr = si->si_addr;
+        siglongjmp(b.fault_jmp, 1);
+    }
+    struct sigaction* prev = sig == SIGSEGV ? &prev_segv : &prev_bus;
+    if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction) {
+        prev->sa_sigaction(sig, si, uc);
+    } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(sig);
+    } else {
+        sigaction(sig, prev, nullptr);  // the fault repeats and takes the default action
+    }
+}
+
+inline int install_fault_handler() {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &prev_segv);
+    sigaction(SIGBUS, &sa, &prev_bus);
+    return 0;
+}
+
+static const int fault_handler_installed = install_fault_handler();
+
 struct Entry {
     const char* name;
     void (*call)(void**);
@@ -371,15 +412,29 @@ inline int launch(const Entry* table, int count, const char* name, const unsigne
     b.warps.resize((nthreads + 31) / 32);
     blockDim = uint3{block[0], block[1], block[2]};
     gridDim = uint3{grid[0], grid[1], grid[2]};
+    (void)fault_handler_installed;
+    b.in_launch = true;
+    if (sigsetjmp(b.fault_jmp, 1) != 0) {
+        b.in_launch = false;
+        std::snprintf(err, errlen,
+                      "kernel %s, block (%u,%u,%u), thread (%u,%u,%u): memory fault at %p, "
+                      "outside every device allocation (past the end of a buffer, or a wild "
+                      "pointer)",
+                      b.kernel, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, threadIdx.y,
+                      threadIdx.z, b.fault_addr);
+        return 3;
+    }
     for (unsigned int z = 0; z < grid[2]; z++)
         for (unsigned int y = 0; y < grid[1]; y++)
             for (unsigned int x = 0; x < grid[0]; x++) {
                 blockIdx = uint3{x, y, z};
                 if (!run_block(b)) {
+                    b.in_launch = false;
                     std::snprintf(err, errlen, "%s", b.err);
                     return 2;
                 }
             }
+    b.in_launch = false;
     return 0;
 }
 

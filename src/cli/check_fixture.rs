@@ -19,14 +19,15 @@ pub struct Args {
     /// CPU threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Relative-error tolerance of the loss and the log-rates.
-    #[arg(long, default_value_t = Tolerances::default().output)]
-    pub tol_output: f64,
-    /// Relative-error tolerance of every gradient.
-    #[arg(long, default_value_t = Tolerances::default().grad)]
-    pub tol_grad: f64,
-    /// CUDA precision: f32 (exact, checked at the fixture tolerances) or bf16 (tensor cores; give
-    /// it the looser tolerances of docs/cuda.md with --tol-output / --tol-grad).
+    /// Relative-error tolerance of the loss and the log-rates [default: 1e-5; 1e-2 with
+    /// --precision bf16].
+    #[arg(long)]
+    pub tol_output: Option<f64>,
+    /// Relative-error tolerance of every gradient [default: 1e-4; 5e-2 with --precision bf16].
+    #[arg(long)]
+    pub tol_grad: Option<f64>,
+    /// CUDA precision: f32 (exact, checked at the fixture tolerances) or bf16 (tensor cores,
+    /// checked at the looser bf16 tolerances unless --tol-output / --tol-grad are given).
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
     pub precision: String,
     /// Print the reports as JSON on stdout instead of tables.
@@ -35,10 +36,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    for (flag, v) in [
-        ("--tol-output", args.tol_output),
-        ("--tol-grad", args.tol_grad),
-    ] {
+    let base = if args.device == "cuda" && args.precision == "bf16" {
+        Tolerances::BF16
+    } else {
+        Tolerances::default()
+    };
+    let tol = Tolerances {
+        output: args.tol_output.unwrap_or(base.output),
+        grad: args.tol_grad.unwrap_or(base.grad),
+    };
+    for (flag, v) in [("--tol-output", tol.output), ("--tol-grad", tol.grad)] {
         if !(v.is_finite() && v > 0.0) {
             return Err(usage(format!("{flag} must be a positive number, got {v}")));
         }
@@ -46,10 +53,6 @@ pub fn run(args: Args) -> Result<()> {
     if args.threads == Some(0) {
         return Err(usage("--threads must be at least 1"));
     }
-    let tol = Tolerances {
-        output: args.tol_output,
-        grad: args.tol_grad,
-    };
     let mut reports = Vec::with_capacity(args.files.len());
     for path in &args.files {
         let fx = fixture::load(path)?;

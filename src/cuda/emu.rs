@@ -26,6 +26,7 @@ const FLAGS: &[&str] = &[
     "-g",
     "-fPIC",
     "-shared",
+    "-fvisibility=hidden",
     "-fno-strict-aliasing",
     "-ffp-contract=off",
     "-Wall",

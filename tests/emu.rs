@@ -1,0 +1,193 @@
+//! The kernel emulator (kernels/emu.h, src/cuda/emu.rs) runs CUDA kernels on the CPU with
+//! block barriers and warp operations as on a GPU, and turns the bugs a GPU would hide or hang
+//! on into errors naming the kernel, block and thread. Needs a host C++ compiler (`c++` or
+//! `$CXX`), no GPU. The real kernels under the emulator: `NDT_CUDA_EMU=1 cargo test --test
+//! cuda_kernels` (and cuda_layers, cuda_loss_optim, cuda_backend), as tools/test.sh does.
+
+use cudarc::driver::LaunchConfig;
+use ndt::cuda::device::{Args, Gpu};
+use ndt::cuda::kernels::KernelFile;
+
+fn gpu() -> Gpu {
+    Gpu::emulated().expect("the emulated device")
+}
+
+fn cfg(blocks: u32, threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Launches `k` of `file`, returning the error text (or "" on success).
+fn run(g: &Gpu, file: &KernelFile, c: LaunchConfig, args: &Args) -> String {
+    // SAFETY: the emulator checks argument counts and sizes and catches faults; these tests
+    // are about exactly that.
+    match unsafe { g.launch(file, "k", c, args) } {
+        Ok(()) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+// Block-wide reversal through shared memory, then a warp sum: needs the barrier between the
+// write and the read, and all 32 lanes in the shuffles.
+const GOOD: KernelFile = KernelFile {
+    name: "emu_test_good.cu",
+    text: r#"#include "common.cuh"
+extern "C" __global__ void k(float* out, const float* in) {
+    __shared__ float s[128];
+    int i = threadIdx.x, base = blockIdx.x * blockDim.x;
+    s[i] = in[base + i];
+    __syncthreads();
+    float v = s[blockDim.x - 1 - i];
+    out[base + i] = v;
+    float w = ndt_warp_sum(v);
+    if ((i & 31) == 0) out[gridDim.x * blockDim.x + blockIdx.x * 4 + i / 32] = w;
+}
+"#,
+    entries: &["k"],
+};
+
+#[test]
+fn barriers_and_warp_sums_behave_as_on_a_gpu() {
+    let g = gpu();
+    let (blocks, threads) = (3usize, 128usize);
+    let input: Vec<f32> = (0..blocks * threads).map(|i| i as f32).collect();
+    let inp = g.upload_new(&input).unwrap();
+    let out = g.alloc::<f32>(blocks * threads + blocks * 4).unwrap();
+    let args = Args::new().ptr(out.dev()).ptr(inp.dev());
+    let e = run(&g, &GOOD, cfg(blocks as u32, threads as u32), &args);
+    assert_eq!(e, "");
+    let got = g.download(out.dev()).unwrap();
+    for b in 0..blocks {
+        for i in 0..threads {
+            let want = input[b * threads + threads - 1 - i];
+            assert_eq!(got[b * threads + i], want, "block {b} thread {i}");
+        }
+        for w in 0..4 {
+            let want: f32 = (0..32)
+                .map(|l| input[b * threads + threads - 1 - (w * 32 + l)])
+                .sum();
+            assert_eq!(
+                got[blocks * threads + b * 4 + w],
+                want,
+                "block {b} warp {w}"
+            );
+        }
+    }
+}
+
+const DIVERGENT_SYNC: KernelFile = KernelFile {
+    name: "emu_test_divergent_sync.cu",
+    text: r#"extern "C" __global__ void k(float* x) {
+    if (threadIdx.x < 16) {
+        __syncthreads();
+    } else {
+        __syncthreads();
+    }
+    x[threadIdx.x] = 1.0f;
+}
+"#,
+    entries: &["k"],
+};
+
+#[test]
+fn a_barrier_on_different_lines_is_reported() {
+    let g = gpu();
+    let x = g.alloc::<f32>(64).unwrap();
+    let e = run(&g, &DIVERGENT_SYNC, cfg(1, 64), &Args::new().ptr(x.dev()));
+    assert!(e.contains("__syncthreads on line 5"), "{e}");
+    assert!(e.contains("wait at line 3"), "{e}");
+    assert!(e.contains("kernel k, block (0,0,0)"), "{e}");
+}
+
+const EARLY_EXIT_SHUFFLE: KernelFile = KernelFile {
+    name: "emu_test_exit_shuffle.cu",
+    text: r#"extern "C" __global__ void k(float* x) {
+    if (threadIdx.x == 5) return;
+    x[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (float)threadIdx.x, 1);
+}
+"#,
+    entries: &["k"],
+};
+
+#[test]
+fn a_shuffle_missing_an_exited_lane_is_a_reported_deadlock() {
+    let g = gpu();
+    let x = g.alloc::<f32>(32).unwrap();
+    let e = run(
+        &g,
+        &EARLY_EXIT_SHUFFLE,
+        cfg(1, 32),
+        &Args::new().ptr(x.dev()),
+    );
+    assert!(e.contains("deadlock"), "{e}");
+    assert!(e.contains("31 threads wait"), "{e}");
+}
+
+const TWO_ARGS: KernelFile = KernelFile {
+    name: "emu_test_two_args.cu",
+    text: r#"extern "C" __global__ void k(float* x, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = 2.0f;
+}
+"#,
+    entries: &["k"],
+};
+
+#[test]
+fn arguments_that_differ_from_the_signature_are_reported() {
+    let g = gpu();
+    let x = g.alloc::<f32>(32).unwrap();
+    let e = run(&g, &TWO_ARGS, cfg(1, 32), &Args::new().ptr(x.dev()));
+    assert!(e.contains("takes 2 arguments, the launch passed 1"), "{e}");
+    let e = run(&g, &TWO_ARGS, cfg(1, 32), &Args::new().ptr(x.dev()).u64(32));
+    assert!(
+        e.contains("argument 1 is 4 bytes in the kernel, 8 in the launch"),
+        "{e}"
+    );
+    let e = run(&g, &TWO_ARGS, cfg(1, 32), &Args::new().ptr(x.dev()).i32(32));
+    assert_eq!(e, "");
+    assert_eq!(g.download(x.dev()).unwrap(), vec![2.0f32; 32]);
+}
+
+#[test]
+fn a_write_past_the_end_of_a_buffer_is_caught() {
+    let g = gpu();
+    let x = g.alloc::<f32>(64).unwrap();
+    // 96 threads for 64 elements: the bounds check uses the wrong n.
+    let e = run(&g, &TWO_ARGS, cfg(3, 32), &Args::new().ptr(x.dev()).i32(96));
+    assert!(e.contains("memory fault"), "{e}");
+    assert!(e.contains("block (2,0,0), thread (0,0,0)"), "{e}");
+    // The emulated device is still usable afterwards.
+    let e = run(&g, &TWO_ARGS, cfg(2, 32), &Args::new().ptr(x.dev()).i32(64));
+    assert_eq!(e, "");
+}
+
+#[test]
+fn a_graph_records_and_replays_stream_operations() {
+    let g = gpu();
+    let x = g.alloc::<f32>(64).unwrap();
+    let y = g.alloc::<f32>(64).unwrap();
+    let graph = g
+        .capture(|| {
+            g.fill_f32(x.dev(), 7.0)?;
+            // SAFETY: matches the kernel's signature; 64 elements.
+            unsafe {
+                g.launch(
+                    &TWO_ARGS,
+                    "k",
+                    cfg(1, 32),
+                    &Args::new().ptr(x.dev()).i32(32),
+                )?;
+            }
+            g.copy(y.dev(), x.dev(), 64)
+        })
+        .unwrap();
+    // Nothing ran while capturing.
+    assert_eq!(g.download(y.dev()).unwrap(), vec![0.0f32; 64]);
+    g.replay(&graph).unwrap();
+    let want: Vec<f32> = (0..64).map(|i| if i < 32 { 2.0 } else { 7.0 }).collect();
+    assert_eq!(g.download(y.dev()).unwrap(), want);
+}
