@@ -5,7 +5,8 @@
 // there is no GPU (NDT_CUDA_EMU=1; see docs/cuda.md). It is a checker, not a fast path.
 //
 // Execution model. A launch runs its blocks one after another on the calling thread; inside a
-// block every CUDA thread is a fiber (ucontext) of its own, switched only at the points where
+// block every CUDA thread is a fiber of its own (a stack and a context switch of a few
+// instructions on x86-64, ucontext elsewhere), switched only at the points where
 // CUDA threads communicate: __syncthreads, warp shuffles and mma.sync. So a kernel sees
 // the same values a GPU would give it whatever the interleaving of threads between those
 // points, and the emulator reports, instead of hanging or guessing:
@@ -85,10 +86,82 @@ inline unsigned int max(unsigned int a, unsigned int b) { return a > b ? a : b; 
 
 namespace ndt_emu {
 
+#if defined(__x86_64__)
+// A fiber's saved stack pointer; the callee-saved registers, MXCSR and the x87 control word
+// sit on its stack.
+struct Ctx {
+    void* sp;
+};
+
+extern "C" void ndt_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+    .text
+    .globl ndt_emu_switch
+    .hidden ndt_emu_switch
+    .type ndt_emu_switch, @function
+ndt_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size ndt_emu_switch, .-ndt_emu_switch
+)");
+
+inline void ctx_switch(Ctx& from, Ctx& to) { ndt_emu_switch(&from.sp, to.sp); }
+
+// A context that starts `fn` (which never returns) on the stack [stack, stack + size).
+inline void ctx_make(Ctx& c, char* stack, size_t size, void (*fn)()) {
+    uintptr_t top = ((uintptr_t)(stack + size)) & ~(uintptr_t)15;
+    uint64_t* sp = (uint64_t*)top;
+    *--sp = 0;               // fake return address of fn: fn starts as if called
+    *--sp = (uint64_t)fn;    // where ndt_emu_switch returns to
+    for (int i = 0; i < 6; i++) *--sp = 0;  // rbp rbx r12 r13 r14 r15
+    --sp;
+    unsigned int mxcsr;
+    unsigned short fpucw;
+    asm volatile("stmxcsr %0" : "=m"(mxcsr));
+    asm volatile("fnstcw %0" : "=m"(fpucw));
+    std::memcpy((char*)sp, &mxcsr, 4);
+    std::memcpy((char*)sp + 4, &fpucw, 2);
+    c.sp = sp;
+}
+#else
+struct Ctx {
+    ucontext_t uc;
+};
+
+inline void ctx_switch(Ctx& from, Ctx& to) { swapcontext(&from.uc, &to.uc); }
+
+inline void ctx_make(Ctx& c, char* stack, size_t size, void (*fn)()) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = stack;
+    c.uc.uc_stack.ss_size = size;
+    c.uc.uc_link = nullptr;
+    makecontext(&c.uc, fn, 0);
+}
+#endif
+
 enum State { RUNNABLE, WAITING, DONE };
 
 struct Fiber {
-    ucontext_t ctx;
+    Ctx ctx;
     State state;
     uint3 tid;
 };
@@ -107,7 +180,7 @@ struct WarpOp {
 struct Block {
     std::vector<Fiber> fibers;
     std::vector<char> stacks;
-    ucontext_t sched;
+    Ctx sched;
     int cur = 0;
     int live = 0;
     int bar_arrived = 0;
@@ -148,7 +221,7 @@ inline void fail(const char* fmt, ...) {
 // Back to the scheduler; returns when this fiber is resumed.
 inline void yield() {
     Block& b = blk();
-    swapcontext(&b.fibers[b.cur].ctx, &b.sched);
+    ctx_switch(b.fibers[b.cur].ctx, b.sched);
 }
 
 inline int linear_tid() {
@@ -274,7 +347,7 @@ inline void fiber_main() {
         for (Fiber& f : b.fibers)
             if (f.state == WAITING) f.state = RUNNABLE;
     }
-    swapcontext(&b.fibers[b.cur].ctx, &b.sched);
+    ctx_switch(b.fibers[b.cur].ctx, b.sched);
 }
 
 // Runs one block to completion; false (with b.err set) on an error or a deadlock.
@@ -289,11 +362,7 @@ inline bool run_block(Block& b) {
         f.tid.x = i % blockDim.x;
         f.tid.y = (i / blockDim.x) % blockDim.y;
         f.tid.z = i / (blockDim.x * blockDim.y);
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = b.stacks.data() + (size_t)i * STACK;
-        f.ctx.uc_stack.ss_size = STACK;
-        f.ctx.uc_link = nullptr;
-        makecontext(&f.ctx, fiber_main, 0);
+        ctx_make(f.ctx, b.stacks.data() + (size_t)i * STACK, STACK, fiber_main);
     }
     while (b.live > 0 && !b.failed) {
         bool ran = false;
@@ -301,7 +370,7 @@ inline bool run_block(Block& b) {
             if (b.fibers[i].state != RUNNABLE) continue;
             b.cur = i;
             threadIdx = b.fibers[i].tid;
-            swapcontext(&b.sched, &b.fibers[i].ctx);
+            ctx_switch(b.sched, b.fibers[i].ctx);
             ran = true;
         }
         if (!ran && b.live > 0 && !b.failed) {

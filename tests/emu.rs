@@ -191,3 +191,37 @@ fn a_graph_records_and_replays_stream_operations() {
     let want: Vec<f32> = (0..64).map(|i| if i < 32 { 2.0 } else { 7.0 }).collect();
     assert_eq!(g.download(y.dev()).unwrap(), want);
 }
+
+/// Every fixture through `ndt check-fixture --device cuda` on the emulator, in f32 at the
+/// fixture tolerances and in bf16 at the bf16 ones.
+#[test]
+fn every_fixture_passes_check_fixture_on_the_emulated_device() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "fixtures: {files:?}");
+    for prec in ["f32", "bf16"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"))
+            .env("NDT_CUDA_EMU", "1")
+            .args(["check-fixture", "--device", "cuda", "--precision", prec])
+            .args(&files)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{prec}: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let heads: Vec<&str> = stdout.lines().filter(|l| l.starts_with('/')).collect();
+        assert_eq!(heads.len(), files.len(), "{stdout}");
+        for h in heads {
+            assert!(h.contains("cuda:kernel emulator (CPU)") && h.ends_with("PASS"), "{h}");
+        }
+    }
+}
