@@ -16,6 +16,10 @@
 //   - a read or write outside device memory: each allocation ends at an inaccessible page, and
 //     the fault is caught and reported with the kernel, block and thread (up to 15 bytes past
 //     an allocation whose size is not a multiple of 16 go unnoticed).
+// Between two such points the threads of a block run one after another, first to last, or last
+// to first with NDT_CUDA_EMU=reverse: a kernel that misses a barrier (a race a GPU shows only
+// sometimes) gives results that depend on that order, so running the tests in both orders
+// catches it where the results differ.
 // Shared memory is one static (thread-local) array per declaration: each block sees the values
 // the previous block left, never zeros it did not write. Warp operations need whole warps
 // (blockDim a multiple of 32 where a kernel uses them), as the kernels assume.
@@ -191,6 +195,7 @@ struct Block {
     char err[512];
     const char* kernel = "";
     bool in_launch = false;
+    bool reverse = false;  // NDT_CUDA_EMU=reverse: threads run last to first between barriers
     sigjmp_buf fault_jmp;
     void* fault_addr = nullptr;
     void (*entry)(void**) = nullptr;
@@ -366,7 +371,8 @@ inline bool run_block(Block& b) {
     }
     while (b.live > 0 && !b.failed) {
         bool ran = false;
-        for (int i = 0; i < n && !b.failed; i++) {
+        for (int j = 0; j < n && !b.failed; j++) {
+            int i = b.reverse ? n - 1 - j : j;
             if (b.fibers[i].state != RUNNABLE) continue;
             b.cur = i;
             threadIdx = b.fibers[i].tid;
@@ -444,7 +450,7 @@ struct Tramp<void (*)(A...), fn> {
 
 inline int launch(const Entry* table, int count, const char* name, const unsigned int* grid,
                   const unsigned int* block, void** params, const size_t* sizes, int nargs,
-                  char* err, size_t errlen) {
+                  int reverse, char* err, size_t errlen) {
     const Entry* e = nullptr;
     for (int i = 0; i < count; i++)
         if (std::strcmp(table[i].name, name) == 0) e = &table[i];
@@ -472,6 +478,7 @@ inline int launch(const Entry* table, int count, const char* name, const unsigne
         return 1;
     }
     Block& b = blk();
+    b.reverse = reverse != 0;
     b.failed = false;
     b.kernel = e->name;
     b.entry = e->call;

@@ -9,7 +9,7 @@ use ndt::cuda::device::{Args, Gpu};
 use ndt::cuda::kernels::KernelFile;
 
 fn gpu() -> Gpu {
-    Gpu::emulated().expect("the emulated device")
+    Gpu::emulated(ndt::cuda::emu::Order::FirstToLast).expect("the emulated device")
 }
 
 fn cfg(blocks: u32, threads: u32) -> LaunchConfig {
@@ -221,7 +221,68 @@ fn every_fixture_passes_check_fixture_on_the_emulated_device() {
         let heads: Vec<&str> = stdout.lines().filter(|l| l.starts_with('/')).collect();
         assert_eq!(heads.len(), files.len(), "{stdout}");
         for h in heads {
-            assert!(h.contains("cuda:kernel emulator (CPU)") && h.ends_with("PASS"), "{h}");
+            assert!(
+                h.contains("cuda:kernel emulator (CPU)") && h.ends_with("PASS"),
+                "{h}"
+            );
         }
+    }
+}
+
+const MISSING_BARRIER: KernelFile = KernelFile {
+    name: "emu_test_missing_barrier.cu",
+    text: r#"extern "C" __global__ void k(float* out, const float* in) {
+    __shared__ float s[64];
+    s[threadIdx.x] = in[threadIdx.x];
+    out[threadIdx.x] = s[63 - threadIdx.x];  // a barrier belongs before this read
+}
+"#,
+    entries: &["k"],
+};
+
+#[test]
+fn a_missing_barrier_shows_as_results_that_depend_on_the_thread_order() {
+    use ndt::cuda::emu::Order;
+    let reversed = |order: Order, file: &KernelFile, seed: f32| -> Vec<f32> {
+        let g = Gpu::emulated(order).unwrap();
+        let input: Vec<f32> = (0..64).map(|i| seed + i as f32).collect();
+        let inp = g.upload_new(&input).unwrap();
+        let out = g.alloc::<f32>(64).unwrap();
+        let e = run(
+            &g,
+            file,
+            cfg(1, 64),
+            &Args::new().ptr(out.dev()).ptr(inp.dev()),
+        );
+        assert_eq!(e, "");
+        g.download(out.dev()).unwrap()
+    };
+    let want: Vec<f32> = (0..64).map(|i| 2000.0 + (63 - i) as f32).collect();
+    let fwd = reversed(Order::FirstToLast, &MISSING_BARRIER, 1000.0);
+    let rev = reversed(Order::LastToFirst, &MISSING_BARRIER, 2000.0);
+    // Each order gets half of the block wrong (stale shared memory), differently.
+    assert_ne!(
+        fwd.iter().map(|v| v - 1000.0).collect::<Vec<_>>(),
+        rev.iter().map(|v| v - 2000.0).collect::<Vec<_>>()
+    );
+    assert_ne!(rev, want);
+    // With the barrier both orders give the reversal.
+    for (order, seed) in [(Order::FirstToLast, 2000.0), (Order::LastToFirst, 2000.0)] {
+        let g = Gpu::emulated(order).unwrap();
+        let input: Vec<f32> = (0..128).map(|i| seed + (i % 64) as f32).collect();
+        let inp = g.upload_new(&input).unwrap();
+        let out = g.alloc::<f32>(128 + 4).unwrap();
+        let e = run(
+            &g,
+            &GOOD,
+            cfg(1, 64),
+            &Args::new().ptr(out.dev()).ptr(inp.dev()),
+        );
+        assert_eq!(e, "");
+        assert_eq!(
+            &g.download(out.dev()).unwrap()[..64],
+            &want[..],
+            "{order:?}"
+        );
     }
 }

@@ -264,6 +264,10 @@ fi
     echo "Command: \`tools/gpu-validate.sh run${BIN:+ --bin DIR}${SKIP:+ --skip $SKIP}${ONLY:+ --steps-only $ONLY}\`"
     echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo "?")"
     echo "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo none)"
+    if [ -n "${NDT_CUDA_EMU:-}" ] && [ "$NDT_CUDA_EMU" != 0 ]; then
+        echo
+        echo "NDT_CUDA_EMU=$NDT_CUDA_EMU: the CUDA steps ran on the CPU kernel emulator, not on a GPU."
+    fi
     echo
     echo "| # | step | what | exit | time | log |"
     echo "|---|---|---|---|---|---|"

@@ -23,7 +23,11 @@ cargo test --locked 2>&1
 NVRTC13=$(ls .venv/lib/python3*/site-packages/nvidia/cu13/lib/libnvrtc.so.13 | head -n 1)
 NDT_NVRTC_LIB="$PWD/$NVRTC13" cargo test --locked --test nvrtc_compile 2>&1
 # The CUDA tests again on the kernel emulator: every kernel against its CPU twin, and the
-# whole backend (graph-captured training steps included) against the CPU backend.
-for t in cuda_kernels cuda_layers cuda_loss_optim cuda_backend; do
-    NDT_CUDA_EMU=1 cargo test --locked --test "$t" 2>&1
+# whole backend (graph-captured training steps included) against the CPU backend; once with
+# the threads of a block run first to last between barriers, once last to first (a missing
+# barrier makes the results depend on that order).
+for order in 1 reverse; do
+    for t in cuda_kernels cuda_layers cuda_loss_optim cuda_backend; do
+        NDT_CUDA_EMU=$order cargo test --locked --test "$t" 2>&1
+    done
 done

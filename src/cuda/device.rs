@@ -196,6 +196,7 @@ enum Engine {
     /// being captured.
     Emu {
         recorded: RefCell<Vec<EmuOp>>,
+        order: emu::Order,
     },
 }
 
@@ -252,8 +253,8 @@ impl Gpu {
     /// (no driver, no device, no NVRTC, an unusable driver) is an `Error::Cuda` saying what is
     /// missing.
     pub fn open(ordinal: usize) -> Result<Gpu> {
-        if emu::requested() {
-            return Gpu::emulated();
+        if let Some(order) = emu::requested() {
+            return Gpu::emulated(order);
         }
         if !driver_present() {
             return Err(Error::Cuda(
@@ -320,12 +321,14 @@ impl Gpu {
         })
     }
 
-    /// The CPU kernel emulator as a device (see `emu`): named "kernel emulator (CPU)", sm_86
-    /// by convention, memory limited only by the host.
-    pub fn emulated() -> Result<Gpu> {
+    /// The CPU kernel emulator as a device (see `emu`), running the threads of a block in
+    /// `order` between barriers: named "kernel emulator (CPU)", sm_86 by convention, memory
+    /// limited only by the host.
+    pub fn emulated(order: emu::Order) -> Result<Gpu> {
         Ok(Gpu {
             engine: Engine::Emu {
                 recorded: RefCell::new(Vec::new()),
+                order,
             },
             info: DeviceInfo {
                 ordinal: 0,
@@ -650,7 +653,7 @@ impl Gpu {
                     .ok_or_else(|| Error::Cuda("graph capture produced no graph".into()))?;
                 Ok(Graph::Cuda(g))
             }
-            Engine::Emu { recorded } => {
+            Engine::Emu { recorded, .. } => {
                 recorded.borrow_mut().clear();
                 self.capturing.set(true);
                 let enqueued = enqueue();
@@ -668,7 +671,7 @@ impl Gpu {
             Graph::Cuda(g) => drv(g.launch(), "launching the training-step graph"),
             Graph::Emu(ops) => {
                 for op in &ops.0 {
-                    run_emu_op(op)?;
+                    self.run_emu_op(op)?;
                 }
                 Ok(())
             }
@@ -685,11 +688,48 @@ impl Gpu {
     /// Runs an emulated stream operation now, or records it while a graph is captured.
     fn emu_op(&self, op: EmuOp) -> Result<()> {
         match &self.engine {
-            Engine::Emu { recorded } if self.capturing.get() => {
+            Engine::Emu { recorded, .. } if self.capturing.get() => {
                 recorded.borrow_mut().push(op);
                 Ok(())
             }
-            _ => run_emu_op(&op),
+            _ => self.run_emu_op(&op),
+        }
+    }
+
+    /// Performs one emulated stream operation.
+    fn run_emu_op(&self, op: &EmuOp) -> Result<()> {
+        match op {
+            EmuOp::Launch {
+                file,
+                name,
+                grid,
+                block,
+                args,
+            } => {
+                let a: Vec<&[u8]> = args.iter().map(|v| v.as_slice()).collect();
+                let order = match &self.engine {
+                    Engine::Emu { order, .. } => *order,
+                    Engine::Cuda(_) => {
+                        return Err(Error::Internal("emulated launch on a GPU".into()));
+                    }
+                };
+                emu::launch(file, name, *grid, *block, &a, order)
+            }
+            // SAFETY (the three arms below): the views were checked against their allocations
+            // when the operation was issued, and the allocations outlive the graph.
+            EmuOp::Copy { dst, src, bytes } => {
+                unsafe { std::ptr::copy(*src as *const u8, *dst as *mut u8, *bytes) };
+                Ok(())
+            }
+            EmuOp::Zero { dst, bytes } => {
+                unsafe { std::ptr::write_bytes(*dst as *mut u8, 0, *bytes) };
+                Ok(())
+            }
+            EmuOp::Fill32 { dst, n, bits } => {
+                let d = unsafe { std::slice::from_raw_parts_mut(*dst as *mut u32, *n) };
+                d.fill(*bits);
+                Ok(())
+            }
         }
     }
 
@@ -745,37 +785,6 @@ fn check_entry(file: &KernelFile, name: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Performs one emulated stream operation.
-fn run_emu_op(op: &EmuOp) -> Result<()> {
-    match op {
-        EmuOp::Launch {
-            file,
-            name,
-            grid,
-            block,
-            args,
-        } => {
-            let a: Vec<&[u8]> = args.iter().map(|v| v.as_slice()).collect();
-            emu::launch(file, name, *grid, *block, &a)
-        }
-        // SAFETY (the three arms below): the views were checked against their allocations
-        // when the operation was issued, and the allocations outlive the graph.
-        EmuOp::Copy { dst, src, bytes } => {
-            unsafe { std::ptr::copy(*src as *const u8, *dst as *mut u8, *bytes) };
-            Ok(())
-        }
-        EmuOp::Zero { dst, bytes } => {
-            unsafe { std::ptr::write_bytes(*dst as *mut u8, 0, *bytes) };
-            Ok(())
-        }
-        EmuOp::Fill32 { dst, n, bits } => {
-            let d = unsafe { std::slice::from_raw_parts_mut(*dst as *mut u32, *n) };
-            d.fill(*bits);
-            Ok(())
-        }
-    }
 }
 
 /// Kernel arguments, in the order of the kernel's C signature.

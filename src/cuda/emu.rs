@@ -33,9 +33,21 @@ const FLAGS: &[&str] = &[
     "-Wno-unknown-pragmas",
 ];
 
-/// Whether `NDT_CUDA_EMU` asks for the emulator.
-pub fn requested() -> bool {
-    std::env::var("NDT_CUDA_EMU").is_ok_and(|v| !v.is_empty() && v != "0")
+/// The order in which the threads of a block run between two barriers or warp operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    FirstToLast,
+    LastToFirst,
+}
+
+/// What `NDT_CUDA_EMU` asks for: nothing (unset, empty or `0`), the emulator (`1`), or the
+/// emulator running threads last to first (`reverse`).
+pub fn requested() -> Option<Order> {
+    match std::env::var("NDT_CUDA_EMU").ok()?.as_str() {
+        "" | "0" => None,
+        "reverse" => Some(Order::LastToFirst),
+        _ => Some(Order::FirstToLast),
+    }
 }
 
 type LaunchFn = unsafe extern "C" fn(
@@ -45,6 +57,7 @@ type LaunchFn = unsafe extern "C" fn(
     params: *const *const c_void,
     sizes: *const usize,
     nargs: i32,
+    reverse: i32,
     err: *mut c_char,
     errlen: usize,
 ) -> i32;
@@ -101,9 +114,9 @@ fn source(file: &KernelFile) -> Result<String> {
     s.push_str(
         "extern \"C\" __attribute__((visibility(\"default\"))) int ndt_emu_launch(\
          const char* name, const unsigned int* grid, const unsigned int* block, void** params, \
-         const size_t* sizes, int nargs, char* err, size_t errlen) {\n\
+         const size_t* sizes, int nargs, int reverse, char* err, size_t errlen) {\n\
          return ndt_emu::launch(ndt_emu_table, (int)(sizeof ndt_emu_table / sizeof ndt_emu_table[0]), \
-         name, grid, block, params, sizes, nargs, err, errlen);\n}\n",
+         name, grid, block, params, sizes, nargs, reverse, err, errlen);\n}\n",
     );
     Ok(s)
 }
@@ -216,14 +229,15 @@ pub fn prepare(file: &KernelFile) -> Result<()> {
     module(file).map(|_| ())
 }
 
-/// Runs kernel `name` of `file` on the CPU. `args` are the argument values' bytes, in the
-/// kernel's parameter order.
+/// Runs kernel `name` of `file` on the CPU, the threads of a block in `order`. `args` are the
+/// argument values' bytes, in the kernel's parameter order.
 pub fn launch(
     file: &KernelFile,
     name: &str,
     grid: (u32, u32, u32),
     block: (u32, u32, u32),
     args: &[&[u8]],
+    order: Order,
 ) -> Result<()> {
     let m = module(file)?;
     let cname = CString::new(name).map_err(|_| Error::Internal(format!("kernel name {name}")))?;
@@ -256,6 +270,7 @@ pub fn launch(
             params.as_ptr(),
             sizes.as_ptr(),
             args.len() as i32,
+            (order == Order::LastToFirst) as i32,
             err.as_mut_ptr() as *mut c_char,
             err.len(),
         )
