@@ -4,10 +4,10 @@
 // so that every launcher, kernel and training step of the CUDA backend can be checked where
 // there is no GPU (NDT_CUDA_EMU=1; see docs/cuda.md). It is a checker, not a fast path.
 //
-// Execution model. A launch runs its blocks one after another on the calling thread; inside a
-// block every CUDA thread is a fiber of its own (a stack and a context switch of a few
-// instructions on x86-64, ucontext elsewhere), switched only at the points where
-// CUDA threads communicate: __syncthreads, warp shuffles and mma.sync. So a kernel sees
+// Execution model. A launch runs its blocks on as many CPU threads as there are cores
+// (NDT_CUDA_EMU_THREADS sets the number); inside a block every CUDA thread is a fiber of its
+// own (a stack and a context switch of a few instructions on x86-64, ucontext elsewhere),
+// switched only at the points where CUDA threads communicate: __syncthreads, warp shuffles and mma.sync. So a kernel sees
 // the same values a GPU would give it whatever the interleaving of threads between those
 // points, and the emulator reports, instead of hanging or guessing:
 //   - a __syncthreads reached on different source lines by threads of one block;
@@ -28,12 +28,16 @@
 #include <signal.h>
 #include <ucontext.h>
 
+#include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -448,6 +452,140 @@ struct Tramp<void (*)(A...), fn> {
     static Entry entry(const char* name) { return Entry{name, call, (int)sizeof...(A), sizes}; }
 };
 
+// One launch, shared by the worker threads that run its blocks.
+struct Launch {
+    const Entry* e;
+    const unsigned int* grid;
+    const unsigned int* block;
+    void** params;
+    bool reverse;
+    unsigned long long total;
+    std::atomic<unsigned long long> next{0};
+    std::mutex mu;
+    unsigned long long err_block = ~0ull;  // the first failing block (in launch order) reports
+    int rc = 0;
+    char err[512] = "";
+
+    void report(unsigned long long blk_index, int code, const char* msg) {
+        std::lock_guard<std::mutex> g(mu);
+        if (blk_index < err_block) {
+            err_block = blk_index;
+            rc = code;
+            std::snprintf(err, sizeof err, "%s", msg);
+        }
+    }
+};
+
+// A worker: takes blocks in turn until none is left or one has failed. Blocks do not
+// communicate (the kernels use no global atomics), so which worker runs a block does not
+// change its result.
+inline void run_blocks(Launch* l) {
+    Block& b = blk();
+    unsigned int nthreads = l->block[0] * l->block[1] * l->block[2];
+    b.reverse = l->reverse;
+    b.kernel = l->e->name;
+    b.entry = l->e->call;
+    b.params = l->params;
+    b.fibers.resize(nthreads);
+    if (b.stacks.size() < (size_t)nthreads * STACK) b.stacks.resize((size_t)nthreads * STACK);
+    b.warps.resize((nthreads + 31) / 32);
+    blockDim = uint3{l->block[0], l->block[1], l->block[2]};
+    gridDim = uint3{l->grid[0], l->grid[1], l->grid[2]};
+    (void)fault_handler_installed;
+    // Set before the jump point and read after it: volatile.
+    volatile unsigned long long i = 0;
+    b.in_launch = true;
+    if (sigsetjmp(b.fault_jmp, 1) != 0) {
+        b.in_launch = false;
+        char msg[512];
+        std::snprintf(msg, sizeof msg,
+                      "kernel %s, block (%u,%u,%u), thread (%u,%u,%u): memory fault at %p, "
+                      "outside every device allocation (past the end of a buffer, or a wild "
+                      "pointer)",
+                      b.kernel, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, threadIdx.y,
+                      threadIdx.z, b.fault_addr);
+        l->report(i, 3, msg);
+        l->next.store(l->total);
+        return;
+    }
+    while ((i = l->next.fetch_add(1)) < l->total) {
+        unsigned long long idx = i;
+        blockIdx = uint3{(unsigned int)(idx % l->grid[0]),
+                         (unsigned int)((idx / l->grid[0]) % l->grid[1]),
+                         (unsigned int)(idx / ((unsigned long long)l->grid[0] * l->grid[1]))};
+        b.failed = false;
+        if (!run_block(b)) {
+            l->report(idx, 2, b.err);
+            l->next.store(l->total);
+            break;
+        }
+    }
+    b.in_launch = false;
+}
+
+// Worker threads of one launching thread, kept for the next launches (each keeps its fiber
+// stacks). `run` gives the launch to `helpers` of them and runs it on the caller too.
+struct Pool {
+    std::vector<std::thread> threads;
+    std::mutex mu;
+    std::condition_variable wake, done;
+    Launch* job = nullptr;
+    unsigned long long gen = 0;
+    unsigned int helpers = 0;
+    unsigned int busy = 0;
+    bool quit = false;
+
+    void work(unsigned int index) {
+        unsigned long long seen = 0;
+        for (;;) {
+            Launch* l;
+            {
+                std::unique_lock<std::mutex> g(mu);
+                wake.wait(g, [&] { return quit || gen != seen; });
+                if (quit) return;
+                seen = gen;
+                if (index >= helpers) continue;
+                l = job;
+            }
+            run_blocks(l);
+            std::lock_guard<std::mutex> g(mu);
+            if (--busy == 0) done.notify_all();
+        }
+    }
+
+    void run(Launch* l, unsigned int n) {
+        while (threads.size() < n) {
+            unsigned int index = (unsigned int)threads.size();
+            threads.emplace_back([this, index] { work(index); });
+        }
+        {
+            std::lock_guard<std::mutex> g(mu);
+            job = l;
+            helpers = n;
+            busy = n;
+            gen++;
+        }
+        wake.notify_all();
+        run_blocks(l);
+        std::unique_lock<std::mutex> g(mu);
+        done.wait(g, [&] { return busy == 0; });
+    }
+
+    ~Pool() {
+        {
+            std::lock_guard<std::mutex> g(mu);
+            quit = true;
+        }
+        wake.notify_all();
+        for (std::thread& t : threads) t.join();
+    }
+};
+
+inline Pool& pool() {
+    static thread_local Pool p;
+    return p;
+}
+
 inline int launch(const Entry* table, int count, const char* name, const unsigned int* grid,
                   const unsigned int* block, void** params, const size_t* sizes, int nargs,
                   int reverse, char* err, size_t errlen) {
@@ -477,41 +615,15 @@ inline int launch(const Entry* table, int count, const char* name, const unsigne
                       name, grid[0], grid[1], grid[2], block[0], block[1], block[2]);
         return 1;
     }
-    Block& b = blk();
-    b.reverse = reverse != 0;
-    b.failed = false;
-    b.kernel = e->name;
-    b.entry = e->call;
-    b.params = params;
-    b.fibers.resize(nthreads);
-    if (b.stacks.size() < (size_t)nthreads * STACK) b.stacks.resize((size_t)nthreads * STACK);
-    b.warps.resize((nthreads + 31) / 32);
-    blockDim = uint3{block[0], block[1], block[2]};
-    gridDim = uint3{grid[0], grid[1], grid[2]};
-    (void)fault_handler_installed;
-    b.in_launch = true;
-    if (sigsetjmp(b.fault_jmp, 1) != 0) {
-        b.in_launch = false;
-        std::snprintf(err, errlen,
-                      "kernel %s, block (%u,%u,%u), thread (%u,%u,%u): memory fault at %p, "
-                      "outside every device allocation (past the end of a buffer, or a wild "
-                      "pointer)",
-                      b.kernel, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, threadIdx.y,
-                      threadIdx.z, b.fault_addr);
-        return 3;
-    }
-    for (unsigned int z = 0; z < grid[2]; z++)
-        for (unsigned int y = 0; y < grid[1]; y++)
-            for (unsigned int x = 0; x < grid[0]; x++) {
-                blockIdx = uint3{x, y, z};
-                if (!run_block(b)) {
-                    b.in_launch = false;
-                    std::snprintf(err, errlen, "%s", b.err);
-                    return 2;
-                }
-            }
-    b.in_launch = false;
-    return 0;
+    unsigned long long total = (unsigned long long)grid[0] * grid[1] * grid[2];
+    Launch l{e, grid, block, params, reverse != 0, total};
+    unsigned int workers = std::thread::hardware_concurrency();
+    if (const char* t = std::getenv("NDT_CUDA_EMU_THREADS")) workers = (unsigned int)std::atoi(t);
+    if (workers < 1) workers = 1;
+    if (workers > total) workers = (unsigned int)total;
+    pool().run(&l, workers - 1);
+    if (l.rc != 0) std::snprintf(err, errlen, "%s", l.err);
+    return l.rc;
 }
 
 }  // namespace ndt_emu

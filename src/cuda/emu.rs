@@ -27,6 +27,7 @@ const FLAGS: &[&str] = &[
     "-fPIC",
     "-shared",
     "-fvisibility=hidden",
+    "-pthread",
     "-fno-strict-aliasing",
     "-ffp-contract=off",
     "-Wall",
