@@ -4,6 +4,9 @@
 //! `$CXX`), no GPU. The real kernels under the emulator: `NDT_CUDA_EMU=1 cargo test --test
 //! cuda_kernels` (and cuda_layers, cuda_loss_optim, cuda_backend), as tools/test.sh does.
 
+mod common;
+
+use common::{TempDir, ndt_ok, python, root};
 use cudarc::driver::LaunchConfig;
 use ndt::cuda::device::{Args, Gpu};
 use ndt::cuda::kernels::KernelFile;
@@ -285,4 +288,69 @@ fn a_missing_barrier_shows_as_results_that_depend_on_the_thread_order() {
             "{order:?}"
         );
     }
+}
+
+/// `ndt train --device cuda` on the emulated device, f32, against the same training on the CPU:
+/// the trainer, batches, graph-captured steps, validation on the device and checkpoints of the
+/// CUDA path, end to end; per-epoch losses compared by tools/compare_runs.py.
+#[test]
+fn training_on_the_emulated_device_tracks_the_cpu() {
+    let tmp = TempDir::new("emu-track");
+    let data = tmp.join("data");
+    let synth = "synth --preset rs --sessions 2 --animals 1 --trials 24 --neurons 30 --bins 30 \
+                 --onset-bin 10 --seed 3 --out";
+    let mut args: Vec<String> = synth.split_whitespace().map(String::from).collect();
+    args.push(data.display().to_string());
+    ndt_ok(&args);
+    let train = |device: &str, out: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"))
+            .env("NDT_CUDA_EMU", "1")
+            .env("NDT_CUDA_PRECISION", "f32")
+            .arg("train")
+            .arg(&data)
+            .args([
+                "--config",
+                "small",
+                "--epochs",
+                "3",
+                "--batch-size",
+                "8",
+                "--device",
+                device,
+            ])
+            .arg("--out")
+            .arg(tmp.join(out))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "train on {device}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout)
+    };
+    train("cpu", "cpu");
+    let log = train("cuda", "emu");
+    assert!(log.contains("kernel emulator"), "{log}");
+    let cmp = std::process::Command::new(python())
+        .arg(root().join("tools/compare_runs.py"))
+        .arg(tmp.join("cpu"))
+        .arg(tmp.join("emu"))
+        .args(["--tol", "1e-3"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&cmp.stdout);
+    assert!(
+        cmp.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&cmp.stderr)
+    );
+    let epochs = out
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("| ")
+                .is_some_and(|r| r.starts_with(char::is_numeric))
+        })
+        .count();
+    assert_eq!(epochs, 3, "{out}");
 }
