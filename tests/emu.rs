@@ -353,4 +353,37 @@ fn training_on_the_emulated_device_tracks_the_cpu() {
         })
         .count();
     assert_eq!(epochs, 3, "{out}");
+
+    // Evaluation of the same checkpoint on both devices: every metric agrees.
+    let eval = |device: &str| -> serde_json::Value {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"))
+            .env("NDT_CUDA_EMU", "1")
+            .env("NDT_CUDA_PRECISION", "f32")
+            .arg("eval")
+            .arg(tmp.join("cpu").join("last.safetensors"))
+            .arg(&data)
+            .args(["--session", "syn-0000", "--device", device, "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "eval on {device}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["metrics"].clone()
+    };
+    let (cpu, emu) = (eval("cpu"), eval("cuda"));
+    let (cpu, emu) = (cpu.as_object().unwrap(), emu.as_object().unwrap());
+    assert!(cpu.len() >= 8, "{cpu:?}");
+    assert_eq!(
+        cpu.keys().collect::<Vec<_>>(),
+        emu.keys().collect::<Vec<_>>()
+    );
+    for (k, a) in cpu {
+        let (a, b) = (a.as_f64().unwrap(), emu[k].as_f64().unwrap());
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1e-3),
+            "{k}: CPU {a}, emulated GPU {b}"
+        );
+    }
 }
