@@ -588,7 +588,7 @@ inline Pool& pool() {
 
 inline int launch(const Entry* table, int count, const char* name, const unsigned int* grid,
                   const unsigned int* block, void** params, const size_t* sizes, int nargs,
-                  int reverse, char* err, size_t errlen) {
+                  int reverse, unsigned int threads, char* err, size_t errlen) {
     const Entry* e = nullptr;
     for (int i = 0; i < count; i++)
         if (std::strcmp(table[i].name, name) == 0) e = &table[i];
@@ -617,9 +617,7 @@ inline int launch(const Entry* table, int count, const char* name, const unsigne
     }
     unsigned long long total = (unsigned long long)grid[0] * grid[1] * grid[2];
     Launch l{e, grid, block, params, reverse != 0, total};
-    unsigned int workers = std::thread::hardware_concurrency();
-    if (const char* t = std::getenv("NDT_CUDA_EMU_THREADS")) workers = (unsigned int)std::atoi(t);
-    if (workers < 1) workers = 1;
+    unsigned int workers = threads < 1 ? 1 : threads;
     if (workers > total) workers = (unsigned int)total;
     pool().run(&l, workers - 1);
     if (l.rc != 0) std::snprintf(err, errlen, "%s", l.err);

@@ -387,3 +387,32 @@ fn training_on_the_emulated_device_tracks_the_cpu() {
         );
     }
 }
+
+#[test]
+fn a_bad_emulator_setting_is_a_usage_error() {
+    let fx = root().join("fixtures/forward_one_bin.safetensors");
+    for (var, value, says) in [
+        ("NDT_CUDA_EMU", "revers", "NDT_CUDA_EMU=revers: expected 1"),
+        (
+            "NDT_CUDA_EMU_THREADS",
+            "0",
+            "NDT_CUDA_EMU_THREADS=0: expected a number",
+        ),
+        (
+            "NDT_CUDA_EMU_THREADS",
+            "many",
+            "NDT_CUDA_EMU_THREADS=many: expected a number",
+        ),
+    ] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"))
+            .env("NDT_CUDA_EMU", "1")
+            .env(var, value)
+            .args(["check-fixture", "--device", "cuda"])
+            .arg(&fx)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{var}={value}: {err}");
+        assert!(err.contains(says), "{var}={value}: {err}");
+    }
+}

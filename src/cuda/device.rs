@@ -253,7 +253,7 @@ impl Gpu {
     /// (no driver, no device, no NVRTC, an unusable driver) is an `Error::Cuda` saying what is
     /// missing.
     pub fn open(ordinal: usize) -> Result<Gpu> {
-        if let Some(order) = emu::requested() {
+        if let Some(order) = emu::requested()? {
             return Gpu::emulated(order);
         }
         if !driver_present() {

@@ -42,12 +42,32 @@ pub enum Order {
 }
 
 /// What `NDT_CUDA_EMU` asks for: nothing (unset, empty or `0`), the emulator (`1`), or the
-/// emulator running threads last to first (`reverse`).
-pub fn requested() -> Option<Order> {
-    match std::env::var("NDT_CUDA_EMU").ok()?.as_str() {
-        "" | "0" => None,
-        "reverse" => Some(Order::LastToFirst),
-        _ => Some(Order::FirstToLast),
+/// emulator running threads last to first (`reverse`); any other value is an error.
+pub fn requested() -> Result<Option<Order>> {
+    let Ok(v) = std::env::var("NDT_CUDA_EMU") else {
+        return Ok(None);
+    };
+    match v.as_str() {
+        "" | "0" => Ok(None),
+        "1" => Ok(Some(Order::FirstToLast)),
+        "reverse" => Ok(Some(Order::LastToFirst)),
+        other => Err(Error::Usage(format!(
+            "NDT_CUDA_EMU={other}: expected 1 (the kernel emulator), reverse (the emulator, \
+             threads last to first) or 0 (off)"
+        ))),
+    }
+}
+
+/// Worker threads per launch: `NDT_CUDA_EMU_THREADS`, else one per core.
+fn threads() -> Result<u32> {
+    match std::env::var("NDT_CUDA_EMU_THREADS") {
+        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(n),
+            _ => Err(Error::Usage(format!(
+                "NDT_CUDA_EMU_THREADS={v}: expected a number of threads from 1 to 1024"
+            ))),
+        },
     }
 }
 
@@ -59,6 +79,7 @@ type LaunchFn = unsafe extern "C" fn(
     sizes: *const usize,
     nargs: i32,
     reverse: i32,
+    threads: u32,
     err: *mut c_char,
     errlen: usize,
 ) -> i32;
@@ -115,9 +136,10 @@ fn source(file: &KernelFile) -> Result<String> {
     s.push_str(
         "extern \"C\" __attribute__((visibility(\"default\"))) int ndt_emu_launch(\
          const char* name, const unsigned int* grid, const unsigned int* block, void** params, \
-         const size_t* sizes, int nargs, int reverse, char* err, size_t errlen) {\n\
+         const size_t* sizes, int nargs, int reverse, unsigned int threads, char* err, \
+         size_t errlen) {\n\
          return ndt_emu::launch(ndt_emu_table, (int)(sizeof ndt_emu_table / sizeof ndt_emu_table[0]), \
-         name, grid, block, params, sizes, nargs, reverse, err, errlen);\n}\n",
+         name, grid, block, params, sizes, nargs, reverse, threads, err, errlen);\n}\n",
     );
     Ok(s)
 }
@@ -241,6 +263,7 @@ pub fn launch(
     order: Order,
 ) -> Result<()> {
     let m = module(file)?;
+    let workers = threads()?;
     let cname = CString::new(name).map_err(|_| Error::Internal(format!("kernel name {name}")))?;
     let grid = [grid.0, grid.1, grid.2];
     let block = [block.0, block.1, block.2];
@@ -272,6 +295,7 @@ pub fn launch(
             sizes.as_ptr(),
             args.len() as i32,
             (order == Order::LastToFirst) as i32,
+            workers,
             err.as_mut_ptr() as *mut c_char,
             err.len(),
         )

@@ -28,7 +28,7 @@ pub fn cpu_threads(threads: usize) -> usize {
 pub fn open(device: Device, cfg: &ModelConfig, threads: usize) -> Result<Box<dyn Backend>> {
     let cpu =
         || -> Box<dyn Backend> { Box::new(CpuBackend::new(cfg.clone(), cpu_threads(threads))) };
-    if device != Device::Cpu && crate::cuda::emu::requested().is_some() {
+    if device != Device::Cpu && crate::cuda::emu::requested()?.is_some() {
         eprintln!(
             "note: NDT_CUDA_EMU is set: the CUDA kernels run on the CPU kernel emulator \
              (slow; for checking them)"
