@@ -15,7 +15,9 @@
 //   - a launch whose arguments differ in count or size from the kernel's C signature;
 //   - a read or write outside device memory: each allocation ends at an inaccessible page, and
 //     the fault is caught and reported with the kernel, block and thread (up to 15 bytes past
-//     an allocation whose size is not a multiple of 16 go unnoticed).
+//     an allocation whose size is not a multiple of 16 go unnoticed);
+//   - an index outside a fixed-size array (shared memory, or a thread's local array): the
+//     files are compiled with -fsanitize=bounds trapping, and the trap is caught the same way.
 // Between two such points the threads of a block run one after another, first to last, or last
 // to first with NDT_CUDA_EMU=reverse: a kernel that misses a barrier (a race a GPU shows only
 // sometimes) gives results that depend on that order, so running the tests in both orders
@@ -202,6 +204,7 @@ struct Block {
     bool reverse = false;  // NDT_CUDA_EMU=reverse: threads run last to first between barriers
     sigjmp_buf fault_jmp;
     void* fault_addr = nullptr;
+    int fault_sig = 0;
     void (*entry)(void**) = nullptr;
     void** params = nullptr;
 };
@@ -400,15 +403,16 @@ inline bool run_block(Block& b) {
 
 // SIGSEGV/SIGBUS while this thread runs an emulated kernel: back to `launch`, which reports
 // it. Any other fault goes to the handler that was installed before.
-static struct sigaction prev_segv, prev_bus;
+static struct sigaction prev_segv, prev_bus, prev_ill;
 
 inline void on_fault(int sig, siginfo_t* si, void* uc) {
     Block& b = blk();
     if (b.in_launch) {
         b.fault_addr = si->si_addr;
+        b.fault_sig = sig;
         siglongjmp(b.fault_jmp, 1);
     }
-    struct sigaction* prev = sig == SIGSEGV ? &prev_segv : &prev_bus;
+    struct sigaction* prev = sig == SIGSEGV ? &prev_segv : sig == SIGBUS ? &prev_bus : &prev_ill;
     if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction) {
         prev->sa_sigaction(sig, si, uc);
     } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
@@ -426,6 +430,7 @@ inline int install_fault_handler() {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &prev_segv);
     sigaction(SIGBUS, &sa, &prev_bus);
+    sigaction(SIGILL, &sa, &prev_ill);
     return 0;
 }
 
@@ -498,12 +503,19 @@ inline void run_blocks(Launch* l) {
     if (sigsetjmp(b.fault_jmp, 1) != 0) {
         b.in_launch = false;
         char msg[512];
-        std::snprintf(msg, sizeof msg,
-                      "kernel %s, block (%u,%u,%u), thread (%u,%u,%u): memory fault at %p, "
-                      "outside every device allocation (past the end of a buffer, or a wild "
-                      "pointer)",
-                      b.kernel, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, threadIdx.y,
-                      threadIdx.z, b.fault_addr);
+        if (b.fault_sig == SIGILL)
+            std::snprintf(msg, sizeof msg,
+                          "kernel %s, block (%u,%u,%u), thread (%u,%u,%u): index out of bounds of "
+                          "a fixed-size array (shared memory or a local array) at %p",
+                          b.kernel, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x,
+                          threadIdx.y, threadIdx.z, b.fault_addr);
+        else
+            std::snprintf(msg, sizeof msg,
+                          "kernel %s, block (%u,%u,%u), thread (%u,%u,%u): memory fault at %p, "
+                          "outside every device allocation (past the end of a buffer, or a wild "
+                          "pointer)",
+                          b.kernel, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x,
+                          threadIdx.y, threadIdx.z, b.fault_addr);
         l->report(i, 3, msg);
         l->next.store(l->total);
         return;

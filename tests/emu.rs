@@ -416,3 +416,39 @@ fn a_bad_emulator_setting_is_a_usage_error() {
         assert!(err.contains(says), "{var}={value}: {err}");
     }
 }
+
+const SHARED_OVERFLOW: KernelFile = KernelFile {
+    name: "emu_test_shared_overflow.cu",
+    text: r#"extern "C" __global__ void k(float* out) {
+    __shared__ float s[32];
+    s[threadIdx.x] = (float)threadIdx.x;  // 64 threads, 32 slots
+    __syncthreads();
+    out[threadIdx.x] = s[threadIdx.x & 31];
+}
+"#,
+    entries: &["k"],
+};
+
+#[test]
+fn an_index_past_a_shared_array_is_caught() {
+    let g = gpu();
+    let out = g.alloc::<f32>(64).unwrap();
+    let e = run(
+        &g,
+        &SHARED_OVERFLOW,
+        cfg(1, 64),
+        &Args::new().ptr(out.dev()),
+    );
+    assert!(
+        e.contains("index out of bounds of a fixed-size array"),
+        "{e}"
+    );
+    assert!(e.contains("thread (32,0,0)"), "{e}");
+    let e = run(
+        &g,
+        &SHARED_OVERFLOW,
+        cfg(1, 32),
+        &Args::new().ptr(out.dev()),
+    );
+    assert_eq!(e, "");
+}

@@ -30,6 +30,9 @@ const FLAGS: &[&str] = &[
     "-pthread",
     "-fno-strict-aliasing",
     "-ffp-contract=off",
+    // Fixed-size array indices checked, a violation traps (SIGILL, caught by kernels/emu.h).
+    "-fsanitize=bounds",
+    "-fsanitize-undefined-trap-on-error",
     "-Wall",
     "-Wno-unknown-pragmas",
 ];
