@@ -150,3 +150,38 @@ fn the_cache_returns_what_was_compiled() {
     assert_eq!(first.image, second.image);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A bad `NDT_NVRTC_LIB` (missing, or a file that is not NVRTC) is an error naming the variable
+/// and the path, never a panic. NVRTC is opened once per process, so each case runs this test
+/// again in a child process with the variable set.
+#[test]
+fn a_bad_nvrtc_lib_is_an_error_naming_it() {
+    if let Ok(bad) = std::env::var("NDT_TEST_BAD_NVRTC") {
+        let e = match Nvrtc::load() {
+            Ok(_) => panic!("NDT_NVRTC_LIB={bad} loaded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("NDT_NVRTC_LIB") && e.contains(&bad), "{e}");
+        println!("child checked: {e}");
+        return;
+    }
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    for bad in ["/nonexistent/libnvrtc.so.12", manifest] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_bad_nvrtc_lib_is_an_error_naming_it",
+                "--nocapture",
+            ])
+            .env("NDT_NVRTC_LIB", bad)
+            .env("NDT_TEST_BAD_NVRTC", bad)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("child checked:"),
+            "{bad}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
