@@ -94,6 +94,30 @@ inline long long max(long long a, long long b) { return a > b ? a : b; }
 inline unsigned int min(unsigned int a, unsigned int b) { return a < b ? a : b; }
 inline unsigned int max(unsigned int a, unsigned int b) { return a > b ? a : b; }
 
+struct float4 {
+    float x, y, z, w;
+};
+struct uint2 {
+    unsigned int x, y;
+};
+
+namespace ndt_emu {
+inline void fail(const char* fmt, ...);
+}
+
+// Vector accesses with the GPU's alignment rule checked (a misaligned one faults there).
+inline float4 ndt_ld_f4(const float* p) {
+    if ((uintptr_t)p % 16 != 0) ndt_emu::fail("16-byte load from %p, which is not 16-byte aligned", (const void*)p);
+    float4 v;
+    std::memcpy(&v, p, 16);
+    return v;
+}
+inline void ndt_st_u2(void* p, unsigned int lo, unsigned int hi) {
+    if ((uintptr_t)p % 8 != 0) ndt_emu::fail("8-byte store to %p, which is not 8-byte aligned", p);
+    uint2 v{lo, hi};
+    std::memcpy(p, &v, 8);
+}
+
 namespace ndt_emu {
 
 #if defined(__x86_64__)

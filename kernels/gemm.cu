@@ -34,7 +34,7 @@ struct GemmParams {
     float alpha;
     int accumulate;  // 0: C = v; 1: C += v
     int act;         // 0: none; 1: GELU (erf); 2: softsign
-    int pad_;
+    int flags;       // GEMM_SCALAR_LOADS: gemm_bf16 reads operands one float at a time
 };
 
 // The size is pinned on both sides (src/cuda/gemm.rs asserts it, with the field offsets).
@@ -43,6 +43,7 @@ static_assert(sizeof(GemmParams) == 184, "GemmParams layout");
 #define ACT_NONE 0
 #define ACT_GELU 1
 #define ACT_SOFTSIGN 2
+#define GEMM_SCALAR_LOADS 1
 
 __device__ __forceinline__ long long gemm_off(int z, int zdiv, long long z1, long long z2) {
     return (long long)(z / zdiv) * z1 + (long long)(z % zdiv) * z2;
@@ -106,6 +107,98 @@ __device__ __forceinline__ void tile_stash(bf16_t (*s)[TB_K + TB_PAD], const flo
     }
 }
 
+// Vector loads: an operand tile is read as float4 when four consecutive elements of a row
+// (k contiguous: VEC_K) or of a column (rows contiguous: VEC_ROWS) are contiguous and the
+// operand is 16-byte aligned for every row; otherwise one float at a time (SCALAR).
+#define FETCH_SCALAR 0
+#define FETCH_VEC_K 1
+#define FETCH_VEC_ROWS 2
+#define TB_VECS (TB_LOADS / 4)  // float4 per thread per tile
+
+__device__ __forceinline__ int fetch_mode(const float* x, long long rs, long long cs, int flags) {
+    if (flags & GEMM_SCALAR_LOADS) return FETCH_SCALAR;
+    if (((unsigned long long)x & 15ULL) != 0) return FETCH_SCALAR;
+    if (cs == 1 && (rs & 3) == 0) return FETCH_VEC_K;
+    if (rs == 1 && (cs & 3) == 0) return FETCH_VEC_ROWS;
+    return FETCH_SCALAR;
+}
+
+// Element (row, k) of quad `i` of this thread, and which of the quad's axes varies.
+//   VEC_K:    quads are 4 consecutive k of one row; 8 quads per row of 32 k.
+//   VEC_ROWS: quads are 4 consecutive rows at one k; 16 quads per k of 64 rows.
+__device__ __forceinline__ void quad_origin(int mode, int i, int& rr, int& kk) {
+    int q = threadIdx.x + i * TB_THREADS;
+    if (mode == FETCH_VEC_K) {
+        rr = q / (TB_K / 4);
+        kk = (q % (TB_K / 4)) * 4;
+    } else {
+        rr = (q % (TB_M / 4)) * 4;
+        kk = q / (TB_M / 4);
+    }
+}
+
+// Like tile_fetch, with float4 reads (mode VEC_K or VEC_ROWS); a quad that straddles the edge
+// of the operand is read one float at a time, zero outside.
+__device__ __forceinline__ void tile_fetch_vec(float* r, const float* x, long long rs,
+                                               long long cs, int row0, int rows, int k0,
+                                               int kdim, int mode) {
+#pragma unroll
+    for (int i = 0; i < TB_VECS; i++) {
+        int rr, kk;
+        quad_origin(mode, i, rr, kk);
+        int gr = row0 + rr, gk = k0 + kk;
+        const float* src = x + (long long)gr * rs + (long long)gk * cs;
+        bool whole = mode == FETCH_VEC_K ? (gr < rows && gk + 3 < kdim)
+                                         : (gr + 3 < rows && gk < kdim);
+        if (whole) {
+            float4 v = ndt_ld_f4(src);
+            r[4 * i] = v.x;
+            r[4 * i + 1] = v.y;
+            r[4 * i + 2] = v.z;
+            r[4 * i + 3] = v.w;
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int er = mode == FETCH_VEC_K ? gr : gr + e;
+                int ek = mode == FETCH_VEC_K ? gk + e : gk;
+                r[4 * i + e] = (er < rows && ek < kdim)
+                                   ? x[(long long)er * rs + (long long)ek * cs]
+                                   : 0.0f;
+            }
+        }
+    }
+}
+
+__device__ __forceinline__ void tile_stash_vec(bf16_t (*s)[TB_K + TB_PAD], const float* r,
+                                               int mode) {
+#pragma unroll
+    for (int i = 0; i < TB_VECS; i++) {
+        int rr, kk;
+        quad_origin(mode, i, rr, kk);
+        if (mode == FETCH_VEC_K) {
+            // Four bf16 of one row: one 8-byte store (row pitch 80 bytes, kk a multiple of 4).
+            ndt_st_u2(&s[rr][kk], ndt_pack_bf16x2(r[4 * i], r[4 * i + 1]),
+                      ndt_pack_bf16x2(r[4 * i + 2], r[4 * i + 3]));
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[rr + e][kk] = (bf16_t)ndt_f32_to_bf16(r[4 * i + e]);
+        }
+    }
+}
+
+__device__ __forceinline__ void tile_fetch_any(float* r, const float* x, long long rs,
+                                               long long cs, int row0, int rows, int k0,
+                                               int kdim, int mode) {
+    if (mode == FETCH_SCALAR) tile_fetch(r, x, rs, cs, row0, rows, k0, kdim);
+    else tile_fetch_vec(r, x, rs, cs, row0, rows, k0, kdim, mode);
+}
+
+__device__ __forceinline__ void tile_stash_any(bf16_t (*s)[TB_K + TB_PAD], const float* r,
+                                               int mode, bool k_fast) {
+    if (mode == FETCH_SCALAR) tile_stash(s, r, k_fast);
+    else tile_stash_vec(s, r, mode);
+}
+
 __device__ __forceinline__ void mma_bf16_16x8x16(float* d, const unsigned int* a,
                                                  const unsigned int* b) {
 #ifdef NDT_EMU
@@ -148,17 +241,20 @@ extern "C" __global__ void __launch_bounds__(TB_THREADS) gemm_bf16(GemmParams p)
 
     float ra[TB_LOADS], rb[TB_LOADS];
     bool a_kf = (p.a_cs == 1), b_kf = (p.b_cs == 1);
-    tile_fetch(ra, a, p.a_rs, p.a_cs, m0, p.m, 0, p.k);
-    tile_fetch(rb, b, p.b_rs, p.b_cs, n0, p.n, 0, p.k);
-    tile_stash(As, ra, a_kf);
-    tile_stash(Bs, rb, b_kf);
+    // Uniform over the block: every thread takes the same branch.
+    int a_mode = fetch_mode(a, p.a_rs, p.a_cs, p.flags);
+    int b_mode = fetch_mode(b, p.b_rs, p.b_cs, p.flags);
+    tile_fetch_any(ra, a, p.a_rs, p.a_cs, m0, p.m, 0, p.k, a_mode);
+    tile_fetch_any(rb, b, p.b_rs, p.b_cs, n0, p.n, 0, p.k, b_mode);
+    tile_stash_any(As, ra, a_mode, a_kf);
+    tile_stash_any(Bs, rb, b_mode, b_kf);
     __syncthreads();
 
     for (int k0 = 0; k0 < p.k; k0 += TB_K) {
         bool more = k0 + TB_K < p.k;
         if (more) {
-            tile_fetch(ra, a, p.a_rs, p.a_cs, m0, p.m, k0 + TB_K, p.k);
-            tile_fetch(rb, b, p.b_rs, p.b_cs, n0, p.n, k0 + TB_K, p.k);
+            tile_fetch_any(ra, a, p.a_rs, p.a_cs, m0, p.m, k0 + TB_K, p.k, a_mode);
+            tile_fetch_any(rb, b, p.b_rs, p.b_cs, n0, p.n, k0 + TB_K, p.k, b_mode);
         }
 #pragma unroll
         for (int kk = 0; kk < TB_K; kk += 16) {
@@ -184,8 +280,8 @@ extern "C" __global__ void __launch_bounds__(TB_THREADS) gemm_bf16(GemmParams p)
         }
         __syncthreads();
         if (more) {
-            tile_stash(As, ra, a_kf);
-            tile_stash(Bs, rb, b_kf);
+            tile_stash_any(As, ra, a_mode, a_kf);
+            tile_stash_any(Bs, rb, b_mode, b_kf);
             __syncthreads();
         }
     }

@@ -158,6 +158,58 @@ fn gemm_matches_the_reference_across_tile_edges() {
     }
 }
 
+/// Operands whose strides allow float4 reads (rows of k, or columns of rows, in steps of a
+/// multiple of 4) with sizes that are not multiples of 4, so that quads straddle the operand's
+/// edge; and the same operands one float past a 16-byte boundary (read one float at a time).
+#[test]
+fn gemm_vector_loads_at_padded_strides_and_edges() {
+    let Some(g) = gpu("gemm_vector_loads_at_padded_strides_and_edges") else {
+        return;
+    };
+    let mut r = rng(4);
+    let pad4 = |v: usize| v.div_ceil(4) * 4 + 4;
+    for prec in PRECS {
+        let tol = if prec == Precision::F32 { 1e-5 } else { 2e-5 };
+        let round = prec == Precision::Bf16;
+        for (m, n, k) in [(33, 35, 33), (7, 66, 13), (70, 5, 31), (65, 67, 66)] {
+            for k_major in [true, false] {
+                for shift in [0usize, 1] {
+                    // k_major: A(i, k) = a[i * lda + k]; else A(i, k) = a[k * lda + i].
+                    let (lda, ldb) = if k_major {
+                        (pad4(k), pad4(k))
+                    } else {
+                        (pad4(m), pad4(n))
+                    };
+                    let (na, nb) = if k_major {
+                        (m * lda, n * ldb)
+                    } else {
+                        (k * lda, k * ldb)
+                    };
+                    let a = rand_vec(&mut r, na + shift, 1.0);
+                    let b = rand_vec(&mut r, nb + shift, 1.0);
+                    let (ad, bd) = (up(&g, &a), up(&g, &b));
+                    let (av, bv) = (ad.dev().slice(shift, na), bd.dev().slice(shift, nb));
+                    let out = Out::new(&g, m * n);
+                    let (oa, ob) = if k_major {
+                        (Operand::rows(av, lda), Operand::rows(bv, ldb))
+                    } else {
+                        (Operand::cols(av, lda), Operand::cols(bv, ldb))
+                    };
+                    let gm = Gemm {
+                        a: oa,
+                        b: ob,
+                        ..Gemm::linear(out.dev(), av, bv, None, m, n, k)
+                    };
+                    gemm(&g, prec, &gm).unwrap();
+                    let what = format!("{prec:?} {m}x{n}x{k} k-major {k_major} shift {shift}");
+                    let want = gemm_ref(&gm, &a[shift..], &b[shift..], round);
+                    check(&what, &out.read(&g, &what), &want, tol);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn gemm_transposed_and_batched_operands() {
     let Some(g) = gpu("gemm_transposed_and_batched_operands") else {

@@ -236,7 +236,8 @@ struct GemmParams {
     alpha: f32,
     accumulate: i32,
     act: i32,
-    pad: i32,
+    /// `GEMM_SCALAR_LOADS` (1): gemm_bf16 reads operands one float at a time.
+    flags: i32,
 }
 
 // Sizes are asserted in kernels/gemm.cu too (NVRTC has no offsetof without headers).
@@ -254,6 +255,13 @@ unsafe impl DeviceRepr for GemmParams {}
 /// Block tiles (M, N) of the two kernels: tests straddle them.
 pub const TILE_BF16: (usize, usize) = (64, 64);
 pub const TILE_F32: (usize, usize) = (64, 64);
+
+/// `NDT_GEMM_SCALAR_LOADS=1`: gemm_bf16 reads its operands one float at a time instead of as
+/// float4 (the earlier kernel, kept to measure the vector loads against).
+fn scalar_loads() -> bool {
+    static S: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *S.get_or_init(|| std::env::var("NDT_GEMM_SCALAR_LOADS").is_ok_and(|v| v == "1"))
+}
 
 /// Runs one product on the GPU's stream.
 pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
@@ -308,7 +316,7 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
         alpha: g.alpha,
         accumulate: g.accumulate as i32,
         act: g.act as i32,
-        pad: 0,
+        flags: scalar_loads() as i32,
     };
     let (name, (tm, tn), threads) = match prec {
         Precision::Bf16 => ("gemm_bf16", TILE_BF16, 128),
