@@ -235,6 +235,8 @@ if want bench; then
     done
     step bench "paper config, bf16, B 16, no CUDA graph" env NDT_CUDA_GRAPHS=0 "$NDT" bench \
         --device cuda --config paper --batch-size 16
+    step bench "paper config, bf16, B 16, scalar GEMM loads (A/B of the float4 loads)" \
+        env NDT_GEMM_SCALAR_LOADS=1 "$NDT" bench --device cuda --config paper --batch-size 16
 fi
 if want kernels; then
     if [ -n "${EXE[bench_kernels]}" ]; then
