@@ -7,11 +7,13 @@
 // Execution model. A launch runs its blocks on as many CPU threads as there are cores
 // (NDT_CUDA_EMU_THREADS sets the number); inside a block every CUDA thread is a fiber of its
 // own (a stack and a context switch of a few instructions on x86-64, ucontext elsewhere),
-// switched only at the points where CUDA threads communicate: __syncthreads, warp shuffles and mma.sync. So a kernel sees
-// the same values a GPU would give it whatever the interleaving of threads between those
-// points, and the emulator reports, instead of hanging or guessing:
+// switched only at the points where CUDA threads communicate: __syncthreads, warp shuffles,
+// ldmatrix and mma.sync. So a kernel sees the same values a GPU would give it whatever the
+// interleaving of threads between those points, and the emulator reports, instead of hanging
+// or guessing:
 //   - a __syncthreads reached on different source lines by threads of one block;
-//   - a warp shuffle or mma.sync with a lane that has exited or sits at another warp operation;
+//   - a warp operation (shuffle, ldmatrix, mma.sync) with a lane that has exited or sits at
+//     another warp operation; a misaligned ldmatrix row or vector access;
 //   - a launch whose arguments differ in count or size from the kernel's C signature;
 //   - a read or write outside device memory: each allocation ends at an inaccessible page, and
 //     the fault is caught and reported with the kernel, block and thread (up to 15 bytes past
@@ -204,7 +206,7 @@ struct Fiber {
 struct WarpOp {
     int arrived = 0;
     int line = 0;
-    int kind = 0;  // 1 shuffle, 2 mma
+    int kind = 0;  // 1 shuffle, 2 mma, 3 ldmatrix
     unsigned long long gen = 0;
     unsigned long long val[32];
     unsigned int mma_a[32][4], mma_b[32][2];
@@ -367,6 +369,21 @@ inline void mma_m16n8k16(float* d, const unsigned int* a, const unsigned int* b,
         float acc = w.mma_c[lane][i];
         for (int k = 0; k < 16; k++) acc += A[r][k] * B[k][c];
         d[i] = acc;
+    }
+    warp_wait(w);
+}
+
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane 8j + i gives the address of row i of matrix j
+// (16 bytes, 16-byte aligned); lane l receives word (l / 4, l % 4) of matrix j in r[j].
+inline void ldmatrix_x4(unsigned int* r, const void* row, int line) {
+    if ((uintptr_t)row % 16 != 0) fail("ldmatrix row address %p is not 16-byte aligned", row);
+    WarpOp& w = warp_arrive(3, line);
+    int lane = linear_tid() & 31;
+    w.val[lane] = (unsigned long long)(uintptr_t)row;
+    warp_wait(w);
+    for (int j = 0; j < 4; j++) {
+        const unsigned char* src = (const unsigned char*)(uintptr_t)w.val[8 * j + lane / 4];
+        std::memcpy(&r[j], src + 4 * (lane % 4), 4);
     }
     warp_wait(w);
 }
@@ -665,3 +682,4 @@ inline int launch(const Entry* table, int count, const char* name, const unsigne
 #define __syncthreads() ndt_emu::sync_block(__LINE__)
 #define __shfl_xor_sync(mask, v, o) ndt_emu::shfl_xor((mask), (v), (o), __LINE__)
 #define NDT_EMU_MMA_M16N8K16(d, a, b) ndt_emu::mma_m16n8k16((d), (a), (b), __LINE__)
+#define NDT_EMU_LDMATRIX_X4(r, row) ndt_emu::ldmatrix_x4((r), (row), __LINE__)

@@ -1,4 +1,4 @@
-// defines: gemm_bf16, gemm_f32
+// defines: gemm_bf16 (and its float4 variants gemm_bf16_kk/_kr/_rk/_rr), gemm_f32
 //
 // C = epilogue(alpha * A · Bᵀ), batched, with general strides so that one kernel serves every
 // product of the model: Linear layers (A = x [M,K], B = W [N,K] in PyTorch layout), their
@@ -34,7 +34,7 @@ struct GemmParams {
     float alpha;
     int accumulate;  // 0: C = v; 1: C += v
     int act;         // 0: none; 1: GELU (erf); 2: softsign
-    int flags;       // GEMM_SCALAR_LOADS: gemm_bf16 reads operands one float at a time
+    int flags;       // GEMM_NO_LDMATRIX (the gemm_bf16 kernels only)
 };
 
 // The size is pinned on both sides (src/cuda/gemm.rs asserts it, with the field offsets).
@@ -43,7 +43,7 @@ static_assert(sizeof(GemmParams) == 184, "GemmParams layout");
 #define ACT_NONE 0
 #define ACT_GELU 1
 #define ACT_SOFTSIGN 2
-#define GEMM_SCALAR_LOADS 1
+#define GEMM_NO_LDMATRIX 2  // load mma fragments with 32-bit shared loads, not ldmatrix
 
 __device__ __forceinline__ long long gemm_off(int z, int zdiv, long long z1, long long z2) {
     return (long long)(z / zdiv) * z1 + (long long)(z % zdiv) * z2;
@@ -109,19 +109,13 @@ __device__ __forceinline__ void tile_stash(bf16_t (*s)[TB_K + TB_PAD], const flo
 
 // Vector loads: an operand tile is read as float4 when four consecutive elements of a row
 // (k contiguous: VEC_K) or of a column (rows contiguous: VEC_ROWS) are contiguous and the
-// operand is 16-byte aligned for every row; otherwise one float at a time (SCALAR).
+// operand is 16-byte aligned for every row and batch; otherwise one float at a time (SCALAR).
+// The launcher checks those conditions and picks the kernel.
 #define FETCH_SCALAR 0
 #define FETCH_VEC_K 1
 #define FETCH_VEC_ROWS 2
 #define TB_VECS (TB_LOADS / 4)  // float4 per thread per tile
 
-__device__ __forceinline__ int fetch_mode(const float* x, long long rs, long long cs, int flags) {
-    if (flags & GEMM_SCALAR_LOADS) return FETCH_SCALAR;
-    if (((unsigned long long)x & 15ULL) != 0) return FETCH_SCALAR;
-    if (cs == 1 && (rs & 3) == 0) return FETCH_VEC_K;
-    if (rs == 1 && (cs & 3) == 0) return FETCH_VEC_ROWS;
-    return FETCH_SCALAR;
-}
 
 // Element (row, k) of quad `i` of this thread, and which of the quad's axes varies.
 //   VEC_K:    quads are 4 consecutive k of one row; 8 quads per row of 32 k.
@@ -212,15 +206,30 @@ __device__ __forceinline__ void mma_bf16_16x8x16(float* d, const unsigned int* a
 #endif
 }
 
+// Four 8x8 bf16 matrices from shared memory, one 32-bit register of each per lane: lane 8j + i
+// gives the address of row i of matrix j (16 bytes, 16-byte aligned), and lane l receives the
+// word (row l / 4, word l % 4) of matrix j in r[j] -- the mma.sync fragment of that 8x8 block.
+__device__ __forceinline__ void ldmatrix_x4(unsigned int* r, const bf16_t* row) {
+#ifdef NDT_EMU
+    NDT_EMU_LDMATRIX_X4(r, row);  // the CPU kernel emulator (kernels/emu.h)
+#else
+    unsigned int addr = (unsigned int)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+#endif
+}
+
 // Two consecutive bf16 of a shared row as one 32-bit register (lower index in the low half).
 __device__ __forceinline__ unsigned int ld_pair(const bf16_t* p) {
     return *(const unsigned int*)p;
 }
 
-extern "C" __global__ void __launch_bounds__(TB_THREADS) gemm_bf16(GemmParams p) {
-    __shared__ __align__(16) bf16_t As[TB_M][TB_K + TB_PAD];
-    __shared__ __align__(16) bf16_t Bs[TB_N][TB_K + TB_PAD];
-
+// The block's work for fetch modes AM (operand A) and BM (operand B), fixed at compile time so
+// that each variant keeps only its own address arithmetic live.
+template <int AM, int BM>
+__device__ __forceinline__ void gemm_bf16_tiles(const GemmParams& p, bf16_t (*As)[TB_K + TB_PAD],
+                                                bf16_t (*Bs)[TB_K + TB_PAD]) {
     int z = blockIdx.z;
     const float* a = p.a + gemm_off(z, p.zdiv, p.a_z1, p.a_z2);
     const float* b = p.b + gemm_off(z, p.zdiv, p.b_z1, p.b_z2);
@@ -241,9 +250,8 @@ extern "C" __global__ void __launch_bounds__(TB_THREADS) gemm_bf16(GemmParams p)
 
     float ra[TB_LOADS], rb[TB_LOADS];
     bool a_kf = (p.a_cs == 1), b_kf = (p.b_cs == 1);
-    // Uniform over the block: every thread takes the same branch.
-    int a_mode = fetch_mode(a, p.a_rs, p.a_cs, p.flags);
-    int b_mode = fetch_mode(b, p.b_rs, p.b_cs, p.flags);
+    const int a_mode = AM, b_mode = BM;
+    bool ldsm = !(p.flags & GEMM_NO_LDMATRIX);
     tile_fetch_any(ra, a, p.a_rs, p.a_cs, m0, p.m, 0, p.k, a_mode);
     tile_fetch_any(rb, b, p.b_rs, p.b_cs, n0, p.n, 0, p.k, b_mode);
     tile_stash_any(As, ra, a_mode, a_kf);
@@ -259,19 +267,38 @@ extern "C" __global__ void __launch_bounds__(TB_THREADS) gemm_bf16(GemmParams p)
 #pragma unroll
         for (int kk = 0; kk < TB_K; kk += 16) {
             unsigned int af[2][4], bfr[4][2];
+            if (ldsm) {
+                // A: the 8x8 blocks (rows 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15)
+                // of each 16x16 fragment; B: (n-tile j, k 0-7), (j, 8-15), (j+1, 0-7),
+                // (j+1, 8-15) for each pair of n-tiles.
+                int lr = lane & 7, lj = lane >> 3;
 #pragma unroll
-            for (int i = 0; i < 2; i++) {
-                int r = wm + i * 16 + g;
-                af[i][0] = ld_pair(&As[r][kk + 2 * t]);
-                af[i][1] = ld_pair(&As[r + 8][kk + 2 * t]);
-                af[i][2] = ld_pair(&As[r][kk + 8 + 2 * t]);
-                af[i][3] = ld_pair(&As[r + 8][kk + 8 + 2 * t]);
-            }
+                for (int i = 0; i < 2; i++)
+                    ldmatrix_x4(af[i], &As[wm + i * 16 + (lj & 1) * 8 + lr][kk + (lj >> 1) * 8]);
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                int nn = wn + j * 8 + g;
-                bfr[j][0] = ld_pair(&Bs[nn][kk + 2 * t]);
-                bfr[j][1] = ld_pair(&Bs[nn][kk + 8 + 2 * t]);
+                for (int jj = 0; jj < 2; jj++) {
+                    unsigned int r4[4];
+                    ldmatrix_x4(r4, &Bs[wn + (2 * jj + (lj >> 1)) * 8 + lr][kk + (lj & 1) * 8]);
+                    bfr[2 * jj][0] = r4[0];
+                    bfr[2 * jj][1] = r4[1];
+                    bfr[2 * jj + 1][0] = r4[2];
+                    bfr[2 * jj + 1][1] = r4[3];
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < 2; i++) {
+                    int r = wm + i * 16 + g;
+                    af[i][0] = ld_pair(&As[r][kk + 2 * t]);
+                    af[i][1] = ld_pair(&As[r + 8][kk + 2 * t]);
+                    af[i][2] = ld_pair(&As[r][kk + 8 + 2 * t]);
+                    af[i][3] = ld_pair(&As[r + 8][kk + 8 + 2 * t]);
+                }
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    int nn = wn + j * 8 + g;
+                    bfr[j][0] = ld_pair(&Bs[nn][kk + 2 * t]);
+                    bfr[j][1] = ld_pair(&Bs[nn][kk + 8 + 2 * t]);
+                }
             }
 #pragma unroll
             for (int i = 0; i < 2; i++)
@@ -301,6 +328,23 @@ extern "C" __global__ void __launch_bounds__(TB_THREADS) gemm_bf16(GemmParams p)
             gemm_store(p, c, z, r + 8, cc + 1, acc[i][j][3], key, keep_scale, drop_p);
         }
 }
+
+// One kernel per pair of fetch modes (A, B), chosen by the launcher from the operands' strides
+// and alignment (src/cuda/gemm.rs): compiled separately, each keeps only its own address
+// arithmetic live (one kernel holding every mode needed 215 registers; these need 148 to 167).
+// gemm_bf16 reads both operands one float at a time and takes every layout.
+#define GEMM_BF16_KERNEL(name, AM, BM)                                                       \
+    extern "C" __global__ void __launch_bounds__(TB_THREADS) name(GemmParams p) {           \
+        __shared__ __align__(16) bf16_t As[TB_M][TB_K + TB_PAD];                            \
+        __shared__ __align__(16) bf16_t Bs[TB_N][TB_K + TB_PAD];                            \
+        gemm_bf16_tiles<AM, BM>(p, As, Bs);                                                 \
+    }
+
+GEMM_BF16_KERNEL(gemm_bf16, FETCH_SCALAR, FETCH_SCALAR)
+GEMM_BF16_KERNEL(gemm_bf16_kk, FETCH_VEC_K, FETCH_VEC_K)
+GEMM_BF16_KERNEL(gemm_bf16_kr, FETCH_VEC_K, FETCH_VEC_ROWS)
+GEMM_BF16_KERNEL(gemm_bf16_rk, FETCH_VEC_ROWS, FETCH_VEC_K)
+GEMM_BF16_KERNEL(gemm_bf16_rr, FETCH_VEC_ROWS, FETCH_VEC_ROWS)
 
 // ---------------------------------------------------------------------------------------------
 // f32 SIMT kernel. Block tile 64 x 64 x 16, 256 threads as 16 x 16, each thread 4 x 4 outputs

@@ -159,8 +159,9 @@ fn gemm_matches_the_reference_across_tile_edges() {
 }
 
 /// Operands whose strides allow float4 reads (rows of k, or columns of rows, in steps of a
-/// multiple of 4) with sizes that are not multiples of 4, so that quads straddle the operand's
-/// edge; and the same operands one float past a 16-byte boundary (read one float at a time).
+/// multiple of 4), in all four pairings (the kernels gemm_bf16_kk/_kr/_rk/_rr), with sizes that
+/// are not multiples of 4 so that quads straddle the operand's edge; and the same operands one
+/// float past a 16-byte boundary (the scalar kernel).
 #[test]
 fn gemm_vector_loads_at_padded_strides_and_edges() {
     let Some(g) = gpu("gemm_vector_loads_at_padded_strides_and_edges") else {
@@ -168,40 +169,41 @@ fn gemm_vector_loads_at_padded_strides_and_edges() {
     };
     let mut r = rng(4);
     let pad4 = |v: usize| v.div_ceil(4) * 4 + 4;
+    // A k-major operand X(i, k) = x[i * ld + k], or a row-major one X(i, k) = x[k * ld + i].
+    let operand = |k_major: bool, rows: usize, k: usize| -> (usize, usize) {
+        if k_major {
+            (pad4(k), rows * pad4(k))
+        } else {
+            (pad4(rows), k * pad4(rows))
+        }
+    };
     for prec in PRECS {
         let tol = if prec == Precision::F32 { 1e-5 } else { 2e-5 };
         let round = prec == Precision::Bf16;
         for (m, n, k) in [(33, 35, 33), (7, 66, 13), (70, 5, 31), (65, 67, 66)] {
-            for k_major in [true, false] {
+            for (a_k, b_k) in [(true, true), (true, false), (false, true), (false, false)] {
                 for shift in [0usize, 1] {
-                    // k_major: A(i, k) = a[i * lda + k]; else A(i, k) = a[k * lda + i].
-                    let (lda, ldb) = if k_major {
-                        (pad4(k), pad4(k))
-                    } else {
-                        (pad4(m), pad4(n))
-                    };
-                    let (na, nb) = if k_major {
-                        (m * lda, n * ldb)
-                    } else {
-                        (k * lda, k * ldb)
-                    };
+                    let ((lda, na), (ldb, nb)) = (operand(a_k, m, k), operand(b_k, n, k));
                     let a = rand_vec(&mut r, na + shift, 1.0);
                     let b = rand_vec(&mut r, nb + shift, 1.0);
                     let (ad, bd) = (up(&g, &a), up(&g, &b));
                     let (av, bv) = (ad.dev().slice(shift, na), bd.dev().slice(shift, nb));
-                    let out = Out::new(&g, m * n);
-                    let (oa, ob) = if k_major {
-                        (Operand::rows(av, lda), Operand::rows(bv, ldb))
-                    } else {
-                        (Operand::cols(av, lda), Operand::cols(bv, ldb))
+                    let view = |k_major: bool, d, ld| {
+                        if k_major {
+                            Operand::rows(d, ld)
+                        } else {
+                            Operand::cols(d, ld)
+                        }
                     };
+                    let out = Out::new(&g, m * n);
                     let gm = Gemm {
-                        a: oa,
-                        b: ob,
+                        a: view(a_k, av, lda),
+                        b: view(b_k, bv, ldb),
                         ..Gemm::linear(out.dev(), av, bv, None, m, n, k)
                     };
                     gemm(&g, prec, &gm).unwrap();
-                    let what = format!("{prec:?} {m}x{n}x{k} k-major {k_major} shift {shift}");
+                    let what =
+                        format!("{prec:?} {m}x{n}x{k} k-major A {a_k} B {b_k} shift {shift}");
                     let want = gemm_ref(&gm, &a[shift..], &b[shift..], round);
                     check(&what, &out.read(&g, &what), &want, tol);
                 }

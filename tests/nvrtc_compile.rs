@@ -102,6 +102,10 @@ fn the_gemm_runs_on_tensor_cores() {
         ptx.contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"),
         "gemm_bf16 should issue bf16 mma.sync"
     );
+    assert!(
+        ptx.contains("ldmatrix.sync.aligned.m8n8.x4.shared.b16"),
+        "gemm_bf16 should load its mma fragments with ldmatrix"
+    );
 }
 
 #[test]

@@ -236,7 +236,8 @@ struct GemmParams {
     alpha: f32,
     accumulate: i32,
     act: i32,
-    /// `GEMM_SCALAR_LOADS` (1): gemm_bf16 reads operands one float at a time.
+    /// The gemm_bf16 kernels only: `GEMM_NO_LDMATRIX` (2) loads the mma fragments with
+    /// 32-bit shared loads.
     flags: i32,
 }
 
@@ -256,11 +257,60 @@ unsafe impl DeviceRepr for GemmParams {}
 pub const TILE_BF16: (usize, usize) = (64, 64);
 pub const TILE_F32: (usize, usize) = (64, 64);
 
-/// `NDT_GEMM_SCALAR_LOADS=1`: gemm_bf16 reads its operands one float at a time instead of as
-/// float4 (the earlier kernel, kept to measure the vector loads against).
+/// The earlier ways of gemm_bf16, kept to measure the newer ones against in the same build:
+/// `NDT_GEMM_SCALAR_LOADS=1` reads operands one float at a time instead of as float4;
+/// `NDT_GEMM_NO_LDMATRIX=1` loads the mma fragments with 32-bit shared loads, not `ldmatrix`.
+fn env_on(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1")
+}
+
 fn scalar_loads() -> bool {
     static S: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *S.get_or_init(|| std::env::var("NDT_GEMM_SCALAR_LOADS").is_ok_and(|v| v == "1"))
+    *S.get_or_init(|| env_on("NDT_GEMM_SCALAR_LOADS"))
+}
+
+fn gemm_flags() -> i32 {
+    static F: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *F.get_or_init(|| if env_on("NDT_GEMM_NO_LDMATRIX") { 2 } else { 0 })
+}
+
+/// How a gemm_bf16 kernel reads an operand tile: four floats at a time along k (`K`) or along
+/// the rows (`R`), or one at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fetch {
+    Scalar,
+    K,
+    R,
+}
+
+/// Float4 reads need four contiguous elements along k (or the rows), and every row of every
+/// batch 16-byte aligned: an aligned base, and strides and batch offsets that are multiples
+/// of 4 floats.
+fn fetch(o: &Operand, z: usize) -> Fetch {
+    let batches_aligned = z <= 1 || (o.z1 % 4 == 0 && o.z2 % 4 == 0);
+    if !o.buf.ptr.is_multiple_of(16) || !batches_aligned {
+        Fetch::Scalar
+    } else if o.cs == 1 && o.rs % 4 == 0 {
+        Fetch::K
+    } else if o.rs == 1 && o.cs % 4 == 0 {
+        Fetch::R
+    } else {
+        Fetch::Scalar
+    }
+}
+
+/// The gemm_bf16 kernel for `g`: a float4 variant when both operands allow it.
+fn bf16_kernel(g: &Gemm) -> &'static str {
+    if scalar_loads() {
+        return "gemm_bf16";
+    }
+    match (fetch(&g.a, g.z), fetch(&g.b, g.z)) {
+        (Fetch::K, Fetch::K) => "gemm_bf16_kk",
+        (Fetch::K, Fetch::R) => "gemm_bf16_kr",
+        (Fetch::R, Fetch::K) => "gemm_bf16_rk",
+        (Fetch::R, Fetch::R) => "gemm_bf16_rr",
+        _ => "gemm_bf16",
+    }
 }
 
 /// Runs one product on the GPU's stream.
@@ -316,10 +366,10 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
         alpha: g.alpha,
         accumulate: g.accumulate as i32,
         act: g.act as i32,
-        flags: scalar_loads() as i32,
+        flags: gemm_flags(),
     };
     let (name, (tm, tn), threads) = match prec {
-        Precision::Bf16 => ("gemm_bf16", TILE_BF16, 128),
+        Precision::Bf16 => (bf16_kernel(g), TILE_BF16, 128),
         Precision::F32 => ("gemm_f32", TILE_F32, 256),
     };
     let cfg = LaunchConfig {

@@ -27,7 +27,18 @@ macro_rules! kernel_file {
     };
 }
 
-kernel_file!(GEMM, "gemm.cu", ["gemm_bf16", "gemm_f32"]);
+kernel_file!(
+    GEMM,
+    "gemm.cu",
+    [
+        "gemm_bf16",
+        "gemm_bf16_kk",
+        "gemm_bf16_kr",
+        "gemm_bf16_rk",
+        "gemm_bf16_rr",
+        "gemm_f32",
+    ]
+);
 kernel_file!(LINEAR, "linear.cu", ["col_sum_partial", "col_sum_final"]);
 kernel_file!(MLP, "mlp.cu", ["gelu_backward_f32"]);
 kernel_file!(
