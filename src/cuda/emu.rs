@@ -213,7 +213,37 @@ fn build(file: &KernelFile) -> Result<PathBuf> {
             lib.display()
         ))
     })?;
+    prune(&dir, file.name.trim_end_matches(".cu"), KEEP);
     Ok(lib)
+}
+
+/// Libraries kept per kernel file in the cache (the newest; older sources' go).
+const KEEP: usize = 4;
+
+/// Removes all but the `keep` newest libraries of kernel file `stem` from `dir`. A library in
+/// use stays mapped after its file is removed; failures are ignored (the cache is optional).
+fn prune(dir: &Path, stem: &str, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!("{stem}-");
+    let mut libs: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(&prefix)
+                && name.ends_with(".so")
+                && name[prefix.len()..name.len() - 3]
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit())
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    libs.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, old) in libs.into_iter().skip(keep) {
+        let _ = std::fs::remove_file(old);
+    }
 }
 
 fn load(path: &Path, file: &KernelFile) -> Result<Module> {
@@ -382,5 +412,53 @@ impl Drop for HostMem {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, unmapped once.
         unsafe { libc::munmap(self.base, self.map_len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_libraries_of_one_kernel_file() {
+        let dir = std::env::temp_dir().join(format!("ndt-emu-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let names = [
+            "gemm-0000000000000001.so",
+            "gemm-0000000000000002.so",
+            "gemm-0000000000000003.so",
+            "gemm-extra.so",
+            "mask-0000000000000001.so",
+        ];
+        for (i, n) in names.iter().enumerate() {
+            let p = dir.join(n);
+            std::fs::write(&p, b"x").unwrap();
+            let t =
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        prune(&dir, "gemm", 2);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "gemm-0000000000000002.so",
+                "gemm-0000000000000003.so",
+                "gemm-extra.so",
+                "mask-0000000000000001.so"
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
