@@ -3,7 +3,8 @@
 //!
 //! Order: `NDT_NVRTC_LIB` (a file or a folder; when set, the only place looked at), then by name
 //! on the library search path (`LD_LIBRARY_PATH`, a system CUDA: `libnvrtc.so`, `.so.12`,
-//! `.so.13`), then by path: `$CUDA_HOME`/`$CUDA_PATH`, `/usr/local/cuda`, and pip's NVRTC wheels
+//! `.so.13`), then by path: `$CUDA_HOME`/`$CUDA_PATH`, `/usr/local/cuda`, versioned toolkits
+//! `/usr/local/cuda-X.Y` (newest first), and pip's NVRTC wheels
 //! (`nvidia-cuda-nvrtc-cu12`: `nvidia/cuda_nvrtc/lib`; `nvidia-cuda-nvrtc` 13: `nvidia/cu13/lib`)
 //! inside `$VIRTUAL_ENV` or a `.venv` beside the binary or in the checkout. The first library
 //! that opens and has every entry point wins; it stays open for the life of the process.
@@ -101,6 +102,7 @@ fn candidates() -> Vec<Candidate> {
         }
     }
     dirs.push(PathBuf::from("/usr/local/cuda/lib64"));
+    dirs.extend(versioned_toolkits(std::path::Path::new("/usr/local")));
     let mut venvs: Vec<PathBuf> = Vec::new();
     if let Some(v) = std::env::var_os("VIRTUAL_ENV").filter(|p| !p.is_empty()) {
         venvs.push(PathBuf::from(v));
@@ -128,6 +130,28 @@ fn candidates() -> Vec<Candidate> {
         out.extend(NAMES.iter().map(|n| Candidate::Path(d.join(n))));
     }
     out
+}
+
+/// The library folders of versioned toolkits under `root` (`cuda-13.0`, `cuda-12.4`, …), newest
+/// version first: a machine may have them without a `cuda` link.
+fn versioned_toolkits(root: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Vec<u32>, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let version = name.strip_prefix("cuda-")?;
+            let key: Option<Vec<u32>> = version.split('.').map(|p| p.parse().ok()).collect();
+            Some((key?, e.path()))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found
+        .into_iter()
+        .flat_map(|(_, d)| [d.join("lib64"), d.join("targets/x86_64-linux/lib")])
+        .collect()
 }
 
 /// Opens a candidate and resolves its entry points.
@@ -241,4 +265,41 @@ pub(crate) fn load() -> std::result::Result<((i32, i32), Option<PathBuf>, Vec<u3
         }
     }
     Ok(((major, minor), loaded.path.clone(), archs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versioned_toolkits_come_newest_first() {
+        let root = std::env::temp_dir().join(format!("ndt-cuda-dirs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in [
+            "cuda-12.4",
+            "cuda-13.0",
+            "cuda-12.10",
+            "cuda",
+            "cuda-x",
+            "other",
+        ] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let got: Vec<String> = versioned_toolkits(&root)
+            .iter()
+            .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "cuda-13.0/lib64",
+                "cuda-13.0/targets/x86_64-linux/lib",
+                "cuda-12.10/lib64",
+                "cuda-12.10/targets/x86_64-linux/lib",
+                "cuda-12.4/lib64",
+                "cuda-12.4/targets/x86_64-linux/lib",
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
