@@ -104,23 +104,6 @@ struct uint2 {
 };
 
 namespace ndt_emu {
-inline void fail(const char* fmt, ...);
-}
-
-// Vector accesses with the GPU's alignment rule checked (a misaligned one faults there).
-inline float4 ndt_ld_f4(const float* p) {
-    if ((uintptr_t)p % 16 != 0) ndt_emu::fail("16-byte load from %p, which is not 16-byte aligned", (const void*)p);
-    float4 v;
-    std::memcpy(&v, p, 16);
-    return v;
-}
-inline void ndt_st_u2(void* p, unsigned int lo, unsigned int hi) {
-    if ((uintptr_t)p % 8 != 0) ndt_emu::fail("8-byte store to %p, which is not 8-byte aligned", p);
-    uint2 v{lo, hi};
-    std::memcpy(p, &v, 8);
-}
-
-namespace ndt_emu {
 
 #if defined(__x86_64__)
 // A fiber's saved stack pointer; the callee-saved registers, MXCSR and the x87 control word
@@ -262,6 +245,32 @@ inline void yield() {
     ctx_switch(b.fibers[b.cur].ctx, b.sched);
 }
 
+// A gate: fibers arrive, and wait until the last expected one opens it (its generation moves
+// on). Block barriers and warp operations are gates; so is a thread's exit, which may complete
+// a block barrier the others wait at.
+inline void open_gate(Block& b, int& arrived, unsigned long long& gen) {
+    arrived = 0;
+    gen++;
+    for (Fiber& f : b.fibers)
+        if (f.state == WAITING) f.state = RUNNABLE;
+}
+
+// Arrives at a gate that opens at `count` arrivals; returns once it is open. Opening any gate
+// wakes every waiter, so a waiter whose own gate is still shut waits again (and counts as
+// waiting for the deadlock check).
+inline void pass_gate(int& arrived, unsigned long long& gen, int count) {
+    Block& b = blk();
+    unsigned long long g = gen;
+    if (++arrived == count) {
+        open_gate(b, arrived, gen);
+        return;
+    }
+    while (gen == g && !b.failed) {
+        b.fibers[b.cur].state = WAITING;
+        yield();
+    }
+}
+
 inline int linear_tid() {
     return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z));
 }
@@ -274,16 +283,7 @@ inline void sync_block(int line) {
         fail("__syncthreads on line %d while other threads of the block wait at line %d", line,
              b.bar_line);
     }
-    unsigned long long gen = b.bar_gen;
-    if (++b.bar_arrived == b.live) {
-        b.bar_arrived = 0;
-        b.bar_gen++;
-        for (Fiber& f : b.fibers)
-            if (f.state == WAITING) f.state = RUNNABLE;
-        return;
-    }
-    b.fibers[b.cur].state = WAITING;
-    while (b.bar_gen == gen && !b.failed) yield();
+    pass_gate(b.bar_arrived, b.bar_gen, b.live);
 }
 
 // Waits until all 32 lanes of this fiber's warp have arrived at warp operation `kind` on
@@ -304,19 +304,7 @@ inline WarpOp& warp_arrive(int kind, int line) {
     return w;
 }
 
-inline void warp_wait(WarpOp& w) {
-    Block& b = blk();
-    unsigned long long gen = w.gen;
-    if (++w.arrived == 32) {
-        w.arrived = 0;
-        w.gen++;
-        for (Fiber& f : b.fibers)
-            if (f.state == WAITING) f.state = RUNNABLE;
-        return;
-    }
-    b.fibers[b.cur].state = WAITING;
-    while (w.gen == gen && !b.failed) yield();
-}
+inline void warp_wait(WarpOp& w) { pass_gate(w.arrived, w.gen, 32); }
 
 template <class T>
 inline T shfl_xor(unsigned int mask, T v, int o, int line) {
@@ -394,12 +382,7 @@ inline void fiber_main() {
     b.fibers[b.cur].state = DONE;
     b.live--;
     // Exited threads no longer hold back a block barrier.
-    if (b.bar_arrived > 0 && b.bar_arrived == b.live) {
-        b.bar_arrived = 0;
-        b.bar_gen++;
-        for (Fiber& f : b.fibers)
-            if (f.state == WAITING) f.state = RUNNABLE;
-    }
+    if (b.bar_arrived > 0 && b.bar_arrived == b.live) open_gate(b, b.bar_arrived, b.bar_gen);
     ctx_switch(b.fibers[b.cur].ctx, b.sched);
 }
 
@@ -678,6 +661,20 @@ inline int launch(const Entry* table, int count, const char* name, const unsigne
 }
 
 }  // namespace ndt_emu
+
+// Vector accesses with the GPU's alignment rule checked (a misaligned one faults there).
+inline float4 ndt_ld_f4(const float* p) {
+    if ((uintptr_t)p % 16 != 0)
+        ndt_emu::fail("16-byte load from %p, which is not 16-byte aligned", (const void*)p);
+    float4 v;
+    std::memcpy(&v, p, 16);
+    return v;
+}
+inline void ndt_st_u2(void* p, unsigned int lo, unsigned int hi) {
+    if ((uintptr_t)p % 8 != 0) ndt_emu::fail("8-byte store to %p, which is not 8-byte aligned", p);
+    uint2 v{lo, hi};
+    std::memcpy(p, &v, 8);
+}
 
 #define __syncthreads() ndt_emu::sync_block(__LINE__)
 #define __shfl_xor_sync(mask, v, o) ndt_emu::shfl_xor((mask), (v), (o), __LINE__)

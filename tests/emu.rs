@@ -12,7 +12,7 @@ use ndt::cuda::device::{Args, Gpu};
 use ndt::cuda::kernels::KernelFile;
 
 fn gpu() -> Gpu {
-    Gpu::emulated(ndt::cuda::emu::Order::FirstToLast).expect("the emulated device")
+    Gpu::emulated(ndt::cuda::emu::Order::FirstToLast)
 }
 
 fn cfg(blocks: u32, threads: u32) -> LaunchConfig {
@@ -21,6 +21,14 @@ fn cfg(blocks: u32, threads: u32) -> LaunchConfig {
         block_dim: (threads, 1, 1),
         shared_mem_bytes: 0,
     }
+}
+
+/// The `ndt` binary with the kernel emulator as its CUDA device, in CUDA precision `precision`.
+fn ndt_emu(precision: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"));
+    c.env("NDT_CUDA_EMU", "1")
+        .env("NDT_CUDA_PRECISION", precision);
+    c
 }
 
 /// Launches `k` of `file`, returning the error text (or "" on success).
@@ -127,6 +135,17 @@ fn a_shuffle_missing_an_exited_lane_is_a_reported_deadlock() {
     );
     assert!(e.contains("deadlock"), "{e}");
     assert!(e.contains("31 threads wait"), "{e}");
+    // Two warps: the second completes its shuffle, which wakes every waiter, the stuck lanes
+    // of the first included; they must wait again and still be reported.
+    let x = g.alloc::<f32>(64).unwrap();
+    let e = run(
+        &g,
+        &EARLY_EXIT_SHUFFLE,
+        cfg(1, 64),
+        &Args::new().ptr(x.dev()),
+    );
+    assert!(e.contains("deadlock"), "{e}");
+    assert!(e.contains("31 threads wait"), "{e}");
 }
 
 const TWO_ARGS: KernelFile = KernelFile {
@@ -199,7 +218,7 @@ fn a_graph_records_and_replays_stream_operations() {
 /// fixture tolerances and in bf16 at the bf16 ones.
 #[test]
 fn every_fixture_passes_check_fixture_on_the_emulated_device() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let dir = root().join("fixtures");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
@@ -209,8 +228,7 @@ fn every_fixture_passes_check_fixture_on_the_emulated_device() {
     files.sort();
     assert!(files.len() >= 8, "fixtures: {files:?}");
     for prec in ["f32", "bf16"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"))
-            .env("NDT_CUDA_EMU", "1")
+        let out = ndt_emu(prec)
             .args(["check-fixture", "--device", "cuda", "--precision", prec])
             .args(&files)
             .output()
@@ -247,7 +265,7 @@ const MISSING_BARRIER: KernelFile = KernelFile {
 fn a_missing_barrier_shows_as_results_that_depend_on_the_thread_order() {
     use ndt::cuda::emu::Order;
     let reversed = |order: Order, file: &KernelFile, seed: f32| -> Vec<f32> {
-        let g = Gpu::emulated(order).unwrap();
+        let g = Gpu::emulated(order);
         let input: Vec<f32> = (0..64).map(|i| seed + i as f32).collect();
         let inp = g.upload_new(&input).unwrap();
         let out = g.alloc::<f32>(64).unwrap();
@@ -271,7 +289,7 @@ fn a_missing_barrier_shows_as_results_that_depend_on_the_thread_order() {
     assert_ne!(rev, want);
     // With the barrier both orders give the reversal.
     for (order, seed) in [(Order::FirstToLast, 2000.0), (Order::LastToFirst, 2000.0)] {
-        let g = Gpu::emulated(order).unwrap();
+        let g = Gpu::emulated(order);
         let input: Vec<f32> = (0..128).map(|i| seed + (i % 64) as f32).collect();
         let inp = g.upload_new(&input).unwrap();
         let out = g.alloc::<f32>(128 + 4).unwrap();
@@ -303,9 +321,7 @@ fn training_on_the_emulated_device_tracks_the_cpu() {
     args.push(data.display().to_string());
     ndt_ok(&args);
     let train = |device: &str, precision: &str, out: &str| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"))
-            .env("NDT_CUDA_EMU", "1")
-            .env("NDT_CUDA_PRECISION", precision)
+        let o = ndt_emu(precision)
             .arg("train")
             .arg(&data)
             .args([
@@ -361,9 +377,7 @@ fn training_on_the_emulated_device_tracks_the_cpu() {
 
     // Evaluation of the same checkpoint on both devices: every metric agrees.
     let eval = |device: &str| -> serde_json::Value {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"))
-            .env("NDT_CUDA_EMU", "1")
-            .env("NDT_CUDA_PRECISION", "f32")
+        let o = ndt_emu("f32")
             .arg("eval")
             .arg(tmp.join("cpu").join("last.safetensors"))
             .arg(&data)
@@ -409,8 +423,7 @@ fn a_bad_emulator_setting_is_a_usage_error() {
             "NDT_CUDA_EMU_THREADS=many: expected a number",
         ),
     ] {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"))
-            .env("NDT_CUDA_EMU", "1")
+        let o = ndt_emu("f32")
             .env(var, value)
             .args(["check-fixture", "--device", "cuda"])
             .arg(&fx)

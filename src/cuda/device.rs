@@ -254,7 +254,7 @@ impl Gpu {
     /// missing.
     pub fn open(ordinal: usize) -> Result<Gpu> {
         if let Some(order) = emu::requested()? {
-            return Gpu::emulated(order);
+            return Ok(Gpu::emulated(order));
         }
         if !driver_present() {
             return Err(Error::Cuda(
@@ -324,8 +324,8 @@ impl Gpu {
     /// The CPU kernel emulator as a device (see `emu`), running the threads of a block in
     /// `order` between barriers: named "kernel emulator (CPU)", sm_86 by convention, memory
     /// limited only by the host.
-    pub fn emulated(order: emu::Order) -> Result<Gpu> {
-        Ok(Gpu {
+    pub fn emulated(order: emu::Order) -> Gpu {
+        Gpu {
             engine: Engine::Emu {
                 recorded: RefCell::new(Vec::new()),
                 order,
@@ -342,7 +342,7 @@ impl Gpu {
             arch: Arch::new(8, 6),
             mem: Arc::new(MemCounter::default()),
             capturing: Cell::new(false),
-        })
+        }
     }
 
     /// Whether this is the kernel emulator rather than a GPU.
@@ -474,6 +474,7 @@ impl Gpu {
             return Ok(());
         }
         dst.need(host.len(), "upload")?;
+        self.not_capturing("upload")?;
         match &self.engine {
             Engine::Cuda(c) => {
                 drv(c.ctx.bind_to_thread(), "binding the context")?;
@@ -485,7 +486,6 @@ impl Gpu {
                 )
             }
             Engine::Emu { .. } => {
-                self.emu_not_capturing("upload")?;
                 // SAFETY: `dst` is a live emulator allocation of at least `host.len()` elements.
                 unsafe {
                     std::ptr::copy_nonoverlapping(host.as_ptr(), dst.ptr as *mut T, host.len())
@@ -508,6 +508,7 @@ impl Gpu {
             return Ok(());
         }
         src.need(dst.len(), "download")?;
+        self.not_capturing("download")?;
         match &self.engine {
             Engine::Cuda(c) => {
                 drv(c.ctx.bind_to_thread(), "binding the context")?;
@@ -520,7 +521,6 @@ impl Gpu {
                 self.sync()
             }
             Engine::Emu { .. } => {
-                self.emu_not_capturing("download")?;
                 // SAFETY: `src` is a live emulator allocation of at least `dst.len()` elements.
                 unsafe {
                     std::ptr::copy_nonoverlapping(src.ptr as *const T, dst.as_mut_ptr(), dst.len())
@@ -678,7 +678,8 @@ impl Gpu {
         }
     }
 
-    fn emu_not_capturing(&self, what: &str) -> Result<()> {
+    /// Host copies are not stream operations a graph can replay: refused while capturing.
+    fn not_capturing(&self, what: &str) -> Result<()> {
         if self.capturing.get() {
             return Err(Error::Internal(format!("{what} during graph capture")));
         }

@@ -257,21 +257,24 @@ unsafe impl DeviceRepr for GemmParams {}
 pub const TILE_BF16: (usize, usize) = (64, 64);
 pub const TILE_F32: (usize, usize) = (64, 64);
 
-/// The earlier ways of gemm_bf16, kept to measure the newer ones against in the same build:
-/// `NDT_GEMM_SCALAR_LOADS=1` reads operands one float at a time instead of as float4;
-/// `NDT_GEMM_NO_LDMATRIX=1` loads the mma fragments with 32-bit shared loads, not `ldmatrix`.
-fn env_on(var: &str) -> bool {
-    std::env::var(var).is_ok_and(|v| v == "1")
+/// The earlier ways of gemm_bf16, kept to measure the newer ones against in the same build
+/// (read once): `NDT_GEMM_SCALAR_LOADS=1` reads operands one float at a time instead of as
+/// float4; `NDT_GEMM_NO_LDMATRIX=1` loads the mma fragments with 32-bit shared loads.
+struct GemmEnv {
+    scalar_loads: bool,
+    /// `GemmParams::flags`.
+    flags: i32,
 }
 
-fn scalar_loads() -> bool {
-    static S: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *S.get_or_init(|| env_on("NDT_GEMM_SCALAR_LOADS"))
-}
-
-fn gemm_flags() -> i32 {
-    static F: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
-    *F.get_or_init(|| if env_on("NDT_GEMM_NO_LDMATRIX") { 2 } else { 0 })
+fn gemm_env() -> &'static GemmEnv {
+    static E: std::sync::OnceLock<GemmEnv> = std::sync::OnceLock::new();
+    E.get_or_init(|| {
+        let on = |var: &str| std::env::var(var).is_ok_and(|v| v == "1");
+        GemmEnv {
+            scalar_loads: on("NDT_GEMM_SCALAR_LOADS"),
+            flags: if on("NDT_GEMM_NO_LDMATRIX") { 2 } else { 0 },
+        }
+    })
 }
 
 /// How a gemm_bf16 kernel reads an operand tile: four floats at a time along k (`K`) or along
@@ -301,7 +304,7 @@ fn fetch(o: &Operand, z: usize) -> Fetch {
 
 /// The gemm_bf16 kernel for `g`: a float4 variant when both operands allow it.
 fn bf16_kernel(g: &Gemm) -> &'static str {
-    if scalar_loads() {
+    if gemm_env().scalar_loads {
         return "gemm_bf16";
     }
     match (fetch(&g.a, g.z), fetch(&g.b, g.z)) {
@@ -366,7 +369,7 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
         alpha: g.alpha,
         accumulate: g.accumulate as i32,
         act: g.act as i32,
-        flags: gemm_flags(),
+        flags: gemm_env().flags,
     };
     let (name, (tm, tn), threads) = match prec {
         Precision::Bf16 => (bf16_kernel(g), TILE_BF16, 128),
