@@ -189,3 +189,36 @@ fn a_bad_nvrtc_lib_is_an_error_naming_it() {
         );
     }
 }
+
+/// Registers per kernel from ptxas (`-- --nocapture` prints them). The gemm_bf16 kernels run
+/// 128 threads per block and must keep to 168 registers, so that three blocks fit in an SM's
+/// 64 K registers; no kernel spills.
+#[test]
+fn kernel_registers_fit_the_occupancy_the_gemm_is_built_for() {
+    let nv = nvrtc();
+    for arch in ARCHS {
+        for file in ALL {
+            let log = nv.resource_report(file, arch).unwrap();
+            let mut kernel = String::new();
+            for line in log.lines() {
+                if let Some(rest) = line.split("Function properties for ").nth(1) {
+                    kernel = rest.trim().to_string();
+                }
+                if line.contains("spill stores") {
+                    assert!(
+                        line.contains(" 0 bytes spill stores, 0 bytes spill loads"),
+                        "{kernel} on {arch} spills: {line}"
+                    );
+                }
+                let Some(rest) = line.split("Used ").nth(1) else {
+                    continue;
+                };
+                let regs: u32 = rest.split_whitespace().next().unwrap().parse().unwrap();
+                eprintln!("{arch} {kernel:<28} {}", rest.trim());
+                if kernel.starts_with("gemm_bf16") {
+                    assert!(regs <= 168, "{kernel} on {arch}: {regs} registers > 168");
+                }
+            }
+        }
+    }
+}

@@ -137,6 +137,16 @@ impl Nvrtc {
         })
     }
 
+    /// ptxas's report of every kernel of `file` for `arch` (registers, shared memory, spills):
+    /// the compiler log of a compile with `--ptxas-options=-v`.
+    pub fn resource_report(&self, file: &KernelFile, arch: Arch) -> Result<String> {
+        let source = expand(file)?;
+        let mut options = self.options(arch);
+        options.push("--ptxas-options=-v".into());
+        let (_, log) = compile_source(file.name, &source, &options, !self.supports(arch))?;
+        Ok(log)
+    }
+
     /// The PTX of `file` for `arch` (used by tests to list the kernels a file defines).
     pub fn ptx(&self, file: &KernelFile, arch: Arch) -> Result<String> {
         let source = expand(file)?;
