@@ -78,7 +78,6 @@ struct PaperBuffers {
     y: Buffer<f32>,
     qkv: Buffer<f32>,
     att: Buffer<f32>,
-    attd: Buffer<f32>,
     datt: Buffer<f32>,
     out: Buffer<f32>,
     dqkv: Buffer<f32>,
@@ -105,7 +104,6 @@ impl PaperBuffers {
             y: buf(ROWS * 3 * D),
             qkv: buf(ROWS * 3 * D),
             att: buf(bhss),
-            attd: buf(bhss),
             datt: buf(bhss),
             out: buf(ROWS * D),
             dqkv: buf(ROWS * 3 * D),
@@ -156,11 +154,11 @@ fn paper_ops<'a>(g: &'a Gpu, pb: &'a PaperBuffers) -> Vec<Op<'a>> {
                     prec,
                     pb.out.dev(),
                     pb.att.dev(),
-                    Some(pb.attd.dev()),
                     pb.qkv.dev(),
                     dm,
                     pb.sc.dev(),
                     1,
+                    true,
                 )
                 .unwrap()
             }),
@@ -177,10 +175,10 @@ fn paper_ops<'a>(g: &'a Gpu, pb: &'a PaperBuffers) -> Vec<Op<'a>> {
                     pb.out.dev(),
                     pb.qkv.dev(),
                     pb.att.dev(),
-                    Some(pb.attd.dev()),
                     dm,
                     pb.sc.dev(),
                     1,
+                    true,
                 )
                 .unwrap()
             }),

@@ -3,20 +3,18 @@
 // Multi-head self-attention around the GEMMs of gemm.cu (launch order in src/cuda/attention.rs):
 //   scores = q·kᵀ / √hd          (batched GEMM over B·H, alpha = 1/√hd)
 //   att    = softmax(scores)      (this file; causal: only j <= i, the rest 0)
-//   attd   = dropout(att)         (this file; stream 1 + 3l, counter = flat index in [B,H,S,S])
-//   y_h    = attd · v_h           (batched GEMM)
+//   y_h    = dropout(att) · v_h   (batched GEMM; the dropout, stream 1 + 3l, counter = flat
+//                                  index in [B,H,S,S], is applied as the GEMM reads att, so
+//                                  the probabilities after dropout are never stored)
 // and the backward in reverse. Legend: B batch, H heads, S sequence (T + 2), rows = B·H·S.
 // One warp per row of S scores; the row is swept from global memory (S is about 150).
 #include "common.cuh"
 
 #define SM_WARPS 8
 
-// att: [rows, S] scores in, probabilities out. attd: [rows, S] probabilities after dropout
-// (null: not written, for passes without dropout). Causal and dropout come from `sc`.
-// grid ceil(rows / 8), block 256.
-extern "C" __global__ void attention_softmax_forward(float* att, float* attd, int rows, int s,
-                                                     const StepScalars* sc,
-                                                     unsigned long long stream) {
+// att: [rows, S] scores in, probabilities out; causal per `sc`. grid ceil(rows / 8), block 256.
+extern "C" __global__ void attention_softmax_forward(float* att, int rows, int s,
+                                                     const StepScalars* sc) {
     int lane = threadIdx.x & 31;
     int row = blockIdx.x * SM_WARPS + (threadIdx.x >> 5);
     if (row >= rows) return;
@@ -33,16 +31,7 @@ extern "C" __global__ void attention_softmax_forward(float* att, float* attd, in
         sum += e;
     }
     float inv = 1.0f / ndt_warp_sum(sum);
-    float drop_p = sc->dropout;
-    unsigned long long key = drop_p > 0.0f ? ndt_key(sc->seed, stream) : 0ULL;
-    float keep = drop_p > 0.0f ? ndt_keep_scale(drop_p) : 1.0f;
-    float* pd = attd ? attd + (long long)row * s : 0;
-    unsigned long long base = (unsigned long long)row * s;
-    for (int j = lane; j < s; j += 32) {
-        float v = j < len ? p[j] * inv : 0.0f;
-        p[j] = v;
-        if (pd) pd[j] = v * ndt_drop_factor(key, base + j, drop_p, keep);
-    }
+    for (int j = lane; j < s; j += 32) p[j] = j < len ? p[j] * inv : 0.0f;
 }
 
 // backward of att = softmax(scores · scale) and attd = dropout(att), in place on datt:

@@ -1,4 +1,5 @@
-// defines: gemm_bf16 (and its float4 variants gemm_bf16_kk/_kr/_rk/_rr), gemm_f32
+// defines: gemm_bf16 (and its float4 variants gemm_bf16_kk/_kr/_rk/_rr), the same five with
+// dropout of operand A (gemm_bf16_da, gemm_bf16_kk_da/_kr_da/_rk_da/_rr_da), gemm_f32
 //
 // C = epilogue(alpha * A · Bᵀ), batched, with general strides so that one kernel serves every
 // product of the model: Linear layers (A = x [M,K], B = W [N,K] in PyTorch layout), their
@@ -12,6 +13,7 @@
 // Epilogue, per element: v = alpha * acc + bias[n]; c_pre = v; v = act(v);
 //   v = dropout(v) (stream drop_stream of sc->seed, counter (z * M + m) * N + n);
 //   C = v, or C += v when `accumulate` (residual add, gradient accumulation).
+// With GEMM_DROP_A the dropout applies to A's elements as they are read instead (below).
 //
 // gemm_bf16: operands rounded to bf16 while staged in shared memory, products on tensor cores
 // with `mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32` (sm_80+), f32 accumulation.
@@ -34,7 +36,8 @@ struct GemmParams {
     float alpha;
     int accumulate;  // 0: C = v; 1: C += v
     int act;         // 0: none; 1: GELU (erf); 2: softsign
-    int flags;       // GEMM_NO_LDMATRIX (the gemm_bf16 kernels only)
+    int flags;       // GEMM_NO_LDMATRIX (gemm_bf16 kernels), GEMM_DROP_A (gemm_f32; the
+                     // gemm_bf16 kernels take it as their `_da` variants)
 };
 
 // The size is pinned on both sides (src/cuda/gemm.rs asserts it, with the field offsets).
@@ -44,6 +47,11 @@ static_assert(sizeof(GemmParams) == 184, "GemmParams layout");
 #define ACT_GELU 1
 #define ACT_SOFTSIGN 2
 #define GEMM_NO_LDMATRIX 2  // load mma fragments with 32-bit shared loads, not ldmatrix
+// The dropout of `sc` applies to the elements of A as they are read, not to the result: element
+// A(z, row, k) is multiplied by the factor of counter off(z) + row·rs + k·cs, its offset from
+// A's base. The attention products read the probabilities this way, so the probabilities after
+// dropout are never stored. The gemm_bf16 kernels take it as the `_da` variants.
+#define GEMM_DROP_A 4
 
 __device__ __forceinline__ long long gemm_off(int z, int zdiv, long long z1, long long z2) {
     return (long long)(z / zdiv) * z1 + (long long)(z % zdiv) * z2;
@@ -193,6 +201,35 @@ __device__ __forceinline__ void tile_stash_any(bf16_t (*s)[TB_K + TB_PAD], const
     else tile_stash_vec(s, r, mode);
 }
 
+// One factor at a time: inlined, sixteen interleaved hashes would need more registers than
+// the kernel has to spare.
+__device__ __noinline__ float gemm_drop_factor(unsigned long long key, unsigned long long i,
+                                               float p, float keep_scale) {
+    return ndt_drop_factor(key, i, p, keep_scale);
+}
+
+// Dropout of a fetched tile of A (GEMM_DROP_A): element e of `r` is at (row0 + rr, k0 + kk) with
+// (rr, kk) as the fetch of `mode` placed it; `zoff` is the batch's offset from A's base.
+__device__ __forceinline__ void tile_drop(float* r, int mode, bool k_fast, int row0, int k0,
+                                          long long zoff, long long rs, long long cs,
+                                          unsigned long long key, float drop_p, float keep) {
+#pragma unroll
+    for (int e = 0; e < TB_LOADS; e++) {
+        int rr, kk;
+        if (mode == FETCH_SCALAR) {
+            int idx = threadIdx.x + e * TB_THREADS;
+            rr = k_fast ? idx / TB_K : idx % TB_M;
+            kk = k_fast ? idx % TB_K : idx / TB_M;
+        } else {
+            quad_origin(mode, e / 4, rr, kk);
+            if (mode == FETCH_VEC_K) kk += e % 4;
+            else rr += e % 4;
+        }
+        long long at = zoff + (long long)(row0 + rr) * rs + (long long)(k0 + kk) * cs;
+        r[e] *= gemm_drop_factor(key, (unsigned long long)at, drop_p, keep);
+    }
+}
+
 __device__ __forceinline__ void mma_bf16_16x8x16(float* d, const unsigned int* a,
                                                  const unsigned int* b) {
 #ifdef NDT_EMU
@@ -226,15 +263,21 @@ __device__ __forceinline__ unsigned int ld_pair(const bf16_t* p) {
 }
 
 // The block's work for fetch modes AM (operand A) and BM (operand B), fixed at compile time so
-// that each variant keeps only its own address arithmetic live.
-template <int AM, int BM>
+// that each variant keeps only its own address arithmetic live; DA: GEMM_DROP_A.
+template <int AM, int BM, bool DA>
 __device__ __forceinline__ void gemm_bf16_tiles(const GemmParams& p, bf16_t (*As)[TB_K + TB_PAD],
                                                 bf16_t (*Bs)[TB_K + TB_PAD]) {
     int z = blockIdx.z;
-    const float* a = p.a + gemm_off(z, p.zdiv, p.a_z1, p.a_z2);
+    long long a_zoff = gemm_off(z, p.zdiv, p.a_z1, p.a_z2);
+    const float* a = p.a + a_zoff;
     const float* b = p.b + gemm_off(z, p.zdiv, p.b_z1, p.b_z2);
     float* c = p.c + gemm_off(z, p.zdiv, p.c_z1, p.c_z2);
     int m0 = blockIdx.y * TB_M, n0 = blockIdx.x * TB_N;
+    // DA: the dropout belongs to A (read before the loop); otherwise to the result (after it).
+    float a_drop = DA && p.sc ? p.sc->dropout : 0.0f;
+    unsigned long long a_key = a_drop > 0.0f ? ndt_key(p.sc->seed, p.drop_stream) : 0ULL;
+    float a_keep = a_drop > 0.0f ? ndt_keep_scale(a_drop) : 1.0f;
+    bool drop_a = a_drop > 0.0f;
 
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
@@ -254,6 +297,7 @@ __device__ __forceinline__ void gemm_bf16_tiles(const GemmParams& p, bf16_t (*As
     bool ldsm = !(p.flags & GEMM_NO_LDMATRIX);
     tile_fetch_any(ra, a, p.a_rs, p.a_cs, m0, p.m, 0, p.k, a_mode);
     tile_fetch_any(rb, b, p.b_rs, p.b_cs, n0, p.n, 0, p.k, b_mode);
+    if (drop_a) tile_drop(ra, a_mode, a_kf, m0, 0, a_zoff, p.a_rs, p.a_cs, a_key, a_drop, a_keep);
     tile_stash_any(As, ra, a_mode, a_kf);
     tile_stash_any(Bs, rb, b_mode, b_kf);
     __syncthreads();
@@ -307,13 +351,18 @@ __device__ __forceinline__ void gemm_bf16_tiles(const GemmParams& p, bf16_t (*As
         }
         __syncthreads();
         if (more) {
+            // The dropout of A goes here rather than after the fetch: the fragments are dead
+            // by now, which leaves the registers its hashes need.
+            if (drop_a)
+                tile_drop(ra, a_mode, a_kf, m0, k0 + TB_K, a_zoff, p.a_rs, p.a_cs, a_key, a_drop,
+                          a_keep);
             tile_stash_any(As, ra, a_mode, a_kf);
             tile_stash_any(Bs, rb, b_mode, b_kf);
             __syncthreads();
         }
     }
 
-    float drop_p = p.sc ? p.sc->dropout : 0.0f;
+    float drop_p = !DA && p.sc ? p.sc->dropout : 0.0f;
     unsigned long long key = drop_p > 0.0f ? ndt_key(p.sc->seed, p.drop_stream) : 0ULL;
     float keep_scale = drop_p > 0.0f ? ndt_keep_scale(drop_p) : 1.0f;
 #pragma unroll
@@ -333,18 +382,24 @@ __device__ __forceinline__ void gemm_bf16_tiles(const GemmParams& p, bf16_t (*As
 // and alignment (src/cuda/gemm.rs): compiled separately, each keeps only its own address
 // arithmetic live (one kernel holding every mode needed 215 registers; these need 148 to 167).
 // gemm_bf16 reads both operands one float at a time and takes every layout.
-#define GEMM_BF16_KERNEL(name, AM, BM)                                                       \
+// The `_da` variants apply GEMM_DROP_A (the attention products).
+#define GEMM_BF16_KERNEL(name, AM, BM, DA)                                                   \
     extern "C" __global__ void __launch_bounds__(TB_THREADS) name(GemmParams p) {           \
         __shared__ __align__(16) bf16_t As[TB_M][TB_K + TB_PAD];                            \
         __shared__ __align__(16) bf16_t Bs[TB_N][TB_K + TB_PAD];                            \
-        gemm_bf16_tiles<AM, BM>(p, As, Bs);                                                 \
+        gemm_bf16_tiles<AM, BM, DA>(p, As, Bs);                                             \
     }
 
-GEMM_BF16_KERNEL(gemm_bf16, FETCH_SCALAR, FETCH_SCALAR)
-GEMM_BF16_KERNEL(gemm_bf16_kk, FETCH_VEC_K, FETCH_VEC_K)
-GEMM_BF16_KERNEL(gemm_bf16_kr, FETCH_VEC_K, FETCH_VEC_ROWS)
-GEMM_BF16_KERNEL(gemm_bf16_rk, FETCH_VEC_ROWS, FETCH_VEC_K)
-GEMM_BF16_KERNEL(gemm_bf16_rr, FETCH_VEC_ROWS, FETCH_VEC_ROWS)
+GEMM_BF16_KERNEL(gemm_bf16, FETCH_SCALAR, FETCH_SCALAR, false)
+GEMM_BF16_KERNEL(gemm_bf16_kk, FETCH_VEC_K, FETCH_VEC_K, false)
+GEMM_BF16_KERNEL(gemm_bf16_kr, FETCH_VEC_K, FETCH_VEC_ROWS, false)
+GEMM_BF16_KERNEL(gemm_bf16_rk, FETCH_VEC_ROWS, FETCH_VEC_K, false)
+GEMM_BF16_KERNEL(gemm_bf16_rr, FETCH_VEC_ROWS, FETCH_VEC_ROWS, false)
+GEMM_BF16_KERNEL(gemm_bf16_da, FETCH_SCALAR, FETCH_SCALAR, true)
+GEMM_BF16_KERNEL(gemm_bf16_kk_da, FETCH_VEC_K, FETCH_VEC_K, true)
+GEMM_BF16_KERNEL(gemm_bf16_kr_da, FETCH_VEC_K, FETCH_VEC_ROWS, true)
+GEMM_BF16_KERNEL(gemm_bf16_rk_da, FETCH_VEC_ROWS, FETCH_VEC_K, true)
+GEMM_BF16_KERNEL(gemm_bf16_rr_da, FETCH_VEC_ROWS, FETCH_VEC_ROWS, true)
 
 // ---------------------------------------------------------------------------------------------
 // f32 SIMT kernel. Block tile 64 x 64 x 16, 256 threads as 16 x 16, each thread 4 x 4 outputs
@@ -357,8 +412,12 @@ GEMM_BF16_KERNEL(gemm_bf16_rr, FETCH_VEC_ROWS, FETCH_VEC_ROWS)
 #define TF_THREADS 256
 #define TF_LOADS (TF_M * TF_K / TF_THREADS)
 
+// `drop_p` > 0: each element is multiplied by its dropout factor (GEMM_DROP_A), the counter
+// being its offset `zoff + row·rs + k·cs` from the operand's base.
 __device__ __forceinline__ void tile_load_f32(float (*s)[TF_M + 4], const float* x, long long rs,
-                                              long long cs, int row0, int rows, int k0, int kdim) {
+                                              long long cs, int row0, int rows, int k0, int kdim,
+                                              long long zoff, unsigned long long key,
+                                              float drop_p, float keep) {
     bool k_fast = (cs == 1);
 #pragma unroll
     for (int i = 0; i < TF_LOADS; i++) {
@@ -366,7 +425,10 @@ __device__ __forceinline__ void tile_load_f32(float (*s)[TF_M + 4], const float*
         int rr = k_fast ? idx / TF_K : idx % TF_M;
         int kk = k_fast ? idx % TF_K : idx / TF_M;
         int gr = row0 + rr, gk = k0 + kk;
-        s[kk][rr] = (gr < rows && gk < kdim) ? x[(long long)gr * rs + (long long)gk * cs] : 0.0f;
+        long long at = (long long)gr * rs + (long long)gk * cs;
+        float v = (gr < rows && gk < kdim) ? x[at] : 0.0f;
+        if (drop_p > 0.0f) v *= ndt_drop_factor(key, (unsigned long long)(zoff + at), drop_p, keep);
+        s[kk][rr] = v;
     }
 }
 
@@ -375,11 +437,18 @@ extern "C" __global__ void __launch_bounds__(TF_THREADS) gemm_f32(GemmParams p) 
     __shared__ float Bs[TF_K][TF_N + 4];
 
     int z = blockIdx.z;
-    const float* a = p.a + gemm_off(z, p.zdiv, p.a_z1, p.a_z2);
+    long long a_zoff = gemm_off(z, p.zdiv, p.a_z1, p.a_z2);
+    const float* a = p.a + a_zoff;
     const float* b = p.b + gemm_off(z, p.zdiv, p.b_z1, p.b_z2);
     float* c = p.c + gemm_off(z, p.zdiv, p.c_z1, p.c_z2);
     int m0 = blockIdx.y * TF_M, n0 = blockIdx.x * TF_N;
     int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    float drop_p = p.sc ? p.sc->dropout : 0.0f;
+    unsigned long long key = drop_p > 0.0f ? ndt_key(p.sc->seed, p.drop_stream) : 0ULL;
+    float keep_scale = drop_p > 0.0f ? ndt_keep_scale(drop_p) : 1.0f;
+    // With GEMM_DROP_A the dropout belongs to A; the result gets none.
+    float drop_a = (p.flags & GEMM_DROP_A) ? drop_p : 0.0f;
+    if (p.flags & GEMM_DROP_A) drop_p = 0.0f;
 
     float acc[4][4];
 #pragma unroll
@@ -388,8 +457,8 @@ extern "C" __global__ void __launch_bounds__(TF_THREADS) gemm_f32(GemmParams p) 
         for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
 
     for (int k0 = 0; k0 < p.k; k0 += TF_K) {
-        tile_load_f32(As, a, p.a_rs, p.a_cs, m0, p.m, k0, p.k);
-        tile_load_f32(Bs, b, p.b_rs, p.b_cs, n0, p.n, k0, p.k);
+        tile_load_f32(As, a, p.a_rs, p.a_cs, m0, p.m, k0, p.k, a_zoff, key, drop_a, keep_scale);
+        tile_load_f32(Bs, b, p.b_rs, p.b_cs, n0, p.n, k0, p.k, 0, 0ULL, 0.0f, 1.0f);
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < TF_K; kk++) {
@@ -406,9 +475,6 @@ extern "C" __global__ void __launch_bounds__(TF_THREADS) gemm_f32(GemmParams p) 
         __syncthreads();
     }
 
-    float drop_p = p.sc ? p.sc->dropout : 0.0f;
-    unsigned long long key = drop_p > 0.0f ? ndt_key(p.sc->seed, p.drop_stream) : 0ULL;
-    float keep_scale = drop_p > 0.0f ? ndt_keep_scale(drop_p) : 1.0f;
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll

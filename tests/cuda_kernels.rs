@@ -276,6 +276,71 @@ fn gemm_transposed_and_batched_operands() {
     }
 }
 
+/// `Gemm::drop_a`: the product reads A through the dropout, element A(z, m, k) with the counter
+/// of its offset from A's base, as the attention products read the probabilities. Checked
+/// against dropping the whole buffer first (the CPU's `dropout_forward`) and multiplying:
+/// k-major and row-major A with padded strides (the float4 `_da` kernels, with quads that
+/// straddle the edge), a stride that allows no float4 (the scalar one), batched as the
+/// attention products are, tile edges, and p = 0.
+#[test]
+fn gemm_dropout_of_operand_a_matches_dropping_a_first() {
+    let Some(g) = gpu("gemm_dropout_of_operand_a_matches_dropping_a_first") else {
+        return;
+    };
+    let mut r = rng(6);
+    let (zb, zh) = (2, 3);
+    for prec in PRECS {
+        let tol = if prec == Precision::F32 { 1e-5 } else { 2e-5 };
+        let round = prec == Precision::Bf16;
+        for (m, n, k) in [(33, 17, 33), (65, 64, 70), (152, 64, 152)] {
+            for (k_major, pad) in [(true, 0usize), (false, 0), (true, 1)] {
+                for p in [0.0f32, 0.3] {
+                    // A of batch z: an [m, k] (or [k, m]) matrix with leading dimension ld.
+                    // A multiple of 4 (float4 reads, quads straddling the edge at 33 and
+                    // 65) or one more (scalar reads).
+                    let dim: usize = if k_major { k } else { m };
+                    let ld = dim.div_ceil(4) * 4 + pad;
+                    let per = if k_major { m * ld } else { k * ld };
+                    let a = rand_vec(&mut r, zb * zh * per, 1.0);
+                    // B k-major, padded the same way (float4 kernels need both operands).
+                    let ldb = k.div_ceil(4) * 4 + pad;
+                    let b = rand_vec(&mut r, zb * zh * n * ldb, 1.0);
+                    let (ad, bd) = (up(&g, &a), up(&g, &b));
+                    let view = if k_major {
+                        Operand::rows(ad.dev(), ld)
+                    } else {
+                        Operand::cols(ad.dev(), ld)
+                    };
+                    let out = Out::new(&g, zb * zh * m * n);
+                    let sc = scalars(&g, drop_scalars(p, 17));
+                    let gm = Gemm {
+                        z: zb * zh,
+                        zdiv: zh,
+                        a: view.batched(zh * per, per),
+                        b: Operand::rows(bd.dev(), ldb).batched(zh * n * ldb, n * ldb),
+                        c: Operand::rows(out.dev(), n).batched(zh * m * n, m * n),
+                        dropout: Some((sc.dev(), 9)),
+                        drop_a: true,
+                        ..Gemm::linear(out.dev(), ad.dev(), bd.dev(), None, m, n, k)
+                    };
+                    gemm(&g, prec, &gm).unwrap();
+                    let site = if p > 0.0 {
+                        Dropout::new(p, 17, 9)
+                    } else {
+                        Dropout::OFF
+                    };
+                    let mut dropped = vec![0f32; a.len()];
+                    cpu::dropout::dropout_forward(&mut dropped, &a, site, 0);
+                    let what =
+                        format!("{prec:?} drop_a {m}x{n}x{k} k-major {k_major} pad {pad} p {p}");
+                    let want = gemm_ref(&gm, &dropped, &b, round);
+                    check(&what, &out.read(&g, &what), &want, tol);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn gemm_epilogues_match_their_cpu_twins() {
     let Some(g) = gpu("gemm_epilogues_match_their_cpu_twins") else {

@@ -84,6 +84,13 @@ impl Under {
             Under::Cuda(b) => (b.device_memory().1 as u64, "peak device memory allocated"),
         }
     }
+    /// Bytes of the GPU's activation workspace (part of the peak); none on the CPU.
+    fn workspace_bytes(&self) -> Option<u64> {
+        match self {
+            Under::Cpu(..) => None,
+            Under::Cuda(b) => Some(b.workspace_bytes() as u64),
+        }
+    }
 }
 
 fn open(a: &Args, cfg: &ModelConfig) -> Result<Under> {
@@ -229,6 +236,7 @@ pub fn run(a: Args) -> Result<()> {
         backend.forward(&batch, &opts).map(|_| ())
     })?;
     let (peak, peak_what) = under.peak_memory();
+    let workspace = under.workspace_bytes();
 
     let tokens = (a.batch_size * a.bins) as f64;
     let tps = |ms: f64| tokens / (ms / 1e3);
@@ -251,6 +259,7 @@ pub fn run(a: Args) -> Result<()> {
             "eval_tokens_per_s": tps(eval.mean_ms),
             "peak_memory_bytes": peak,
             "peak_memory_kind": peak_what,
+            "workspace_bytes": workspace,
             "last_loss": last_loss,
         });
         println!("{v}");
@@ -282,7 +291,14 @@ pub fn run(a: Args) -> Result<()> {
             eval.min_ms,
             tps(eval.mean_ms)
         );
-        println!("{peak_what}: {gib:.3} GiB");
+        match workspace {
+            Some(w) => println!(
+                "{peak_what}: {gib:.3} GiB ({:.3} GiB activation workspace, the rest parameters, \
+                 gradients and optimizer state)",
+                w as f64 / (1u64 << 30) as f64
+            ),
+            None => println!("{peak_what}: {gib:.3} GiB"),
+        }
     }
     Ok(())
 }

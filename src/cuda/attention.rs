@@ -87,6 +87,7 @@ impl AttnDims {
             accumulate: false,
             act: Act::None,
             dropout: None,
+            drop_a: false,
         }
     }
     fn check(&self) -> Result<()> {
@@ -97,19 +98,20 @@ impl AttnDims {
     }
 }
 
-/// att = softmax(q·kᵀ/√hd) (causal per `sc.causal`), attd = dropout(att) (stream `stream`),
-/// y_h = attd · v_h. With `attd` = None (no dropout) the product reads `att`.
+/// att = softmax(q·kᵀ/√hd) (causal per `sc.causal`), y_h = drop(att) · v_h. With `dropout`
+/// the product applies the dropout of `sc` (stream `stream`) to att as it reads it
+/// (`Gemm::drop_a`): the probabilities after dropout are never stored.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     gpu: &Gpu,
     prec: Precision,
-    y: Dev<f32>,            // [B, S, D] heads concatenated
-    att: Dev<f32>,          // [B, H, S, S] saved
-    attd: Option<Dev<f32>>, // [B, H, S, S] saved (after dropout)
-    qkv: Dev<f32>,          // [B, S, 3D]
+    y: Dev<f32>,   // [B, S, D] heads concatenated
+    att: Dev<f32>, // [B, H, S, S] saved
+    qkv: Dev<f32>, // [B, S, 3D]
     dm: AttnDims,
     sc: Dev<StepScalars>,
     stream: u64,
+    dropout: bool,
 ) -> Result<()> {
     dm.check()?;
     let (s, hd) = (dm.s, dm.hd());
@@ -131,20 +133,10 @@ pub fn attention_forward(
             dm.scores(att),
         ),
     )?;
-    // att = softmax(scores), attd = dropout(att)
-    let pd = attd.unwrap_or(Dev::null());
-    if let Some(a) = attd {
-        a.need(rows * s, "attention attd")?;
-    }
-    let args = Args::new()
-        .ptr(att)
-        .ptr(pd)
-        .i32(rows as i32)
-        .i32(s as i32)
-        .ptr(sc)
-        .u64(stream);
-    // SAFETY: (float* att, float* attd, int rows, int s, const StepScalars*, unsigned long long);
-    // att/attd hold rows·s elements (checked).
+    // att = softmax(scores)
+    let args = Args::new().ptr(att).i32(rows as i32).i32(s as i32).ptr(sc);
+    // SAFETY: (float* att, int rows, int s, const StepScalars*); att holds rows·s elements
+    // (checked).
     unsafe {
         gpu.launch(
             &ATTENTION,
@@ -153,36 +145,43 @@ pub fn attention_forward(
             &args,
         )?
     };
-    // y_h = attd · v_h
-    let p = attd.unwrap_or(att);
-    gemm(
-        gpu,
-        prec,
-        &dm.product(s, hd, s, 1.0, dm.scores(p), dm.head_t(qkv, 2), dm.yhead(y)),
-    )
+    // y_h = drop(att) · v_h
+    let mut pv = dm.product(
+        s,
+        hd,
+        s,
+        1.0,
+        dm.scores(att),
+        dm.head_t(qkv, 2),
+        dm.yhead(y),
+    );
+    if dropout {
+        pv.dropout = Some((sc, stream));
+        pv.drop_a = true;
+    }
+    gemm(gpu, prec, &pv)
 }
 
-/// backward of `attention_forward`; dqkv is overwritten, datt is scratch.
+/// backward of `attention_forward` (the same `dropout`); dqkv is overwritten, datt is scratch.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     gpu: &Gpu,
     prec: Precision,
-    dqkv: Dev<f32>,         // [B, S, 3D]
-    datt: Dev<f32>,         // [B, H, S, S] scratch
-    dy: Dev<f32>,           // [B, S, D]
-    qkv: Dev<f32>,          // [B, S, 3D]
-    att: Dev<f32>,          // [B, H, S, S]
-    attd: Option<Dev<f32>>, // [B, H, S, S] (None: no dropout, att is used)
+    dqkv: Dev<f32>, // [B, S, 3D]
+    datt: Dev<f32>, // [B, H, S, S] scratch
+    dy: Dev<f32>,   // [B, S, D]
+    qkv: Dev<f32>,  // [B, S, 3D]
+    att: Dev<f32>,  // [B, H, S, S]
     dm: AttnDims,
     sc: Dev<StepScalars>,
     stream: u64,
+    dropout: bool,
 ) -> Result<()> {
     dm.check()?;
     let (s, hd) = (dm.s, dm.hd());
     let rows = dm.z() * s;
     datt.need(rows * s, "attention datt")?;
     att.need(rows * s, "attention att")?;
-    let pd = attd.unwrap_or(att);
     // y_h = attd · v_h  =>  dattd = dy_h · v_hᵀ
     gemm(
         gpu,
@@ -246,18 +245,19 @@ pub fn attention_backward(
             dm.head(dq, 1),
         ),
     )?;
-    // y_h = attd · v_h  =>  dv = attdᵀ · dy_h
-    gemm(
-        gpu,
-        prec,
-        &dm.product(
-            s,
-            hd,
-            s,
-            1.0,
-            dm.scores_t(pd),
-            dm.yhead_t(dy),
-            dm.head(dq, 2),
-        ),
-    )
+    // y_h = attd · v_h  =>  dv = attdᵀ · dy_h, attd read from att as in the forward
+    let mut dv = dm.product(
+        s,
+        hd,
+        s,
+        1.0,
+        dm.scores_t(att),
+        dm.yhead_t(dy),
+        dm.head(dq, 2),
+    );
+    if dropout {
+        dv.dropout = Some((sc, stream));
+        dv.drop_a = true;
+    }
+    gemm(gpu, prec, &dv)
 }

@@ -112,6 +112,12 @@ impl CudaBackend {
         (self.gpu.mem().now(), self.gpu.mem().peak())
     }
 
+    /// Bytes of the activation workspace (zero before the first batch); the rest of
+    /// `device_memory` is the parameters, gradients, moments, mask and step scalars.
+    pub fn workspace_bytes(&self) -> usize {
+        self.ws.as_ref().map_or(0, |w| w.bytes())
+    }
+
     /// Makes the workspace fit `batch` (growing it drops every captured graph, whose
     /// addresses it would invalidate), uploads the batch, and returns |target|.
     fn load_batch(&mut self, batch: &Batch) -> Result<usize> {

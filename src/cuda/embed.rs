@@ -70,7 +70,8 @@ pub fn embed_forward(
     gemm(gpu, prec, &Gemm::linear(e, sg, w2, Some(b2), r, d, g))
 }
 
-/// backward of `embed_forward`: dh overwritten, dsg/da1 scratch, weight gradients per `accum`.
+/// backward of `embed_forward`: dh overwritten, dsg/da1 scratch (they may be the same
+/// buffer), weight gradients per `accum`.
 #[allow(clippy::too_many_arguments)]
 pub fn embed_backward(
     gpu: &Gpu,

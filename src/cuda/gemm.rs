@@ -126,6 +126,11 @@ pub struct Gemm {
     pub act: Act,
     /// Dropout of the result: the step scalars (probability, seed) and the RNG stream.
     pub dropout: Option<(Dev<StepScalars>, u64)>,
+    /// The dropout applies to the elements of A as they are read, not to the result: element
+    /// A(z, m, k) keeps the counter `off(z) + m·rs + k·cs`, its offset from A's base. An
+    /// attention product reads the probabilities before dropout this way, as if it read a
+    /// stored copy after dropout.
+    pub drop_a: bool,
 }
 
 impl Gemm {
@@ -154,6 +159,7 @@ impl Gemm {
             accumulate: false,
             act: Act::None,
             dropout: None,
+            drop_a: false,
         }
     }
 
@@ -236,10 +242,12 @@ struct GemmParams {
     alpha: f32,
     accumulate: i32,
     act: i32,
-    /// The gemm_bf16 kernels only: `GEMM_NO_LDMATRIX` (2) loads the mma fragments with
-    /// 32-bit shared loads.
+    /// `GEMM_NO_LDMATRIX` (2, gemm_bf16 kernels): the mma fragments come from 32-bit shared
+    /// loads; `GEMM_DROP_A` (4, gemm_f32; the gemm_bf16 kernels have `_da` variants).
     flags: i32,
 }
+
+const GEMM_DROP_A: i32 = 4;
 
 // Sizes are asserted in kernels/gemm.cu too (NVRTC has no offsetof without headers).
 const _: () = {
@@ -302,17 +310,25 @@ fn fetch(o: &Operand, z: usize) -> Fetch {
     }
 }
 
-/// The gemm_bf16 kernel for `g`: a float4 variant when both operands allow it.
+/// The gemm_bf16 kernel for `g`: a float4 variant when both operands allow it, the `_da`
+/// one when the dropout applies to A.
 fn bf16_kernel(g: &Gemm) -> &'static str {
-    if gemm_env().scalar_loads {
-        return "gemm_bf16";
-    }
-    match (fetch(&g.a, g.z), fetch(&g.b, g.z)) {
-        (Fetch::K, Fetch::K) => "gemm_bf16_kk",
-        (Fetch::K, Fetch::R) => "gemm_bf16_kr",
-        (Fetch::R, Fetch::K) => "gemm_bf16_rk",
-        (Fetch::R, Fetch::R) => "gemm_bf16_rr",
-        _ => "gemm_bf16",
+    let pair = if gemm_env().scalar_loads {
+        (Fetch::Scalar, Fetch::Scalar)
+    } else {
+        (fetch(&g.a, g.z), fetch(&g.b, g.z))
+    };
+    match (pair, g.drop_a) {
+        ((Fetch::K, Fetch::K), false) => "gemm_bf16_kk",
+        ((Fetch::K, Fetch::R), false) => "gemm_bf16_kr",
+        ((Fetch::R, Fetch::K), false) => "gemm_bf16_rk",
+        ((Fetch::R, Fetch::R), false) => "gemm_bf16_rr",
+        (_, false) => "gemm_bf16",
+        ((Fetch::K, Fetch::K), true) => "gemm_bf16_kk_da",
+        ((Fetch::K, Fetch::R), true) => "gemm_bf16_kr_da",
+        ((Fetch::R, Fetch::K), true) => "gemm_bf16_rk_da",
+        ((Fetch::R, Fetch::R), true) => "gemm_bf16_rr_da",
+        (_, true) => "gemm_bf16_da",
     }
 }
 
@@ -339,6 +355,11 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
         Some((sc, s)) => {
             sc.need(1, "gemm step scalars")?;
             (sc.ptr, s)
+        }
+        None if g.drop_a => {
+            return Err(Error::Internal(
+                "gemm: dropout of A without step scalars".into(),
+            ));
         }
         None => (0, 0),
     };
@@ -369,7 +390,7 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
         alpha: g.alpha,
         accumulate: g.accumulate as i32,
         act: g.act as i32,
-        flags: gemm_env().flags,
+        flags: gemm_env().flags | if g.drop_a { GEMM_DROP_A } else { 0 },
     };
     let (name, (tm, tn), threads) = match prec {
         Precision::Bf16 => (bf16_kernel(g), TILE_BF16, 128),

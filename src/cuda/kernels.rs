@@ -36,6 +36,11 @@ kernel_file!(
         "gemm_bf16_kr",
         "gemm_bf16_rk",
         "gemm_bf16_rr",
+        "gemm_bf16_da",
+        "gemm_bf16_kk_da",
+        "gemm_bf16_kr_da",
+        "gemm_bf16_rk_da",
+        "gemm_bf16_rr_da",
         "gemm_f32",
     ]
 );

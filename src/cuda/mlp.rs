@@ -67,8 +67,8 @@ pub fn gelu_backward(
     unsafe { gpu.launch(&MLP, "gelu_backward_f32", grid_1d(n, 256, 4096), &args) }
 }
 
-/// backward of `mlp_forward` (given d out): dx overwritten, dact/dpre scratch, weight
-/// gradients written per `accum`.
+/// backward of `mlp_forward` (given d out): dx overwritten, dact/dpre scratch (they may be
+/// the same buffer), weight gradients written per `accum`.
 #[allow(clippy::too_many_arguments)]
 pub fn mlp_backward(
     gpu: &Gpu,

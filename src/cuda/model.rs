@@ -47,8 +47,8 @@ pub struct Pass<'a> {
     pub ws: &'a DeviceWorkspace,
     pub sc: Dev<StepScalars>,
     pub res: Dev<StepResult>,
-    /// Training pass: dropout (per `sc.dropout`) is applied, and the attention probabilities
-    /// after dropout are kept apart from the probabilities.
+    /// Training pass: dropout (per `sc.dropout`) is applied; the attention products read the
+    /// probabilities through it.
     pub train: bool,
 }
 
@@ -66,10 +66,6 @@ impl Pass<'_> {
             d: self.dims.d,
             h: self.dims.h,
         }
-    }
-    fn attd(&self, l: usize) -> Option<Dev<f32>> {
-        self.train
-            .then(|| layer(&self.ws.attd, l, self.dims.bhss()))
     }
 }
 
@@ -150,11 +146,11 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
             prec,
             atty,
             att,
-            ps.attd(l),
             qkv,
             ps.attn(),
             ps.sc,
             stream,
+            ps.train,
         )?;
         // z_mid = z_l + drop(out(atty))
         let z_mid = layer(&ws.resid_mid, l, bsd);
@@ -310,8 +306,9 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             gpu,
             prec,
             dln,
+            // d gelu and d fc1 share one buffer (the GELU backward runs in place).
             ws.dfcg.dev(),
-            ws.dfch.dev(),
+            ws.dfcg.dev(),
             ps.g(&bl.fc1_w),
             ps.g(&bl.fc1_b),
             ps.g(&bl.fc2_w),
@@ -380,10 +377,10 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             datty,
             qkv,
             layer(&ws.att, l, dm.bhss()),
-            ps.attd(l),
             ps.attn(),
             ps.sc,
             dropout_streams::attn_probs(l),
+            ps.train,
         )?;
         // qkv = a · Wqkvᵀ + bqkv
         linear_backward(
@@ -440,8 +437,9 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
         gpu,
         prec,
         ws.dh.dev(),
+        // d softsign and d fc1 share one buffer (the softsign backward runs in place).
         ws.dsg.dev(),
-        ws.da1.dev(),
+        ws.dsg.dev(),
         ps.g(&lay.emb_fc1_w),
         ps.g(&lay.emb_fc1_b),
         ps.g(&lay.emb_fc2_w),

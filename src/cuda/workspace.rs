@@ -32,13 +32,23 @@ macro_rules! workspace {
             /// Partial sums of the loss and of the gradient norm.
             pub parts: Buffer<f64>,
         }
+
+        impl DeviceWorkspace {
+            /// Bytes of every buffer.
+            pub fn bytes(&self) -> usize {
+                0 $(+ 4 * self.$name.len())*
+                    + self.mask.len()
+                    + self.target.len()
+                    + 8 * self.parts.len()
+            }
+        }
     };
 }
 
 workspace!(
-    x, xin, h, a1, sg, emb, resid, ln1, ln1_mean, ln1_rstd, qkv, att, attd, atty, resid_mid, ln2,
+    x, xin, h, a1, sg, emb, resid, ln1, ln1_mean, ln1_rstd, qkv, att, atty, resid_mid, ln2,
     ln2_mean, ln2_rstd, fch, fcg, lnf, lnf_mean, lnf_rstd, y, r, dr, dy, dresid, dbranch, dln,
-    dqkv, datty, datt, dfcg, dfch, demb, dsg, da1, dh, scratch,
+    dqkv, datty, datt, dfcg, demb, dsg, dh, scratch,
 );
 
 impl DeviceWorkspace {
@@ -80,7 +90,6 @@ impl DeviceWorkspace {
             ln1_rstd: a(l * bs)?,
             qkv: a(l * bs * 3 * d)?,
             att: a(l * bhss)?,
-            attd: a(l * bhss)?,
             atty: a(l * bs * d)?,
             resid_mid: a(l * bs * d)?,
             ln2: a(l * bs * d)?,
@@ -102,10 +111,8 @@ impl DeviceWorkspace {
             datty: a(bs * d)?,
             datt: a(bhss)?,
             dfcg: a(bs * f)?,
-            dfch: a(bs * f)?,
             demb: a(bt * d)?,
             dsg: a(bt * g)?,
-            da1: a(bt * g)?,
             dh: a(bt * e)?,
             scratch: a(scratch)?,
             mask: gpu.alloc::<u8>(bt * n)?,
