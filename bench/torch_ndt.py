@@ -16,7 +16,9 @@ Four uses, one command:
   torch_ndt.py --weights CKPT --batch-file BATCH [--check-loss EXPECTED]
       print the loss (dropout off) of a checkpoint on a batch, optionally checked against ndt's;
   torch_ndt.py --matmul-rate [--json OUT]
-      the device's bf16 matmul rate (a large torch.matmul), the ceiling the FLOP floor uses.
+      the device's bf16 matmul rate (a large torch.matmul), the ceiling the FLOP floor uses;
+  torch_ndt.py --saved-memory [--device cpu] [--batch 16]
+      the bytes autograd saves for backward in fp32 and bf16 autocast (no GPU needed).
 
 Modes are `<kind>-<precision>`: kind `eager`, `compile` (torch.compile) or `max-autotune`
 (torch.compile(mode="max-autotune")), precision `fp32` or `bf16` (autocast to bfloat16).
@@ -293,6 +295,52 @@ def emit_json(path, obj):
 
 
 # ----------------------------------------------------------------------------------------------
+# Saved activations
+
+
+def run_saved_memory(args, device):
+    """Bytes autograd keeps for the backward of one training forward, in fp32 and with bf16
+    autocast: the activation part of PyTorch's peak memory, countable without a GPU. [S, S]
+    attention probabilities are listed apart: on a CPU the math SDPA keeps them, while CUDA's
+    flash and memory-efficient SDPA kernels keep row statistics instead."""
+    cfg = bench_config(args)
+    gen = torch.Generator().manual_seed(args.seed)
+    x, m, t = synthetic_batch(args.batch, cfg["n_bins"], args.n_neurons, args.scheme, gen, device)
+    s = cfg["n_bins"] + 2
+    out = {"tool": "torch_ndt --saved-memory", "torch": torch.__version__,
+           "device": device_name(device), "config": cfg, "batch": args.batch,
+           "command": " ".join(sys.argv), "modes": []}
+    for prec in ("fp32", "bf16"):
+        model = build_model(cfg, args.dropout, args.explicit_mask, args.seed, device)
+        model.train()
+        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        saved = {}
+
+        def pack(tensor):
+            st = tensor.untyped_storage()
+            if st.data_ptr() not in params:
+                saved[st.data_ptr()] = (st.nbytes(), tuple(tensor.shape))
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                                enabled=prec == "bf16"):
+                model(x, m, t, next(iter(cfg["sessions"])), SCHEMES.index(args.scheme))
+        probs = sum(b for b, shape in saved.values() if shape[-2:] == (s, s))
+        total = sum(b for b, _ in saved.values())
+        n_params = sum(p.numel() for p in model.parameters())
+        res = {"precision": prec, "saved_bytes": total, "saved_attention_probs_bytes": probs,
+               "params_grads_adam_bytes": 16 * n_params}
+        out["modes"].append(res)
+        mib = 2**20
+        print(f"torch_ndt: {prec}: saved {total / mib:.0f} MiB, of which [S,S] probabilities "
+              f"{probs / mib:.0f} MiB; parameters, gradients and AdamW moments "
+              f"{16 * n_params / mib:.0f} MiB", file=sys.stderr)
+    emit_json(args.json, out)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
 # Matmul rate
 
 
@@ -487,6 +535,8 @@ def parse_args(argv):
     p.add_argument("--check-loss", type=float, default=None, help="expected loss (f32, rel 1e-4)")
     p.add_argument("--matmul-rate", action="store_true", help="measure the bf16 matmul rate")
     p.add_argument("--matmul-size", type=int, default=0, help="0 = 8192 on cuda, 512 on cpu")
+    p.add_argument("--saved-memory", action="store_true",
+                   help="count the bytes autograd saves for backward (fp32 and bf16 autocast)")
     return p.parse_args(argv)
 
 
@@ -517,6 +567,8 @@ def main(argv=None):
         device = resolve_device(args.device)
         if args.matmul_rate:
             return run_matmul_rate(args, device)
+        if args.saved_memory:
+            return run_saved_memory(args, device)
         return run_bench(args, device)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -183,3 +183,69 @@ fn compare_dry_run_builds_the_table() {
     }
     assert!(json.contains("\"flops_per_step\""), "{json}");
 }
+
+/// `--saved-memory` counts what autograd keeps for backward: both precisions, bf16 autocast
+/// keeping less than fp32, the [S, S] probabilities found (whole tensors of B·H·S·S f32 each,
+/// at least one per block) and never more than the total.
+#[test]
+#[ignore = "needs PyTorch (6 GB): tools/setup.sh --reference, then cargo test --test torch_reference -- --ignored"]
+fn saved_memory_counts_the_tensors_kept_for_backward() {
+    let py = python();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("torch_reference_saved");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("saved.json");
+    let (b, h, s, layers) = (3usize, 2usize, 12usize, 2usize);
+    let (out, text) = run(torch_ndt(&py).args([
+        "--saved-memory",
+        "--device",
+        "cpu",
+        "--batch",
+        &b.to_string(),
+        "--d-model",
+        "16",
+        "--n-heads",
+        &h.to_string(),
+        "--d-ff",
+        "32",
+        "--d-tok",
+        "8",
+        "--n-layers",
+        &layers.to_string(),
+        "--n-bins",
+        &(s - 2).to_string(),
+        "--n-neurons",
+        "12",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]));
+    assert!(out.status.success(), "{text}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid json");
+    let modes = v["modes"].as_array().expect("modes");
+    let get = |prec: &str, key: &str| -> u64 {
+        let m = modes
+            .iter()
+            .find(|m| m["precision"] == prec)
+            .unwrap_or_else(|| panic!("no {prec} in {v}"));
+        m[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{prec} {key} in {v}"))
+    };
+    let one = (b * h * s * s * 4) as u64;
+    for prec in ["fp32", "bf16"] {
+        let (total, probs) = (
+            get(prec, "saved_bytes"),
+            get(prec, "saved_attention_probs_bytes"),
+        );
+        assert!(probs <= total, "{prec}: {v}");
+        assert!(
+            probs >= layers as u64 * one && probs % one == 0,
+            "{prec}: {probs} vs {one}"
+        );
+    }
+    assert!(
+        get("bf16", "saved_bytes") < get("fp32", "saved_bytes"),
+        "{v}"
+    );
+}
