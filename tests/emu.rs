@@ -470,3 +470,54 @@ fn an_index_past_a_shared_array_is_caught() {
     );
     assert_eq!(e, "");
 }
+
+/// `ndt bench --memory-only` allocates a training step's memory without running it: the
+/// workspace grows with the batch, and only the workspace does (the parameters and optimizer
+/// state do not depend on it); the CPU has no device memory to report.
+#[test]
+fn bench_memory_only_allocates_a_step_without_running_it() {
+    let measure = |b: usize| -> (u64, u64) {
+        let out = ndt_emu("bf16")
+            .args([
+                "bench",
+                "--device",
+                "cuda",
+                "--config",
+                "paper",
+                "--memory-only",
+            ])
+            .args(["--json", "--batch-size", &b.to_string()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        let get = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+        (get("peak_memory_bytes"), get("workspace_bytes"))
+    };
+    let (p16, w16) = measure(16);
+    let (p32, w32) = measure(32);
+    assert!(w16 > 0 && p16 > w16, "B16: peak {p16}, workspace {w16}");
+    // The attention probabilities alone: 5 blocks x B x 8 heads x 152 x 152 f32.
+    assert!(w16 > 5 * 16 * 8 * 152 * 152 * 4, "B16 workspace {w16}");
+    assert!(w32 > w16, "workspace B32 {w32} <= B16 {w16}");
+    assert_eq!(
+        p32 - p16,
+        w32 - w16,
+        "only the workspace depends on the batch"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"))
+        .args(["bench", "--device", "cpu", "--memory-only"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--memory-only") && err.contains("--device cuda"),
+        "{err}"
+    );
+}

@@ -56,6 +56,10 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Allocate what a training step on this batch needs on the GPU, print it and run
+    /// nothing (whether a batch size fits, without running the kernels).
+    #[arg(long)]
+    pub memory_only: bool,
 }
 
 /// The backend under test, concrete so that its memory can be read.
@@ -182,6 +186,57 @@ fn time(n: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<Timing> {
     })
 }
 
+/// `--memory-only`: the device memory of a training step on `batch`, allocated, not run.
+fn memory_only(
+    a: &Args,
+    cfg: &ModelConfig,
+    under: &mut Under,
+    label: &str,
+    batch: &Batch,
+    scheme: Scheme,
+) -> Result<()> {
+    let Under::Cuda(b) = under else {
+        return Err(usage("--memory-only reports GPU memory: use --device cuda"));
+    };
+    b.reserve(batch)?;
+    let (peak, workspace) = (b.device_memory().1, b.workspace_bytes());
+    let gib = |v: usize| v as f64 / (1u64 << 30) as f64;
+    if a.json {
+        let v = serde_json::json!({
+            "device": label,
+            "config": a.config,
+            "batch_size": a.batch_size,
+            "bins": a.bins,
+            "neurons": a.neurons,
+            "scheme": scheme.name(),
+            "peak_memory_bytes": peak,
+            "workspace_bytes": workspace,
+        });
+        println!("{v}");
+    } else {
+        println!("device: {label}");
+        println!(
+            "model: {} (D {}, D_tok {}, {} heads, F {}, {} blocks); batch {} trials x {} bins x {} neurons, {scheme}",
+            a.config,
+            cfg.d_model,
+            cfg.d_tok,
+            cfg.n_heads,
+            cfg.d_ff,
+            cfg.n_layers,
+            a.batch_size,
+            a.bins,
+            a.neurons
+        );
+        println!(
+            "device memory of a training step (allocated, not run): {:.3} GiB ({:.3} GiB \
+             activation workspace, the rest parameters, gradients and optimizer state)",
+            gib(peak),
+            gib(workspace)
+        );
+    }
+    Ok(())
+}
+
 pub fn run(a: Args) -> Result<()> {
     if a.batch_size == 0 || a.bins == 0 || a.neurons == 0 || a.steps == 0 {
         return Err(usage(
@@ -210,6 +265,9 @@ pub fn run(a: Args) -> Result<()> {
     let backend = under.backend();
     backend.set_params(&init_params(&cfg, &table, 42))?;
     let batch = synthetic_batch(&sid, a.batch_size, a.bins, a.neurons, scheme, 7);
+    if a.memory_only {
+        return memory_only(&a, &cfg, &mut under, &label, &batch, scheme);
+    }
     let hp = |step: usize| StepHyper {
         lr: run_cfg.train.lr as f32,
         beta1: run_cfg.train.max_momentum as f32,

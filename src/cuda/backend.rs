@@ -118,6 +118,12 @@ impl CudaBackend {
         self.ws.as_ref().map_or(0, |w| w.bytes())
     }
 
+    /// Allocates everything a training step on `batch` needs, runs nothing: `device_memory`
+    /// then says what a step would hold.
+    pub fn reserve(&mut self, batch: &Batch) -> Result<()> {
+        self.load_batch(batch).map(|_| ())
+    }
+
     /// Makes the workspace fit `batch` (growing it drops every captured graph, whose
     /// addresses it would invalidate), uploads the batch, and returns |target|.
     fn load_batch(&mut self, batch: &Batch) -> Result<usize> {
