@@ -89,17 +89,24 @@ __device__ __forceinline__ void gemm_store(const GemmParams& p, float* c, int z,
 #define TB_THREADS 128
 #define TB_LOADS (TB_M * TB_K / TB_THREADS)  // elements of A (and of B) per thread per tile
 
+// Element (row, k) of load `i` of this thread in a tile read one float at a time: with k
+// contiguous (k_fast), consecutive threads walk k; otherwise they walk rows, so that global
+// reads stay coalesced either way.
+__device__ __forceinline__ void scalar_origin(bool k_fast, int i, int& rr, int& kk) {
+    int idx = threadIdx.x + i * TB_THREADS;
+    rr = k_fast ? idx / TB_K : idx % TB_M;
+    kk = k_fast ? idx % TB_K : idx / TB_M;
+}
+
 // Fetches the (row0, k0) tile of an operand X(row, k) = x[row * rs + k * cs] into registers,
-// zero outside rows < rows, k < kdim. With k contiguous, consecutive threads walk k; otherwise
-// they walk rows, so that global reads stay coalesced either way.
+// zero outside rows < rows, k < kdim (element placement: scalar_origin).
 __device__ __forceinline__ void tile_fetch(float* r, const float* x, long long rs, long long cs,
                                            int row0, int rows, int k0, int kdim) {
     bool k_fast = (cs == 1);
 #pragma unroll
     for (int i = 0; i < TB_LOADS; i++) {
-        int idx = threadIdx.x + i * TB_THREADS;
-        int rr = k_fast ? idx / TB_K : idx % TB_M;
-        int kk = k_fast ? idx % TB_K : idx / TB_M;
+        int rr, kk;
+        scalar_origin(k_fast, i, rr, kk);
         int gr = row0 + rr, gk = k0 + kk;
         r[i] = (gr < rows && gk < kdim) ? x[(long long)gr * rs + (long long)gk * cs] : 0.0f;
     }
@@ -108,9 +115,8 @@ __device__ __forceinline__ void tile_fetch(float* r, const float* x, long long r
 __device__ __forceinline__ void tile_stash(bf16_t (*s)[TB_K + TB_PAD], const float* r, bool k_fast) {
 #pragma unroll
     for (int i = 0; i < TB_LOADS; i++) {
-        int idx = threadIdx.x + i * TB_THREADS;
-        int rr = k_fast ? idx / TB_K : idx % TB_M;
-        int kk = k_fast ? idx % TB_K : idx / TB_M;
+        int rr, kk;
+        scalar_origin(k_fast, i, rr, kk);
         s[rr][kk] = (bf16_t)ndt_f32_to_bf16(r[i]);
     }
 }
@@ -217,9 +223,7 @@ __device__ __forceinline__ void tile_drop(float* r, int mode, bool k_fast, int r
     for (int e = 0; e < TB_LOADS; e++) {
         int rr, kk;
         if (mode == FETCH_SCALAR) {
-            int idx = threadIdx.x + e * TB_THREADS;
-            rr = k_fast ? idx / TB_K : idx % TB_M;
-            kk = k_fast ? idx % TB_K : idx / TB_M;
+            scalar_origin(k_fast, e, rr, kk);
         } else {
             quad_origin(mode, e / 4, rr, kk);
             if (mode == FETCH_VEC_K) kk += e % 4;

@@ -199,42 +199,76 @@ fn memory_only(
         return Err(usage("--memory-only reports GPU memory: use --device cuda"));
     };
     b.reserve(batch)?;
-    let (peak, workspace) = (b.device_memory().1, b.workspace_bytes());
-    let gib = |v: usize| v as f64 / (1u64 << 30) as f64;
+    let (peak, workspace) = (b.device_memory().1 as u64, b.workspace_bytes() as u64);
     if a.json {
-        let v = serde_json::json!({
-            "device": label,
-            "config": a.config,
-            "batch_size": a.batch_size,
-            "bins": a.bins,
-            "neurons": a.neurons,
-            "scheme": scheme.name(),
-            "peak_memory_bytes": peak,
-            "workspace_bytes": workspace,
-        });
+        let v = report_json(
+            a,
+            label,
+            scheme,
+            serde_json::json!({
+                "peak_memory_bytes": peak,
+                "workspace_bytes": workspace,
+            }),
+        );
         println!("{v}");
     } else {
-        println!("device: {label}");
-        println!(
-            "model: {} (D {}, D_tok {}, {} heads, F {}, {} blocks); batch {} trials x {} bins x {} neurons, {scheme}",
-            a.config,
-            cfg.d_model,
-            cfg.d_tok,
-            cfg.n_heads,
-            cfg.d_ff,
-            cfg.n_layers,
-            a.batch_size,
-            a.bins,
-            a.neurons
-        );
-        println!(
-            "device memory of a training step (allocated, not run): {:.3} GiB ({:.3} GiB \
-             activation workspace, the rest parameters, gradients and optimizer state)",
-            gib(peak),
-            gib(workspace)
-        );
+        print_header(a, cfg, label, scheme);
+        let what = "device memory of a training step (allocated, not run)";
+        println!("{}", memory_line(what, peak, Some(workspace)));
     }
     Ok(())
+}
+
+/// The JSON report: what was run (device, config, batch, scheme), then `fields`.
+fn report_json(
+    a: &Args,
+    label: &str,
+    scheme: Scheme,
+    fields: serde_json::Value,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "device": label,
+        "config": a.config,
+        "batch_size": a.batch_size,
+        "bins": a.bins,
+        "neurons": a.neurons,
+        "scheme": scheme.name(),
+    });
+    if let (Some(head), serde_json::Value::Object(rest)) = (v.as_object_mut(), fields) {
+        head.extend(rest);
+    }
+    v
+}
+
+/// The first two lines of the text report: the device, the model and the batch.
+fn print_header(a: &Args, cfg: &ModelConfig, label: &str, scheme: Scheme) {
+    println!("device: {label}");
+    println!(
+        "model: {} (D {}, D_tok {}, {} heads, F {}, {} blocks); batch {} trials x {} bins x {} neurons, {scheme}",
+        a.config,
+        cfg.d_model,
+        cfg.d_tok,
+        cfg.n_heads,
+        cfg.d_ff,
+        cfg.n_layers,
+        a.batch_size,
+        a.bins,
+        a.neurons
+    );
+}
+
+/// `WHAT: X GiB`, with the activation workspace's share where there is one.
+fn memory_line(what: &str, bytes: u64, workspace: Option<u64>) -> String {
+    let gib = |v: u64| v as f64 / (1u64 << 30) as f64;
+    match workspace {
+        Some(w) => format!(
+            "{what}: {:.3} GiB ({:.3} GiB activation workspace, the rest parameters, gradients \
+             and optimizer state)",
+            gib(bytes),
+            gib(w)
+        ),
+        None => format!("{what}: {:.3} GiB", gib(bytes)),
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -299,13 +333,7 @@ pub fn run(a: Args) -> Result<()> {
     let tokens = (a.batch_size * a.bins) as f64;
     let tps = |ms: f64| tokens / (ms / 1e3);
     if a.json {
-        let v = serde_json::json!({
-            "device": label,
-            "config": a.config,
-            "batch_size": a.batch_size,
-            "bins": a.bins,
-            "neurons": a.neurons,
-            "scheme": scheme.name(),
+        let fields = serde_json::json!({
             "steps": a.steps,
             "ms_per_step": train.median_ms,
             "tokens_per_s": tps(train.median_ms),
@@ -320,22 +348,9 @@ pub fn run(a: Args) -> Result<()> {
             "workspace_bytes": workspace,
             "last_loss": last_loss,
         });
-        println!("{v}");
+        println!("{}", report_json(&a, &label, scheme, fields));
     } else {
-        let gib = peak as f64 / (1u64 << 30) as f64;
-        println!("device: {label}");
-        println!(
-            "model: {} (D {}, D_tok {}, {} heads, F {}, {} blocks); batch {} trials x {} bins x {} neurons, {scheme}",
-            a.config,
-            cfg.d_model,
-            cfg.d_tok,
-            cfg.n_heads,
-            cfg.d_ff,
-            cfg.n_layers,
-            a.batch_size,
-            a.bins,
-            a.neurons
-        );
+        print_header(&a, &cfg, &label, scheme);
         println!(
             "train: {:.2} ms/step (min {:.2}), {:.0} tokens/s over {} steps (loss {last_loss:.4})",
             train.mean_ms,
@@ -349,14 +364,7 @@ pub fn run(a: Args) -> Result<()> {
             eval.min_ms,
             tps(eval.mean_ms)
         );
-        match workspace {
-            Some(w) => println!(
-                "{peak_what}: {gib:.3} GiB ({:.3} GiB activation workspace, the rest parameters, \
-                 gradients and optimizer state)",
-                w as f64 / (1u64 << 30) as f64
-            ),
-            None => println!("{peak_what}: {gib:.3} GiB"),
-        }
+        println!("{}", memory_line(peak_what, peak, workspace));
     }
     Ok(())
 }

@@ -146,7 +146,7 @@ pub fn attention_forward(
         )?
     };
     // y_h = drop(att) · v_h
-    let mut pv = dm.product(
+    let pv = dm.product(
         s,
         hd,
         s,
@@ -155,11 +155,7 @@ pub fn attention_forward(
         dm.head_t(qkv, 2),
         dm.yhead(y),
     );
-    if dropout {
-        pv.dropout = Some((sc, stream));
-        pv.drop_a = true;
-    }
-    gemm(gpu, prec, &pv)
+    gemm(gpu, prec, &pv.drop_a_if(dropout, sc, stream))
 }
 
 /// backward of `attention_forward` (the same `dropout`); dqkv is overwritten, datt is scratch.
@@ -246,7 +242,7 @@ pub fn attention_backward(
         ),
     )?;
     // y_h = attd · v_h  =>  dv = attdᵀ · dy_h, attd read from att as in the forward
-    let mut dv = dm.product(
+    let dv = dm.product(
         s,
         hd,
         s,
@@ -255,9 +251,5 @@ pub fn attention_backward(
         dm.yhead_t(dy),
         dm.head(dq, 2),
     );
-    if dropout {
-        dv.dropout = Some((sc, stream));
-        dv.drop_a = true;
-    }
-    gemm(gpu, prec, &dv)
+    gemm(gpu, prec, &dv.drop_a_if(dropout, sc, stream))
 }

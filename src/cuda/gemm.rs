@@ -203,6 +203,19 @@ impl Gemm {
         }
     }
 
+    /// The same product reading A through the dropout of `sc` (stream `stream`) when `on`
+    /// (`drop_a`).
+    pub fn drop_a_if(self, on: bool, sc: Dev<StepScalars>, stream: u64) -> Gemm {
+        if !on {
+            return self;
+        }
+        Gemm {
+            dropout: Some((sc, stream)),
+            drop_a: true,
+            ..self
+        }
+    }
+
     /// The same product written with `accum`.
     pub fn accum(self, accum: Accum) -> Gemm {
         Gemm {
@@ -247,6 +260,8 @@ struct GemmParams {
     flags: i32,
 }
 
+/// `GemmParams::flags` bits, as in kernels/gemm.cu.
+const GEMM_NO_LDMATRIX: i32 = 2;
 const GEMM_DROP_A: i32 = 4;
 
 // Sizes are asserted in kernels/gemm.cu too (NVRTC has no offsetof without headers).
@@ -280,7 +295,11 @@ fn gemm_env() -> &'static GemmEnv {
         let on = |var: &str| std::env::var(var).is_ok_and(|v| v == "1");
         GemmEnv {
             scalar_loads: on("NDT_GEMM_SCALAR_LOADS"),
-            flags: if on("NDT_GEMM_NO_LDMATRIX") { 2 } else { 0 },
+            flags: if on("NDT_GEMM_NO_LDMATRIX") {
+                GEMM_NO_LDMATRIX
+            } else {
+                0
+            },
         }
     })
 }
@@ -313,23 +332,36 @@ fn fetch(o: &Operand, z: usize) -> Fetch {
 /// The gemm_bf16 kernel for `g`: a float4 variant when both operands allow it, the `_da`
 /// one when the dropout applies to A.
 fn bf16_kernel(g: &Gemm) -> &'static str {
+    // [drop_a][scalar, kk, kr, rk, rr]
+    const NAMES: [[&str; 5]; 2] = [
+        [
+            "gemm_bf16",
+            "gemm_bf16_kk",
+            "gemm_bf16_kr",
+            "gemm_bf16_rk",
+            "gemm_bf16_rr",
+        ],
+        [
+            "gemm_bf16_da",
+            "gemm_bf16_kk_da",
+            "gemm_bf16_kr_da",
+            "gemm_bf16_rk_da",
+            "gemm_bf16_rr_da",
+        ],
+    ];
     let pair = if gemm_env().scalar_loads {
         (Fetch::Scalar, Fetch::Scalar)
     } else {
         (fetch(&g.a, g.z), fetch(&g.b, g.z))
     };
-    match (pair, g.drop_a) {
-        ((Fetch::K, Fetch::K), false) => "gemm_bf16_kk",
-        ((Fetch::K, Fetch::R), false) => "gemm_bf16_kr",
-        ((Fetch::R, Fetch::K), false) => "gemm_bf16_rk",
-        ((Fetch::R, Fetch::R), false) => "gemm_bf16_rr",
-        (_, false) => "gemm_bf16",
-        ((Fetch::K, Fetch::K), true) => "gemm_bf16_kk_da",
-        ((Fetch::K, Fetch::R), true) => "gemm_bf16_kr_da",
-        ((Fetch::R, Fetch::K), true) => "gemm_bf16_rk_da",
-        ((Fetch::R, Fetch::R), true) => "gemm_bf16_rr_da",
-        (_, true) => "gemm_bf16_da",
-    }
+    let variant = match pair {
+        (Fetch::K, Fetch::K) => 1,
+        (Fetch::K, Fetch::R) => 2,
+        (Fetch::R, Fetch::K) => 3,
+        (Fetch::R, Fetch::R) => 4,
+        _ => 0,
+    };
+    NAMES[g.drop_a as usize][variant]
 }
 
 /// Runs one product on the GPU's stream.
