@@ -83,7 +83,7 @@ struct PaperBuffers {
     dqkv: Buffer<f32>,
     ln_w: Buffer<f32>,
     ln_b: Buffer<f32>,
-    mean: Buffer<f32>,
+    xhat: Buffer<f32>,
     rstd: Buffer<f32>,
     sc: Buffer<StepScalars>,
 }
@@ -109,7 +109,7 @@ impl PaperBuffers {
             dqkv: buf(ROWS * 3 * D),
             ln_w: buf(D),
             ln_b: buf(D),
-            mean: buf(ROWS),
+            xhat: buf(ROWS * D),
             rstd: buf(ROWS),
             sc: g
                 .upload_new(&[StepScalars {
@@ -186,13 +186,13 @@ fn paper_ops<'a>(g: &'a Gpu, pb: &'a PaperBuffers) -> Vec<Op<'a>> {
     }
     ops.push(Op {
         label: "layernorm forward".into(),
-        // Reads the input, writes the output (ROWS x D f32 each) and the two statistics.
-        work: Work::Bytes((2 * ROWS * D * 4 + 2 * ROWS * 4) as f64),
+        // Reads the input, writes the output and x̂ (ROWS x D f32 each) and rstd.
+        work: Work::Bytes((3 * ROWS * D * 4 + ROWS * 4) as f64),
         run: Box::new(move || {
             layernorm_forward(
                 g,
                 pb.out.dev(),
-                pb.mean.dev(),
+                pb.xhat.dev(),
                 pb.rstd.dev(),
                 pb.x.dev(),
                 pb.ln_w.dev(),

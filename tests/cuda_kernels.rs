@@ -607,48 +607,56 @@ fn mlp_matches_the_cpu() {
     check("mlp out", &out.read(&g, "out"), &out_w, 1e-5);
     check("mlp pre", &pre.read(&g, "pre"), &pre_w, 1e-5);
     check("mlp act", &act.read(&g, "act"), &act_w, 1e-5);
-    let (dx, dact, dpre) = (
-        Out::new(&g, rr * d),
-        Out::new(&g, rr * f),
-        Out::new(&g, rr * f),
-    );
-    let (dw1, db1, dw2, db2) = (
-        Out::new(&g, f * d),
-        Out::new(&g, f),
-        Out::new(&g, d * f),
-        Out::new(&g, d),
-    );
-    let scratch = g.alloc::<f32>(linear::col_sum_scratch(rr, f)).unwrap();
-    mlp::mlp_backward(
-        &g,
-        prec,
-        dx.dev(),
-        dact.dev(),
-        dpre.dev(),
-        dw1.dev(),
-        db1.dev(),
-        dw2.dev(),
-        db2.dev(),
-        dod,
-        xd,
-        pre.dev(),
-        act.dev(),
-        w1d,
-        w2d,
-        scratch.dev(),
-        rr,
-        d,
-        f,
-        Accum::Set,
-    )
-    .unwrap();
-    for (name, o, w) in [
-        ("dx", &dx, &dx_w),
-        ("dw1", &dw1, &dw1_w),
-        ("db1", &db1, &db1_w),
-        ("dw2", &dw2, &dw2_w),
-        ("db2", &db2, &db2_w),
-    ] {
-        check(&format!("mlp {name}"), &o.read(&g, name), w, 1e-5);
+    // The model passes one buffer as x and dx (x is read before dx is written): both ways.
+    for alias in [false, true] {
+        let (dx, ff) = (Out::new(&g, rr * d), Out::new(&g, rr * f));
+        let (dw1, db1, dw2, db2) = (
+            Out::new(&g, f * d),
+            Out::new(&g, f),
+            Out::new(&g, d * f),
+            Out::new(&g, d),
+        );
+        let xin = if alias {
+            g.copy(dx.dev(), xd, rr * d).unwrap();
+            dx.dev()
+        } else {
+            xd
+        };
+        let scratch = g.alloc::<f32>(linear::col_sum_scratch(rr, f)).unwrap();
+        mlp::mlp_backward(
+            &g,
+            prec,
+            dx.dev(),
+            ff.dev(),
+            dw1.dev(),
+            db1.dev(),
+            dw2.dev(),
+            db2.dev(),
+            dod,
+            xin,
+            pre.dev(),
+            w1d,
+            w2d,
+            scratch.dev(),
+            rr,
+            d,
+            f,
+            Accum::Set,
+        )
+        .unwrap();
+        for (name, o, w) in [
+            ("dx", &dx, &dx_w),
+            ("dw1", &dw1, &dw1_w),
+            ("db1", &db1, &db1_w),
+            ("dw2", &dw2, &dw2_w),
+            ("db2", &db2, &db2_w),
+        ] {
+            check(
+                &format!("mlp {name} (alias {alias})"),
+                &o.read(&g, name),
+                w,
+                1e-5,
+            );
+        }
     }
 }

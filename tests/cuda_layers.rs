@@ -46,15 +46,15 @@ fn layernorm_matches_the_cpu() {
                 c,
                 1e-5,
             );
-            let (out, mean, rstd) = (
+            let (out, xhat, rstd) = (
                 Out::new(&g, rows * c),
-                Out::new(&g, rows),
+                Out::new(&g, rows * c),
                 Out::new(&g, rows),
             );
             layernorm::layernorm_forward(
                 &g,
                 out.dev(),
-                mean.dev(),
+                xhat.dev(),
                 rstd.dev(),
                 id.dev(),
                 wd.dev(),
@@ -66,11 +66,23 @@ fn layernorm_matches_the_cpu() {
             .unwrap();
             let what = format!("layernorm {rows}x{c}");
             check(&what, &out.read(&g, "out"), &out_w, 1e-5);
+            let xhat_w: Vec<f64> = (0..rows * c)
+                .map(|i| (f64::from(inp[i]) - mean_w[i / c]) * rstd_w[i / c])
+                .collect();
             check(
-                &format!("{what} mean"),
-                &mean.read(&g, "mean"),
-                &mean_w,
-                1e-6,
+                &format!("{what} xhat"),
+                &xhat.read(&g, "xhat"),
+                &xhat_w,
+                1e-5,
+            );
+            // The output rebuilt from x̂ is the forward's, bit for bit.
+            let rebuilt = Out::new(&g, rows * c);
+            layernorm::layernorm_affine(&g, rebuilt.dev(), xhat.dev(), wd.dev(), bd.dev(), rows, c)
+                .unwrap();
+            let (a, f) = (rebuilt.read(&g, "rebuilt"), out.read(&g, "out"));
+            assert!(
+                a.iter().zip(&f).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{what}: layernorm_affine differs from the forward's output"
             );
             check(
                 &format!("{what} rstd"),
@@ -102,9 +114,8 @@ fn layernorm_matches_the_cpu() {
                 dw.dev(),
                 db.dev(),
                 dod.dev(),
-                id.dev(),
+                xhat.dev(),
                 wd.dev(),
-                mean.dev(),
                 rstd.dev(),
                 scratch.dev(),
                 rows,

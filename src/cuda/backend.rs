@@ -13,7 +13,7 @@
 use super::device::{Buffer, Gpu, Graph};
 use super::gemm::Precision;
 use super::model::{Pass, model_backward, model_forward};
-use super::workspace::{Capacity, DeviceWorkspace, layer};
+use super::workspace::{Capacity, DeviceWorkspace};
 use super::{StepResult, StepScalars, adamw};
 use crate::backend::{Backend, ForwardOpts, ForwardOut, StepHyper, StepStats};
 use crate::batch::Batch;
@@ -155,7 +155,7 @@ impl CudaBackend {
         Ok(batch.target.iter().filter(|&&t| t != 0).count())
     }
 
-    fn pass<'a>(&'a self, batch: &Batch, train: bool) -> Result<Pass<'a>> {
+    fn pass<'a>(&'a self, batch: &Batch, train: bool, features: Option<usize>) -> Result<Pass<'a>> {
         let ws = self.ws.as_ref().ok_or_else(|| internal("no workspace"))?;
         let session = self
             .layout
@@ -175,12 +175,13 @@ impl CudaBackend {
             sc: self.sc.dev(),
             res: self.res.dev(),
             train,
+            features,
         })
     }
 
     /// Enqueues one whole training step: forward, backward, norm, clip, AdamW.
     fn enqueue_step(&self, batch: &Batch) -> Result<()> {
-        let ps = self.pass(batch, true)?;
+        let ps = self.pass(batch, true, None)?;
         model_forward(&ps)?;
         model_backward(&ps)?;
         let ws = ps.ws;
@@ -223,17 +224,26 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Forward (and backward when `grad`) without dropout, no update.
-    fn run_inference(&mut self, batch: &Batch, grad: bool) -> Result<f32> {
+    /// Forward without dropout, no update: the loss, and the log-rates `[B, T, N]` (read
+    /// before a backward overwrites them); then the backward when `grad`. Features of block
+    /// `features` are left in `ws.dy`.
+    fn run_inference(
+        &mut self,
+        batch: &Batch,
+        grad: bool,
+        features: Option<usize>,
+    ) -> Result<(f32, Vec<f32>)> {
         let n_targets = self.load_batch(batch)?;
         let sc = StepScalars::inference(n_targets, batch.scheme.index(), batch.causal());
         self.gpu.upload(self.sc.dev(), &[sc])?;
-        let ps = self.pass(batch, false)?;
+        let ps = self.pass(batch, false, features)?;
         model_forward(&ps)?;
+        let len = batch.b * batch.t * batch.n;
+        let log_rates = self.gpu.download(ps.ws.r.dev().slice(0, len))?;
         if grad {
             model_backward(&ps)?;
         }
-        Ok(self.read_result()?.loss as f32)
+        Ok((self.read_result()?.loss as f32, log_rates))
     }
 }
 
@@ -318,16 +328,12 @@ impl Backend for CudaBackend {
                 self.cfg.n_layers
             )));
         }
-        let loss = self.run_inference(batch, false)?;
-        let ws = self.ws.as_ref().ok_or_else(|| internal("no workspace"))?;
-        let dm = Dims::new(&self.cfg, batch.b, batch.t, batch.n);
-        let log_rates = self.gpu.download(ws.r.dev().slice(0, dm.bt() * dm.n))?;
+        let (loss, log_rates) = self.run_inference(batch, false, opts.capture_block)?;
         let features = match opts.capture_block {
-            Some(k) => {
-                let out = ws.dy.dev().slice(0, dm.bt() * dm.d);
-                let z = layer(&ws.resid, k + 1, dm.bs() * dm.d);
-                super::embed::drop_prefix(&self.gpu, out, z, dm.b, dm.t, dm.d)?;
-                Some(self.gpu.download(out)?)
+            Some(_) => {
+                let ws = self.ws.as_ref().ok_or_else(|| internal("no workspace"))?;
+                let dm = Dims::new(&self.cfg, batch.b, batch.t, batch.n);
+                Some(self.gpu.download(ws.dy.dev().slice(0, dm.bt() * dm.d))?)
             }
             None => None,
         };
@@ -339,11 +345,9 @@ impl Backend for CudaBackend {
     }
 
     fn loss_and_grad(&mut self, batch: &Batch) -> Result<(ForwardOut, Vec<f32>)> {
-        let loss = self.run_inference(batch, true)?;
-        let ws = self.ws.as_ref().ok_or_else(|| internal("no workspace"))?;
-        let len = batch.b * batch.t * batch.n;
+        let (loss, log_rates) = self.run_inference(batch, true, None)?;
         let out = ForwardOut {
-            log_rates: self.gpu.download(ws.r.dev().slice(0, len))?,
+            log_rates,
             loss,
             features: None,
         };

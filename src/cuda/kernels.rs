@@ -45,12 +45,13 @@ kernel_file!(
     ]
 );
 kernel_file!(LINEAR, "linear.cu", ["col_sum_partial", "col_sum_final"]);
-kernel_file!(MLP, "mlp.cu", ["gelu_backward_f32"]);
+kernel_file!(MLP, "mlp.cu", ["gelu_forward_f32", "gelu_backward_f32"]);
 kernel_file!(
     LAYERNORM,
     "layernorm.cu",
     [
         "layernorm_forward_f32",
+        "layernorm_affine_f32",
         "layernorm_backward_f32",
         "layernorm_param_partial",
         "layernorm_param_final",

@@ -1,7 +1,9 @@
-//! Launchers of `kernels/layernorm.cu`. Twin of `src/cpu/layernorm.rs`.
+//! Launchers of `kernels/layernorm.cu`. Twin of `src/cpu/layernorm.rs`, except for what is
+//! saved: the forward keeps the normalised input x̂ and rstd (not the input and its mean), the
+//! backward reads only those, and `layernorm_affine` rebuilds the output from x̂ bit for bit.
 //! Legend: R rows (tokens), C channels.
 
-use super::device::{Args, Dev, Gpu};
+use super::device::{Args, Dev, Gpu, grid_1d};
 use super::gemm::Accum;
 use super::kernels::LAYERNORM;
 use crate::error::Result;
@@ -28,12 +30,13 @@ fn warp_rows(rows: usize) -> LaunchConfig {
     }
 }
 
-/// out = (inp − mean) · rstd · w + b per row; mean and rstd saved (a null view skips them).
+/// out = x̂ · w + b, x̂ = (inp − mean) · rstd per row; x̂ and rstd saved (a null view skips
+/// them).
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_forward(
     gpu: &Gpu,
     out: Dev<f32>,  // [R, C]
-    mean: Dev<f32>, // [R] saved
+    xhat: Dev<f32>, // [R, C] saved
     rstd: Dev<f32>, // [R] saved
     inp: Dev<f32>,  // [R, C]
     w: Dev<f32>,    // [C]
@@ -49,15 +52,15 @@ pub fn layernorm_forward(
     inp.need(r * c, "layernorm inp")?;
     w.need(c, "layernorm w")?;
     b.need(c, "layernorm b")?;
-    if !mean.is_null() {
-        mean.need(r, "layernorm mean")?;
+    if !xhat.is_null() {
+        xhat.need(r * c, "layernorm xhat")?;
     }
     if !rstd.is_null() {
         rstd.need(r, "layernorm rstd")?;
     }
     let args = Args::new()
         .ptr(out)
-        .ptr(mean)
+        .ptr(xhat)
         .ptr(rstd)
         .ptr(inp)
         .ptr(w)
@@ -65,13 +68,52 @@ pub fn layernorm_forward(
         .i32(r as i32)
         .i32(c as i32)
         .f32(eps);
-    // SAFETY: (float* out, float* mean, float* rstd, const float* inp, const float* w,
+    // SAFETY: (float* out, float* xhat, float* rstd, const float* inp, const float* w,
     // const float* b, int rows, int c, float eps); extents checked above.
     unsafe { gpu.launch(&LAYERNORM, "layernorm_forward_f32", warp_rows(r), &args) }
 }
 
-/// backward of `layernorm_forward`: dinp += rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂));
-/// dw (+)= Σ_rows dout · x̂; db (+)= Σ_rows dout.
+/// out = x̂ · w + b: the output of `layernorm_forward` rebuilt from its saved x̂, the same bits.
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_affine(
+    gpu: &Gpu,
+    out: Dev<f32>,  // [R, C]
+    xhat: Dev<f32>, // [R, C]
+    w: Dev<f32>,    // [C]
+    b: Dev<f32>,    // [C]
+    r: usize,
+    c: usize,
+) -> Result<()> {
+    let n = r * c;
+    if n == 0 {
+        return Ok(());
+    }
+    out.need(n, "layernorm_affine out")?;
+    xhat.need(n, "layernorm_affine xhat")?;
+    w.need(c, "layernorm_affine w")?;
+    b.need(c, "layernorm_affine b")?;
+    let args = Args::new()
+        .ptr(out)
+        .ptr(xhat)
+        .ptr(w)
+        .ptr(b)
+        .i64(n as i64)
+        .i32(c as i32);
+    // SAFETY: (float* out, const float* xhat, const float* w, const float* b, long long n,
+    // int c); extents checked above.
+    unsafe {
+        gpu.launch(
+            &LAYERNORM,
+            "layernorm_affine_f32",
+            grid_1d(n, 256, 4096),
+            &args,
+        )
+    }
+}
+
+/// backward of `layernorm_forward` from its saved x̂ and rstd:
+/// dinp += rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)); dw (+)= Σ_rows dout · x̂;
+/// db (+)= Σ_rows dout.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
     gpu: &Gpu,
@@ -79,9 +121,8 @@ pub fn layernorm_backward(
     dw: Dev<f32>,      // [C]
     db: Dev<f32>,      // [C]
     dout: Dev<f32>,    // [R, C]
-    inp: Dev<f32>,     // [R, C]
+    xhat: Dev<f32>,    // [R, C]
     w: Dev<f32>,       // [C]
-    mean: Dev<f32>,    // [R]
     rstd: Dev<f32>,    // [R]
     scratch: Dev<f32>, // layernorm_scratch(R, C)
     r: usize,
@@ -94,11 +135,10 @@ pub fn layernorm_backward(
     for (v, n, what) in [
         (dinp, r * c, "dinp"),
         (dout, r * c, "dout"),
-        (inp, r * c, "inp"),
+        (xhat, r * c, "xhat"),
         (w, c, "w"),
         (dw, c, "dw"),
         (db, c, "db"),
-        (mean, r, "mean"),
         (rstd, r, "rstd"),
     ] {
         v.need(n, &format!("layernorm_backward {what}"))?;
@@ -109,14 +149,13 @@ pub fn layernorm_backward(
     let args = Args::new()
         .ptr(dinp)
         .ptr(dout)
-        .ptr(inp)
+        .ptr(xhat)
         .ptr(w)
-        .ptr(mean)
         .ptr(rstd)
         .i32(r as i32)
         .i32(c as i32);
-    // SAFETY: (float* dinp, const float* dout, const float* inp, const float* w,
-    // const float* mean, const float* rstd, int rows, int c); extents checked above.
+    // SAFETY: (float* dinp, const float* dout, const float* xhat, const float* w,
+    // const float* rstd, int rows, int c); extents checked above.
     unsafe { gpu.launch(&LAYERNORM, "layernorm_backward_f32", warp_rows(r), &args)? };
     let cfg = LaunchConfig {
         grid_dim: (c.div_ceil(32) as u32, nch as u32, 1),
@@ -127,14 +166,12 @@ pub fn layernorm_backward(
         .ptr(pw)
         .ptr(pb)
         .ptr(dout)
-        .ptr(inp)
-        .ptr(mean)
-        .ptr(rstd)
+        .ptr(xhat)
         .i32(r as i32)
         .i32(c as i32)
         .i32(per as i32);
-    // SAFETY: (float* pw, float* pb, const float* dout, const float* inp, const float* mean,
-    // const float* rstd, int rows, int c, int rows_per_chunk).
+    // SAFETY: (float* pw, float* pb, const float* dout, const float* xhat, int rows, int c,
+    // int rows_per_chunk).
     unsafe { gpu.launch(&LAYERNORM, "layernorm_param_partial", cfg, &args)? };
     let cfg = LaunchConfig {
         grid_dim: (c.div_ceil(256) as u32, 1, 1),

@@ -90,8 +90,9 @@ pub fn linear_forward(
     gemm(gpu, prec, &Gemm::linear(out, inp, w, Some(b), r, o, i))
 }
 
-/// backward of `out = inp · wᵀ + b`: dinp = dout · w (skipped when `None`);
-/// dw (+)= doutᵀ · inp; db (+)= Σ_rows dout.
+/// backward of `out = inp · wᵀ + b`: dw (+)= doutᵀ · inp; db (+)= Σ_rows dout; then
+/// dinp = dout · w (skipped when `None`). dw is taken before dinp is written, so `dinp` may be
+/// the buffer that holds `inp`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_backward(
     gpu: &Gpu,
@@ -108,13 +109,14 @@ pub fn linear_backward(
     o: usize,
     accum: Accum,
 ) -> Result<()> {
-    if let Some(dx) = dinp {
-        gemm(gpu, prec, &Gemm::linear_dx(dx, dout, w, r, o, i))?;
-    }
     gemm(
         gpu,
         prec,
         &Gemm::linear_dw(dw, dout, inp, r, o, i).accum(accum),
     )?;
-    col_sum(gpu, db, dout, scratch, r, o, o, accum)
+    col_sum(gpu, db, dout, scratch, r, o, o, accum)?;
+    match dinp {
+        Some(dx) => gemm(gpu, prec, &Gemm::linear_dx(dx, dout, w, r, o, i)),
+        None => Ok(()),
+    }
 }

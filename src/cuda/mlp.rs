@@ -1,6 +1,7 @@
 //! Launchers of the block MLP `fc2(gelu(fc1(x)))`: fc1 with the GELU fused in the GEMM epilogue
 //! (storing the pre-activation), fc2 optionally fused with the residual add and its dropout;
-//! the GELU backward of `kernels/mlp.cu`. Twin of `src/cpu/mlp.rs`. Legend: R rows, D d_model,
+//! the GELU rebuild and backward of `kernels/mlp.cu`. Only the pre-activation is kept for the
+//! backward; the activation `act` of the forward is scratch. Twin of `src/cpu/mlp.rs`. Legend: R rows, D d_model,
 //! F d_ff.
 
 use super::StepScalars;
@@ -25,7 +26,7 @@ pub fn mlp_forward(
     prec: Precision,
     out: Dev<f32>, // [R, D]
     pre: Dev<f32>, // [R, F] saved
-    act: Dev<f32>, // [R, F] saved
+    act: Dev<f32>, // [R, F] scratch
     x: Dev<f32>,   // [R, D]
     w1: Dev<f32>,  // [F, D]
     b1: Dev<f32>,  // [F]
@@ -50,6 +51,16 @@ pub fn mlp_forward(
     gemm(gpu, prec, &fc2)
 }
 
+/// act = gelu(pre), the activation of `mlp_forward` rebuilt from the saved pre-activation.
+pub fn gelu_forward(gpu: &Gpu, act: Dev<f32>, pre: Dev<f32>, n: usize) -> Result<()> {
+    act.need(n, "gelu_forward act")?;
+    pre.need(n, "gelu_forward pre")?;
+    let n32 = i32::try_from(n).map_err(|_| internal("gelu_forward: too many elements"))?;
+    let args = Args::new().ptr(act).ptr(pre).i32(n32);
+    // SAFETY: (float*, const float*, int), `n` elements each.
+    unsafe { gpu.launch(&MLP, "gelu_forward_f32", grid_1d(n, 256, 4096), &args) }
+}
+
 /// backward of `act = gelu(pre)`: dpre = dact · gelu'(pre). In place allowed.
 pub fn gelu_backward(
     gpu: &Gpu,
@@ -67,15 +78,16 @@ pub fn gelu_backward(
     unsafe { gpu.launch(&MLP, "gelu_backward_f32", grid_1d(n, 256, 4096), &args) }
 }
 
-/// backward of `mlp_forward` (given d out): dx overwritten, dact/dpre scratch (they may be
-/// the same buffer), weight gradients written per `accum`.
+/// backward of `mlp_forward` (given d out) from the saved pre-activation only: the activation
+/// is rebuilt in `ff`, read by fc2's weight gradient, then overwritten by its gradient and, in
+/// place, the pre-activation's. dx is overwritten after fc1's weight gradient has read x, so
+/// it may be the buffer holding x. Weight gradients are written per `accum`.
 #[allow(clippy::too_many_arguments)]
 pub fn mlp_backward(
     gpu: &Gpu,
     prec: Precision,
-    dx: Dev<f32>,   // [R, D]
-    dact: Dev<f32>, // [R, F] scratch
-    dpre: Dev<f32>, // [R, F] scratch
+    dx: Dev<f32>, // [R, D]
+    ff: Dev<f32>, // [R, F] scratch
     dw1: Dev<f32>,
     db1: Dev<f32>,
     dw2: Dev<f32>,
@@ -83,7 +95,6 @@ pub fn mlp_backward(
     dout: Dev<f32>, // [R, D]
     x: Dev<f32>,
     pre: Dev<f32>,
-    act: Dev<f32>,
     w1: Dev<f32>,
     w2: Dev<f32>,
     scratch: Dev<f32>, // linear::col_sum_scratch(R, max(D, F))
@@ -92,15 +103,17 @@ pub fn mlp_backward(
     f: usize,
     accum: Accum,
 ) -> Result<()> {
-    // out = fc2(act)
+    // act = gelu(pre), rebuilt
+    gelu_forward(gpu, ff, pre, r * f)?;
+    // out = fc2(act)  =>  dw2, db2 from act, then dact over it
     linear_backward(
         gpu,
         prec,
-        Some(dact),
+        Some(ff),
         dw2,
         db2,
         dout,
-        act,
+        ff,
         w2,
         scratch,
         r,
@@ -109,7 +122,7 @@ pub fn mlp_backward(
         accum,
     )?;
     // act = gelu(pre)
-    gelu_backward(gpu, dpre, dact, pre, r * f)?;
+    gelu_backward(gpu, ff, ff, pre, r * f)?;
     // pre = fc1(x)
     linear_backward(
         gpu,
@@ -117,7 +130,7 @@ pub fn mlp_backward(
         Some(dx),
         dw1,
         db1,
-        dpre,
+        ff,
         x,
         w1,
         scratch,

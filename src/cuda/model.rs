@@ -2,7 +2,8 @@
 //! as `src/cpu/model.rs` (read that file for the maths), with the residual adds and their
 //! dropout fused into the GEMMs that produce the branches. Everything is enqueued on the GPU's
 //! stream; nothing here synchronises or allocates, so a training step can be captured as a
-//! CUDA graph. Dimension letters as in `src/cpu/workspace.rs`.
+//! CUDA graph. What is saved for the backward, and what is rebuilt there, is listed in
+//! `src/cuda/workspace.rs`. Dimension letters as in `src/cpu/workspace.rs`.
 //!
 //! ```text
 //! x̃      = x ⊙ (1 − M)                                   mask_input
@@ -10,6 +11,7 @@
 //! emb    = fc2(softsign(fc1(h)))                          gemm (softsign epilogue), gemm
 //! z₀     = drop([token[s], prompt, emb_t + pos_t])        embed_assemble_forward, stream 0
 //! z_mid  = z_l + drop(out(attn(LN₁(z_l))))                copy, gemm (+= and dropout)
+//!                                                         (z_mid, z_l+1 in two rolling slabs)
 //! z_l+1  = z_mid + drop(fc2(gelu(fc1(LN₂(z_mid)))))       copy, gemm (GELU), gemm (+=, dropout)
 //! y      = LN_f(z_L)[:, 2:]                               layernorm, drop_prefix
 //! r      = stitch_out[s](y); ℓ = Σ_target (exp(r) − x·r) / |target|
@@ -21,7 +23,7 @@ use super::embed::{
     assemble_backward, assemble_forward, drop_prefix, embed_backward, embed_forward, pad_prefix,
 };
 use super::gemm::{Accum, Gemm, Precision, gemm};
-use super::layernorm::{layernorm_backward, layernorm_forward};
+use super::layernorm::{layernorm_affine, layernorm_backward, layernorm_forward};
 use super::linear::{linear_backward, linear_forward};
 use super::mask::{dropout_backward, mask_input};
 use super::mlp::{Residual, mlp_backward, mlp_forward};
@@ -50,6 +52,9 @@ pub struct Pass<'a> {
     /// Training pass: dropout (per `sc.dropout`) is applied; the attention products read the
     /// probabilities through it.
     pub train: bool,
+    /// Block whose output (prefix dropped, `[B, T, D]`) the forward copies to `ws.dy`: the
+    /// residual stream is not kept, so features are taken as they pass.
+    pub features: Option<usize>,
 }
 
 impl Pass<'_> {
@@ -114,23 +119,20 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
         dropout_streams::SEQUENCE,
     )?;
 
+    // z_l and z_l+1 share `resid`; z_mid is `resid_mid`; LayerNorm outputs go to `ln`.
+    let (z, z_mid, ln) = (ws.resid.dev(), ws.resid_mid.dev(), ws.ln.dev());
     for (l, bl) in lay.blocks.iter().enumerate() {
-        let z_in = layer(&ws.resid, l, bsd);
-        let (ln1, m1, r1) = (
-            layer(&ws.ln1, l, bsd),
-            layer(&ws.ln1_mean, l, bs),
-            layer(&ws.ln1_rstd, l, bs),
-        );
+        let (xh1, r1) = (layer(&ws.xh1, l, bsd), layer(&ws.ln1_rstd, l, bs));
         // a = LN₁(z_l)
         let (w, b) = (ps.p(&bl.ln1_w), ps.p(&bl.ln1_b));
-        layernorm_forward(gpu, ln1, m1, r1, z_in, w, b, bs, d, ps.cfg.ln_eps)?;
+        layernorm_forward(gpu, ln, xh1, r1, z, w, b, bs, d, ps.cfg.ln_eps)?;
         // qkv = a · Wqkvᵀ + bqkv
         let qkv = layer(&ws.qkv, l, bs * 3 * d);
         linear_forward(
             gpu,
             prec,
             qkv,
-            ln1,
+            ln,
             ps.p(&bl.qkv_w),
             ps.p(&bl.qkv_b),
             bs,
@@ -153,8 +155,7 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
             ps.train,
         )?;
         // z_mid = z_l + drop(out(atty))
-        let z_mid = layer(&ws.resid_mid, l, bsd);
-        gpu.copy(z_mid, z_in, bsd)?;
+        gpu.copy(z_mid, z, bsd)?;
         let mut out = Gemm::linear(
             z_mid,
             atty,
@@ -168,23 +169,18 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
         out.dropout = Some((ps.sc, dropout_streams::attn_resid(l)));
         gemm(gpu, prec, &out)?;
         // m = LN₂(z_mid)
-        let (ln2, m2, r2) = (
-            layer(&ws.ln2, l, bsd),
-            layer(&ws.ln2_mean, l, bs),
-            layer(&ws.ln2_rstd, l, bs),
-        );
+        let (xh2, r2) = (layer(&ws.xh2, l, bsd), layer(&ws.ln2_rstd, l, bs));
         let (w, b) = (ps.p(&bl.ln2_w), ps.p(&bl.ln2_b));
-        layernorm_forward(gpu, ln2, m2, r2, z_mid, w, b, bs, d, ps.cfg.ln_eps)?;
-        // z_l+1 = z_mid + drop(fc2(gelu(fc1(m))))
-        let z_next = layer(&ws.resid, l + 1, bsd);
-        gpu.copy(z_next, z_mid, bsd)?;
+        layernorm_forward(gpu, ln, xh2, r2, z_mid, w, b, bs, d, ps.cfg.ln_eps)?;
+        // z_l+1 = z_mid + drop(fc2(gelu(fc1(m)))), over z_l
+        gpu.copy(z, z_mid, bsd)?;
         mlp_forward(
             gpu,
             prec,
-            z_next,
+            z,
             layer(&ws.fch, l, bs * dm.f),
-            layer(&ws.fcg, l, bs * dm.f),
-            ln2,
+            ws.ff.dev(),
+            ln,
             ps.p(&bl.fc1_w),
             ps.p(&bl.fc1_b),
             ps.p(&bl.fc2_w),
@@ -194,25 +190,16 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
             dm.f,
             Residual::Add(ps.sc, dropout_streams::mlp_resid(l)),
         )?;
+        if ps.features == Some(l) {
+            drop_prefix(gpu, ws.dy.dev(), z, dm.b, t, d)?;
+        }
     }
 
     // y = LN_f(z_L), prefix dropped
-    let z_last = layer(&ws.resid, dm.l, bsd);
     let (w, b) = (ps.p(&lay.lnf_w), ps.p(&lay.lnf_b));
-    let lnf = ws.lnf.dev();
-    layernorm_forward(
-        gpu,
-        lnf,
-        ws.lnf_mean.dev(),
-        ws.lnf_rstd.dev(),
-        z_last,
-        w,
-        b,
-        bs,
-        d,
-        ps.cfg.ln_eps,
-    )?;
-    drop_prefix(gpu, ws.y.dev(), lnf, dm.b, t, d)?;
+    let (xhf, rf) = (ws.xhf.dev(), ws.lnf_rstd.dev());
+    layernorm_forward(gpu, ln, xhf, rf, z, w, b, bs, d, ps.cfg.ln_eps)?;
+    drop_prefix(gpu, ws.y.dev(), ln, dm.b, t, d)?;
     // r = stitch_out[s](y)
     let (out_w, out_b) = (ps.p(&sess.out_w), ps.p(&sess.out_b));
     linear_forward(gpu, prec, ws.r.dev(), ws.y.dev(), out_w, out_b, bt, d, n)?;
@@ -240,8 +227,8 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
     let set = Accum::Set;
     gpu.zero(ps.grads)?;
 
-    // ℓ = Σ_target (exp(r) − x·r) / |target|
-    let dr = ws.dr.dev();
+    // ℓ = Σ_target (exp(r) − x·r) / |target|  (dr over r)
+    let dr = ws.r.dev();
     poisson_backward(
         gpu,
         dr,
@@ -271,7 +258,7 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
         set,
     )?;
     // y = LN_f(z_L)[:, 2:]  (prefix rows get no gradient)
-    let dln = ws.dln.dev();
+    let dln = ws.ln.dev();
     pad_prefix(gpu, dln, dy, dm.b, t, d)?;
     let dresid = ws.dresid.dev().slice(0, bsd);
     gpu.zero(dresid)?;
@@ -281,9 +268,8 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
         ps.g(&lay.lnf_w),
         ps.g(&lay.lnf_b),
         dln,
-        layer(&ws.resid, dm.l, bsd),
+        ws.xhf.dev(),
         ps.p(&lay.lnf_w),
-        ws.lnf_mean.dev(),
         ws.lnf_rstd.dev(),
         scratch,
         bs,
@@ -302,21 +288,21 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             ps.sc,
             dropout_streams::mlp_resid(l),
         )?;
+        // m rebuilt in `ln`; fc1's weight gradient reads it before dm overwrites it
+        let (xh2, r2) = (layer(&ws.xh2, l, bsd), layer(&ws.ln2_rstd, l, bs));
+        layernorm_affine(gpu, dln, xh2, ps.p(&bl.ln2_w), ps.p(&bl.ln2_b), bs, d)?;
         mlp_backward(
             gpu,
             prec,
             dln,
-            // d gelu and d fc1 share one buffer (the GELU backward runs in place).
-            ws.dfcg.dev(),
-            ws.dfcg.dev(),
+            ws.ff.dev(),
             ps.g(&bl.fc1_w),
             ps.g(&bl.fc1_b),
             ps.g(&bl.fc2_w),
             ps.g(&bl.fc2_b),
             dbranch,
-            layer(&ws.ln2, l, bsd),
+            dln,
             layer(&ws.fch, l, bs * dm.f),
-            layer(&ws.fcg, l, bs * dm.f),
             ps.p(&bl.fc1_w),
             ps.p(&bl.fc2_w),
             scratch,
@@ -332,10 +318,9 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             ps.g(&bl.ln2_w),
             ps.g(&bl.ln2_b),
             dln,
-            layer(&ws.resid_mid, l, bsd),
+            xh2,
             ps.p(&bl.ln2_w),
-            layer(&ws.ln2_mean, l, bs),
-            layer(&ws.ln2_rstd, l, bs),
+            r2,
             scratch,
             bs,
             d,
@@ -382,7 +367,9 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             dropout_streams::attn_probs(l),
             ps.train,
         )?;
-        // qkv = a · Wqkvᵀ + bqkv
+        // qkv = a · Wqkvᵀ + bqkv  (a rebuilt in `ln`, read before da overwrites it)
+        let (xh1, r1) = (layer(&ws.xh1, l, bsd), layer(&ws.ln1_rstd, l, bs));
+        layernorm_affine(gpu, dln, xh1, ps.p(&bl.ln1_w), ps.p(&bl.ln1_b), bs, d)?;
         linear_backward(
             gpu,
             prec,
@@ -390,7 +377,7 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             ps.g(&bl.qkv_w),
             ps.g(&bl.qkv_b),
             dqkv,
-            layer(&ws.ln1, l, bsd),
+            dln,
             ps.p(&bl.qkv_w),
             scratch,
             bs,
@@ -405,10 +392,9 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             ps.g(&bl.ln1_w),
             ps.g(&bl.ln1_b),
             dln,
-            layer(&ws.resid, l, bsd),
+            xh1,
             ps.p(&bl.ln1_w),
-            layer(&ws.ln1_mean, l, bs),
-            layer(&ws.ln1_rstd, l, bs),
+            r1,
             scratch,
             bs,
             d,

@@ -1,8 +1,18 @@
 //! The device workspace: every activation the forward pass saves for the backward pass, the
 //! backward scratch, the batch, and the reduction scratch, each one allocation sized for the
-//! largest batch seen (`b` trials × `n_bins` bins × the model's largest session). The same
-//! buffers as `src/cpu/workspace.rs`, on the GPU; a captured training step addresses them, so
-//! they never move while a graph exists.
+//! largest batch seen (`b` trials × `n_bins` bins × the model's largest session). A captured
+//! training step addresses them, so they never move while a graph exists.
+//!
+//! It keeps less than `src/cpu/workspace.rs`: only what a backward reads, and scratch that the
+//! forward and the backward take turns on.
+//! - A LayerNorm saves x̂ and rstd (`xh1`, `xh2`, `xhf`), which is all its backward reads; its
+//!   input is not kept, so the residual stream is two rolling slabs (`resid` = z_l and the
+//!   next block's input, `resid_mid` = z_mid). Its output goes to `ln`; in the backward, `ln`
+//!   is rebuilt from x̂ (the same bits) for the weight gradient of the product that read it,
+//!   then overwritten with the gradient of that product's input.
+//! - The block MLP saves its pre-activation (`fch`); the GELU output goes to `ff`, which the
+//!   backward rebuilds, reads once, then overwrites with the activation's gradient.
+//! - The Poisson backward writes d log-rates over the log-rates `r`.
 //!
 //! Dimension letters as in `src/cpu/workspace.rs`: B batch, T bins, S = T + 2, N neurons,
 //! D d_model, E d_tok, G d_embed_hidden, F d_ff, H heads, L blocks.
@@ -46,9 +56,8 @@ macro_rules! workspace {
 }
 
 workspace!(
-    x, xin, h, a1, sg, emb, resid, ln1, ln1_mean, ln1_rstd, qkv, att, atty, resid_mid, ln2,
-    ln2_mean, ln2_rstd, fch, fcg, lnf, lnf_mean, lnf_rstd, y, r, dr, dy, dresid, dbranch, dln,
-    dqkv, datty, datt, dfcg, demb, dsg, dh, scratch,
+    x, xin, h, a1, sg, emb, resid, resid_mid, xh1, ln1_rstd, qkv, att, atty, xh2, ln2_rstd, fch,
+    xhf, lnf_rstd, ln, ff, y, r, dy, dresid, dbranch, dqkv, datty, datt, demb, dsg, dh, scratch,
 );
 
 impl DeviceWorkspace {
@@ -84,33 +93,28 @@ impl DeviceWorkspace {
             a1: a(bt * g)?,
             sg: a(bt * g)?,
             emb: a(bt * d)?,
-            resid: a((l + 1) * bs * d)?,
-            ln1: a(l * bs * d)?,
-            ln1_mean: a(l * bs)?,
+            resid: a(bs * d)?,
+            resid_mid: a(bs * d)?,
+            xh1: a(l * bs * d)?,
             ln1_rstd: a(l * bs)?,
             qkv: a(l * bs * 3 * d)?,
             att: a(l * bhss)?,
             atty: a(l * bs * d)?,
-            resid_mid: a(l * bs * d)?,
-            ln2: a(l * bs * d)?,
-            ln2_mean: a(l * bs)?,
+            xh2: a(l * bs * d)?,
             ln2_rstd: a(l * bs)?,
             fch: a(l * bs * f)?,
-            fcg: a(l * bs * f)?,
-            lnf: a(bs * d)?,
-            lnf_mean: a(bs)?,
+            xhf: a(bs * d)?,
             lnf_rstd: a(bs)?,
+            ln: a(bs * d)?,
+            ff: a(bs * f)?,
             y: a(bt * d)?,
             r: a(bt * n)?,
-            dr: a(bt * n)?,
             dy: a(bt * d)?,
             dresid: a(bs * d)?,
             dbranch: a(bs * d)?,
-            dln: a(bs * d)?,
             dqkv: a(bs * 3 * d)?,
             datty: a(bs * d)?,
             datt: a(bhss)?,
-            dfcg: a(bs * f)?,
             demb: a(bt * d)?,
             dsg: a(bt * g)?,
             dh: a(bt * e)?,
