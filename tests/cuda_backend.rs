@@ -221,6 +221,48 @@ fn runs_are_deterministic() {
 }
 
 #[test]
+fn recomputed_attention_probabilities_give_the_steps_of_kept_ones() {
+    let Some(g) = gpu("recomputed_attention_probabilities_give_the_steps_of_kept_ones") else {
+        return;
+    };
+    drop(g);
+    let cfg = config();
+    let table = ParamTable::new(&cfg);
+    let params = init_params(&cfg, &table, 6);
+    for prec in [Precision::F32, Precision::Bf16] {
+        let mut recompute = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+        recompute.set_keep_attention(false);
+        let mut keep = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+        keep.set_keep_attention(true);
+        for i in 0..3 {
+            let scheme = if i == 1 {
+                Scheme::CoSmooth
+            } else {
+                Scheme::Forward
+            };
+            let bt = batch(&cfg, "a", 3, 20, scheme, 20 + i);
+            let a = recompute.train_step(&bt, &hyper(i + 1)).unwrap();
+            let b = keep.train_step(&bt, &hyper(i + 1)).unwrap();
+            assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{prec:?} step {i} loss");
+            assert_eq!(
+                a.grad_norm.to_bits(),
+                b.grad_norm.to_bits(),
+                "{prec:?} step {i} grad norm"
+            );
+        }
+        check_bits(
+            &format!("{prec:?} parameters after 3 steps"),
+            &recompute.params().unwrap(),
+            &keep.params().unwrap(),
+        );
+        let bt = batch(&cfg, "b", 2, 20, Scheme::CoSmooth, 30);
+        let (_, ga) = recompute.loss_and_grad(&bt).unwrap();
+        let (_, gb) = keep.loss_and_grad(&bt).unwrap();
+        check_bits(&format!("{prec:?} gradients"), &ga, &gb);
+    }
+}
+
+#[test]
 fn frozen_core_moves_only_the_session() {
     let Some(g) = gpu("frozen_core_moves_only_the_session") else {
         return;

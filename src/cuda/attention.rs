@@ -98,20 +98,15 @@ impl AttnDims {
     }
 }
 
-/// att = softmax(q·kᵀ/√hd) (causal per `sc.causal`), y_h = drop(att) · v_h. With `dropout`
-/// the product applies the dropout of `sc` (stream `stream`) to att as it reads it
-/// (`Gemm::drop_a`): the probabilities after dropout are never stored.
-#[allow(clippy::too_many_arguments)]
-pub fn attention_forward(
+/// att = softmax(q·kᵀ/√hd) (causal per `sc.causal`): the first half of `attention_forward`,
+/// which the backward also calls to recompute att (the same launches, so the same bits).
+pub fn attention_probs(
     gpu: &Gpu,
     prec: Precision,
-    y: Dev<f32>,   // [B, S, D] heads concatenated
-    att: Dev<f32>, // [B, H, S, S] saved
+    att: Dev<f32>, // [B, H, S, S]
     qkv: Dev<f32>, // [B, S, 3D]
     dm: AttnDims,
     sc: Dev<StepScalars>,
-    stream: u64,
-    dropout: bool,
 ) -> Result<()> {
     dm.check()?;
     let (s, hd) = (dm.s, dm.hd());
@@ -143,8 +138,27 @@ pub fn attention_forward(
             "attention_softmax_forward",
             rows_cfg(rows),
             &args,
-        )?
-    };
+        )
+    }
+}
+
+/// att = softmax(q·kᵀ/√hd) (causal per `sc.causal`), y_h = drop(att) · v_h. With `dropout`
+/// the product applies the dropout of `sc` (stream `stream`) to att as it reads it
+/// (`Gemm::drop_a`): the probabilities after dropout are never stored.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward(
+    gpu: &Gpu,
+    prec: Precision,
+    y: Dev<f32>,   // [B, S, D] heads concatenated
+    att: Dev<f32>, // [B, H, S, S] saved
+    qkv: Dev<f32>, // [B, S, 3D]
+    dm: AttnDims,
+    sc: Dev<StepScalars>,
+    stream: u64,
+    dropout: bool,
+) -> Result<()> {
+    attention_probs(gpu, prec, att, qkv, dm, sc)?;
+    let (s, hd) = (dm.s, dm.hd());
     // y_h = drop(att) · v_h
     let pv = dm.product(
         s,

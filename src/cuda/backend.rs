@@ -39,6 +39,8 @@ pub struct CudaBackend {
     prec: Precision,
     /// Capture training steps as CUDA graphs (else launch them one by one).
     use_graphs: bool,
+    /// Keep every layer's attention probabilities (else recompute them in the backward).
+    keep_att: bool,
     params: Buffer<f32>,
     grads: Buffer<f32>,
     m: Buffer<f32>,
@@ -69,6 +71,7 @@ impl CudaBackend {
         let trainable = gpu.alloc::<u8>(n)?;
         gpu.upload(trainable.dev(), &vec![1u8; n])?;
         let use_graphs = std::env::var("NDT_CUDA_GRAPHS").map_or(true, |v| v != "0");
+        let keep_att = std::env::var("NDT_ATTENTION_KEEP").is_ok_and(|v| v == "1");
         Ok(CudaBackend {
             params: gpu.alloc(n)?,
             grads: gpu.alloc(n)?,
@@ -84,6 +87,7 @@ impl CudaBackend {
             layout,
             prec,
             use_graphs,
+            keep_att,
             gpu,
         })
     }
@@ -97,6 +101,17 @@ impl CudaBackend {
     pub fn set_use_graphs(&mut self, on: bool) {
         self.use_graphs = on;
         self.graphs.clear();
+    }
+
+    /// Whether the forward keeps every layer's attention probabilities for the backward
+    /// (default: no, unless `NDT_ATTENTION_KEEP=1`; the backward then recomputes them, with
+    /// the same results bit for bit). Changing it drops the workspace and every graph.
+    pub fn set_keep_attention(&mut self, on: bool) {
+        if on != self.keep_att {
+            self.keep_att = on;
+            self.graphs.clear();
+            self.ws = None;
+        }
     }
 
     pub fn precision(&self) -> Precision {
@@ -146,6 +161,7 @@ impl CudaBackend {
                 &self.cfg,
                 cap,
                 self.table.total,
+                self.keep_att,
             )?);
         }
         let ws = self.ws.as_ref().ok_or_else(|| internal("no workspace"))?;

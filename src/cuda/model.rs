@@ -17,7 +17,7 @@
 //! r      = stitch_out[s](y); ℓ = Σ_target (exp(r) − x·r) / |target|
 //! ```
 
-use super::attention::{AttnDims, attention_backward, attention_forward};
+use super::attention::{AttnDims, attention_backward, attention_forward, attention_probs};
 use super::device::{Dev, Gpu};
 use super::embed::{
     assemble_backward, assemble_forward, drop_prefix, embed_backward, embed_forward, pad_prefix,
@@ -141,7 +141,7 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
         )?;
         // atty = attention(qkv)
         let atty = layer(&ws.atty, l, bsd);
-        let att = layer(&ws.att, l, dm.bhss());
+        let att = layer(&ws.att, if ws.keep_att { l } else { 0 }, dm.bhss());
         let stream = dropout_streams::attn_probs(l);
         attention_forward(
             gpu,
@@ -351,8 +351,12 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             d,
             set,
         )?;
-        // atty = attention(qkv)
+        // atty = attention(qkv); att recomputed unless kept (the last layer's is still there)
         let qkv = layer(&ws.qkv, l, bs * 3 * d);
+        let att = layer(&ws.att, if ws.keep_att { l } else { 0 }, dm.bhss());
+        if !ws.keep_att && l + 1 < dm.l {
+            attention_probs(gpu, prec, att, qkv, ps.attn(), ps.sc)?;
+        }
         let dqkv = ws.dqkv.dev();
         attention_backward(
             gpu,
@@ -361,7 +365,7 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             ws.datt.dev(),
             datty,
             qkv,
-            layer(&ws.att, l, dm.bhss()),
+            att,
             ps.attn(),
             ps.sc,
             dropout_streams::attn_probs(l),

@@ -13,6 +13,11 @@
 //! - The block MLP saves its pre-activation (`fch`); the GELU output goes to `ff`, which the
 //!   backward rebuilds, reads once, then overwrites with the activation's gradient.
 //! - The Poisson backward writes d log-rates over the log-rates `r`.
+//! - The attention probabilities `att` are one layer's: the backward recomputes each layer's
+//!   (the same kernels on the same qkv, so the same bits), except the last layer's, which the
+//!   forward leaves there. With `keep_att` they are every layer's, saved by the forward
+//!   (`NDT_ATTENTION_KEEP=1`: `L − 1` more `[B, H, S, S]` buffers, one product and one softmax
+//!   fewer per layer).
 //!
 //! Dimension letters as in `src/cpu/workspace.rs`: B batch, T bins, S = T + 2, N neurons,
 //! D d_model, E d_tok, G d_embed_hidden, F d_ff, H heads, L blocks.
@@ -35,6 +40,8 @@ macro_rules! workspace {
         /// Device buffers; see the module documentation for shapes.
         pub struct DeviceWorkspace {
             pub cap: Capacity,
+            /// `att` holds every layer's probabilities (else one layer's, recomputed).
+            pub keep_att: bool,
             $(pub $name: Buffer<f32>,)*
             /// [B, T, N] input mask and target mask
             pub mask: Buffer<u8>,
@@ -67,6 +74,7 @@ impl DeviceWorkspace {
         cfg: &ModelConfig,
         cap: Capacity,
         n_params: usize,
+        keep_att: bool,
     ) -> Result<DeviceWorkspace> {
         let (b, t, n) = (cap.b, cap.t, cap.n);
         let (d, e, g, f, h, l) = (
@@ -87,6 +95,7 @@ impl DeviceWorkspace {
         let parts = poisson::poisson_parts(bt * n).max(adamw::norm_parts(n_params));
         Ok(DeviceWorkspace {
             cap,
+            keep_att,
             x: a(bt * n)?,
             xin: a(bt * n)?,
             h: a(bt * e)?,
@@ -98,7 +107,7 @@ impl DeviceWorkspace {
             xh1: a(l * bs * d)?,
             ln1_rstd: a(l * bs)?,
             qkv: a(l * bs * 3 * d)?,
-            att: a(l * bhss)?,
+            att: a(if keep_att { l } else { 1 } * bhss)?,
             atty: a(l * bs * d)?,
             xh2: a(l * bs * d)?,
             ln2_rstd: a(l * bs)?,
