@@ -239,6 +239,8 @@ if want bench; then
         env NDT_GEMM_SCALAR_LOADS=1 "$NDT" bench --device cuda --config paper --batch-size 16
     step bench "paper config, bf16, B 16, no ldmatrix (A/B of the ldmatrix fragment loads)" \
         env NDT_GEMM_NO_LDMATRIX=1 "$NDT" bench --device cuda --config paper --batch-size 16
+    step bench "paper config, bf16, B 16, every layer's attention probabilities kept (A/B of the recompute)" \
+        env NDT_ATTENTION_KEEP=1 "$NDT" bench --device cuda --config paper --batch-size 16
 fi
 if want kernels; then
     if [ -n "${EXE[bench_kernels]}" ]; then
