@@ -74,7 +74,6 @@ pub fn layernorm_forward(
 }
 
 /// out = x̂ · w + b: the output of `layernorm_forward` rebuilt from its saved x̂, the same bits.
-#[allow(clippy::too_many_arguments)]
 pub fn layernorm_affine(
     gpu: &Gpu,
     out: Dev<f32>,  // [R, C]
