@@ -41,12 +41,15 @@ struct StepResult {
 
 static_assert(sizeof(StepResult) == 32, "StepResult layout");
 
-// A 16-byte load of four floats (`p` 16-byte aligned) and an 8-byte store of two words (`p`
-// 8-byte aligned). Helpers rather than casts at the call sites so that the kernel emulator
-// can check the alignment the GPU requires.
+// A 16-byte load of four floats (`p` 16-byte aligned), an 8-byte load and an 8-byte store of
+// two words (`p` 8-byte aligned). Helpers rather than casts at the call sites so that the
+// kernel emulator can check the alignment the GPU requires.
 #ifndef NDT_EMU
 __device__ __forceinline__ float4 ndt_ld_f4(const float* p) {
     return *reinterpret_cast<const float4*>(p);
+}
+__device__ __forceinline__ uint2 ndt_ld_u2(const void* p) {
+    return *reinterpret_cast<const uint2*>(p);
 }
 __device__ __forceinline__ void ndt_st_u2(void* p, unsigned int lo, unsigned int hi) {
     *reinterpret_cast<uint2*>(p) = make_uint2(lo, hi);

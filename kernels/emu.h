@@ -671,6 +671,13 @@ inline float4 ndt_ld_f4(const float* p) {
     std::memcpy(&v, p, 16);
     return v;
 }
+inline uint2 ndt_ld_u2(const void* p) {
+    if ((uintptr_t)p % 8 != 0)
+        ndt_emu::fail("8-byte load from %p, which is not 8-byte aligned", p);
+    uint2 v;
+    std::memcpy(&v, p, 8);
+    return v;
+}
 inline void ndt_st_u2(void* p, unsigned int lo, unsigned int hi) {
     if ((uintptr_t)p % 8 != 0) ndt_emu::fail("8-byte store to %p, which is not 8-byte aligned", p);
     uint2 v{lo, hi};

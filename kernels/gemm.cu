@@ -1,5 +1,7 @@
-// defines: gemm_bf16 (and its float4 variants gemm_bf16_kk/_kr/_rk/_rr), the same five with
-// dropout of operand A (gemm_bf16_da, gemm_bf16_kk_da/_kr_da/_rk_da/_rr_da), gemm_f32
+// defines: gemm_bf16 (and its vector-load variants gemm_bf16_kk/_kr/_rk/_rr), the same five with
+// dropout of operand A (gemm_bf16_da, gemm_bf16_kk_da/_kr_da/_rk_da/_rr_da), the same kernels
+// for operands stored as bf16 (suffix _hf: A bf16; _fh: B bf16, with the _da variants; _hh:
+// both), gemm_f32
 //
 // C = epilogue(alpha * A · Bᵀ), batched, with general strides so that one kernel serves every
 // product of the model: Linear layers (A = x [M,K], B = W [N,K] in PyTorch layout), their
@@ -17,15 +19,18 @@
 //
 // gemm_bf16: operands rounded to bf16 while staged in shared memory, products on tensor cores
 // with `mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32` (sm_80+), f32 accumulation.
-// gemm_f32: the same contract in plain f32 FMA (the exact mode checked against the CPU).
-// Both handle any M, N, K: tile edges load zeros and store nothing.
+// An operand may be stored as bf16 (the _hf/_fh/_hh kernels) and C may be stored as bf16
+// (GEMM_C_BF16, rounded to nearest even): since the operands are rounded to bf16 anyway, a
+// product that reads a bf16 copy of an f32 tensor gives the bits of one that reads the tensor.
+// gemm_f32: the same contract in plain f32 FMA (the exact mode checked against the CPU); f32
+// storage only. Both handle any M, N, K: tile edges load zeros and store nothing.
 #include "common.cuh"
 
 // Twin of `GemmParams` in src/cuda/gemm.rs (#[repr(C)]).
 struct GemmParams {
-    const float* a;
-    const float* b;
-    float* c;
+    const void* a;       // float, or bf16_t in the _hf/_hh kernels
+    const void* b;       // float, or bf16_t in the _fh/_hh kernels
+    void* c;             // float, or bf16_t with GEMM_C_BF16
     float* c_pre;        // pre-activation output (null: not stored)
     const float* bias;   // [N] (null: none)
     const StepScalars* sc;  // dropout probability and seed (null: no dropout)
@@ -37,7 +42,7 @@ struct GemmParams {
     int accumulate;  // 0: C = v; 1: C += v
     int act;         // 0: none; 1: GELU (erf); 2: softsign
     int flags;       // GEMM_NO_LDMATRIX (gemm_bf16 kernels), GEMM_DROP_A (gemm_f32; the
-                     // gemm_bf16 kernels take it as their `_da` variants)
+                     // gemm_bf16 kernels take it as their `_da` variants), GEMM_C_BF16
 };
 
 // The size is pinned on both sides (src/cuda/gemm.rs asserts it, with the field offsets).
@@ -52,13 +57,16 @@ static_assert(sizeof(GemmParams) == 184, "GemmParams layout");
 // A's base. The attention products read the probabilities this way, so the probabilities after
 // dropout are never stored. The gemm_bf16 kernels take it as the `_da` variants.
 #define GEMM_DROP_A 4
+// C is stored as bf16 (gemm_bf16 kernels, never with `accumulate`); c_pre stays f32.
+#define GEMM_C_BF16 8
 
 __device__ __forceinline__ long long gemm_off(int z, int zdiv, long long z1, long long z2) {
     return (long long)(z / zdiv) * z1 + (long long)(z % zdiv) * z2;
 }
 
-// Applies the epilogue to one accumulated value and stores it.
-__device__ __forceinline__ void gemm_store(const GemmParams& p, float* c, int z, int m, int n,
+// Applies the epilogue to one accumulated value and stores it; `c` is C's batch `z` (float, or
+// bf16_t with GEMM_C_BF16).
+__device__ __forceinline__ void gemm_store(const GemmParams& p, void* c, int z, int m, int n,
                                            float acc, unsigned long long key, float keep_scale,
                                            float drop_p) {
     if (m >= p.m || n >= p.n) return;
@@ -72,8 +80,30 @@ __device__ __forceinline__ void gemm_store(const GemmParams& p, float* c, int z,
         unsigned long long idx = ((unsigned long long)z * p.m + m) * p.n + n;
         v *= ndt_drop_factor(key, idx, drop_p, keep_scale);
     }
-    if (p.accumulate) c[ci] += v;
-    else c[ci] = v;
+    if (p.flags & GEMM_C_BF16) ((bf16_t*)c)[ci] = (bf16_t)ndt_f32_to_bf16(v);
+    else if (p.accumulate) ((float*)c)[ci] += v;
+    else ((float*)c)[ci] = v;
+}
+
+// An operand element as f32: an f32 one as it is, a bf16 one widened (exactly).
+__device__ __forceinline__ float ld_elem(const float* p) { return *p; }
+__device__ __forceinline__ float ld_elem(const bf16_t* p) { return ndt_bf16_to_f32(*p); }
+
+// Four consecutive elements: a 16-byte load of f32 (`p` 16-byte aligned) or an 8-byte load of
+// bf16 (`p` 8-byte aligned).
+__device__ __forceinline__ void ld_quad(float* r, const float* p) {
+    float4 v = ndt_ld_f4(p);
+    r[0] = v.x;
+    r[1] = v.y;
+    r[2] = v.z;
+    r[3] = v.w;
+}
+__device__ __forceinline__ void ld_quad(float* r, const bf16_t* p) {
+    uint2 v = ndt_ld_u2(p);
+    r[0] = ndt_bf16_to_f32(v.x);
+    r[1] = ndt_bf16_to_f32(v.x >> 16);
+    r[2] = ndt_bf16_to_f32(v.y);
+    r[3] = ndt_bf16_to_f32(v.y >> 16);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -88,6 +118,9 @@ __device__ __forceinline__ void gemm_store(const GemmParams& p, float* c, int z,
 #define TB_PAD 8
 #define TB_THREADS 128
 #define TB_LOADS (TB_M * TB_K / TB_THREADS)  // elements of A (and of B) per thread per tile
+// Blocks per SM the kernels are built for: three of 128 threads within 64 K registers (at most
+// 168 registers a thread; the compile test checks it and that nothing spills).
+#define TB_MIN_BLOCKS 3
 
 // Element (row, k) of load `i` of this thread in a tile read one float at a time: with k
 // contiguous (k_fast), consecutive threads walk k; otherwise they walk rows, so that global
@@ -98,9 +131,11 @@ __device__ __forceinline__ void scalar_origin(bool k_fast, int i, int& rr, int& 
     kk = k_fast ? idx % TB_K : idx / TB_M;
 }
 
-// Fetches the (row0, k0) tile of an operand X(row, k) = x[row * rs + k * cs] into registers,
-// zero outside rows < rows, k < kdim (element placement: scalar_origin).
-__device__ __forceinline__ void tile_fetch(float* r, const float* x, long long rs, long long cs,
+// Fetches the (row0, k0) tile of an operand X(row, k) = x[row * rs + k * cs] (T: float or
+// bf16_t) into registers as f32, zero outside rows < rows, k < kdim (element placement:
+// scalar_origin).
+template <typename T>
+__device__ __forceinline__ void tile_fetch(float* r, const T* x, long long rs, long long cs,
                                            int row0, int rows, int k0, int kdim) {
     bool k_fast = (cs == 1);
 #pragma unroll
@@ -108,7 +143,8 @@ __device__ __forceinline__ void tile_fetch(float* r, const float* x, long long r
         int rr, kk;
         scalar_origin(k_fast, i, rr, kk);
         int gr = row0 + rr, gk = k0 + kk;
-        r[i] = (gr < rows && gk < kdim) ? x[(long long)gr * rs + (long long)gk * cs] : 0.0f;
+        r[i] = (gr < rows && gk < kdim) ? ld_elem(x + (long long)gr * rs + (long long)gk * cs)
+                                        : 0.0f;
     }
 }
 
@@ -121,14 +157,15 @@ __device__ __forceinline__ void tile_stash(bf16_t (*s)[TB_K + TB_PAD], const flo
     }
 }
 
-// Vector loads: an operand tile is read as float4 when four consecutive elements of a row
-// (k contiguous: VEC_K) or of a column (rows contiguous: VEC_ROWS) are contiguous and the
-// operand is 16-byte aligned for every row and batch; otherwise one float at a time (SCALAR).
-// The launcher checks those conditions and picks the kernel.
+// Vector loads: an operand tile is read four elements at a time (a float4, or four bf16 in 8
+// bytes) when four consecutive elements of a row (k contiguous: VEC_K) or of a column (rows
+// contiguous: VEC_ROWS) are contiguous and every such quad is aligned to its size for every
+// row and batch; otherwise one element at a time (SCALAR). The launcher checks those
+// conditions and picks the kernel.
 #define FETCH_SCALAR 0
 #define FETCH_VEC_K 1
 #define FETCH_VEC_ROWS 2
-#define TB_VECS (TB_LOADS / 4)  // float4 per thread per tile
+#define TB_VECS (TB_LOADS / 4)  // quads per thread per tile
 
 
 // Element (row, k) of quad `i` of this thread, and which of the quad's axes varies.
@@ -145,9 +182,10 @@ __device__ __forceinline__ void quad_origin(int mode, int i, int& rr, int& kk) {
     }
 }
 
-// Like tile_fetch, with float4 reads (mode VEC_K or VEC_ROWS); a quad that straddles the edge
-// of the operand is read one float at a time, zero outside.
-__device__ __forceinline__ void tile_fetch_vec(float* r, const float* x, long long rs,
+// Like tile_fetch, with quad reads (mode VEC_K or VEC_ROWS); a quad that straddles the edge of
+// the operand is read one element at a time, zero outside.
+template <typename T>
+__device__ __forceinline__ void tile_fetch_vec(float* r, const T* x, long long rs,
                                                long long cs, int row0, int rows, int k0,
                                                int kdim, int mode) {
 #pragma unroll
@@ -155,22 +193,18 @@ __device__ __forceinline__ void tile_fetch_vec(float* r, const float* x, long lo
         int rr, kk;
         quad_origin(mode, i, rr, kk);
         int gr = row0 + rr, gk = k0 + kk;
-        const float* src = x + (long long)gr * rs + (long long)gk * cs;
+        const T* src = x + (long long)gr * rs + (long long)gk * cs;
         bool whole = mode == FETCH_VEC_K ? (gr < rows && gk + 3 < kdim)
                                          : (gr + 3 < rows && gk < kdim);
         if (whole) {
-            float4 v = ndt_ld_f4(src);
-            r[4 * i] = v.x;
-            r[4 * i + 1] = v.y;
-            r[4 * i + 2] = v.z;
-            r[4 * i + 3] = v.w;
+            ld_quad(&r[4 * i], src);
         } else {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int er = mode == FETCH_VEC_K ? gr : gr + e;
                 int ek = mode == FETCH_VEC_K ? gk + e : gk;
                 r[4 * i + e] = (er < rows && ek < kdim)
-                                   ? x[(long long)er * rs + (long long)ek * cs]
+                                   ? ld_elem(x + (long long)er * rs + (long long)ek * cs)
                                    : 0.0f;
             }
         }
@@ -194,7 +228,8 @@ __device__ __forceinline__ void tile_stash_vec(bf16_t (*s)[TB_K + TB_PAD], const
     }
 }
 
-__device__ __forceinline__ void tile_fetch_any(float* r, const float* x, long long rs,
+template <typename T>
+__device__ __forceinline__ void tile_fetch_any(float* r, const T* x, long long rs,
                                                long long cs, int row0, int rows, int k0,
                                                int kdim, int mode) {
     if (mode == FETCH_SCALAR) tile_fetch(r, x, rs, cs, row0, rows, k0, kdim);
@@ -266,16 +301,19 @@ __device__ __forceinline__ unsigned int ld_pair(const bf16_t* p) {
     return *(const unsigned int*)p;
 }
 
-// The block's work for fetch modes AM (operand A) and BM (operand B), fixed at compile time so
-// that each variant keeps only its own address arithmetic live; DA: GEMM_DROP_A.
-template <int AM, int BM, bool DA>
+// The block's work for fetch modes AM (operand A) and BM (operand B) and element types TA and
+// TB (float or bf16_t), fixed at compile time so that each variant keeps only its own address
+// arithmetic live; DA: GEMM_DROP_A.
+template <int AM, int BM, bool DA, typename TA, typename TB>
 __device__ __forceinline__ void gemm_bf16_tiles(const GemmParams& p, bf16_t (*As)[TB_K + TB_PAD],
                                                 bf16_t (*Bs)[TB_K + TB_PAD]) {
     int z = blockIdx.z;
     long long a_zoff = gemm_off(z, p.zdiv, p.a_z1, p.a_z2);
-    const float* a = p.a + a_zoff;
-    const float* b = p.b + gemm_off(z, p.zdiv, p.b_z1, p.b_z2);
-    float* c = p.c + gemm_off(z, p.zdiv, p.c_z1, p.c_z2);
+    const TA* a = (const TA*)p.a + a_zoff;
+    const TB* b = (const TB*)p.b + gemm_off(z, p.zdiv, p.b_z1, p.b_z2);
+    long long c_zoff = gemm_off(z, p.zdiv, p.c_z1, p.c_z2);
+    void* c = (p.flags & GEMM_C_BF16) ? (void*)((bf16_t*)p.c + c_zoff)
+                                      : (void*)((float*)p.c + c_zoff);
     int m0 = blockIdx.y * TB_M, n0 = blockIdx.x * TB_N;
     // DA: the dropout belongs to A (read before the loop); otherwise to the result (after it).
     float a_drop = DA && p.sc ? p.sc->dropout : 0.0f;
@@ -382,28 +420,32 @@ __device__ __forceinline__ void gemm_bf16_tiles(const GemmParams& p, bf16_t (*As
         }
 }
 
-// One kernel per pair of fetch modes (A, B), chosen by the launcher from the operands' strides
-// and alignment (src/cuda/gemm.rs): compiled separately, each keeps only its own address
-// arithmetic live (one kernel holding every mode needed 215 registers; these need 148 to 167).
-// gemm_bf16 reads both operands one float at a time and takes every layout.
-// The `_da` variants apply GEMM_DROP_A (the attention products).
-#define GEMM_BF16_KERNEL(name, AM, BM, DA)                                                   \
-    extern "C" __global__ void __launch_bounds__(TB_THREADS) name(GemmParams p) {           \
+// One kernel per pair of fetch modes (A, B) and element types, chosen by the launcher from the
+// operands' strides, alignment and storage (src/cuda/gemm.rs): compiled separately, each keeps
+// only its own address arithmetic live (one kernel holding every mode needed 215 registers).
+// gemm_bf16 reads both operands one element at a time and takes every layout.
+// The `_da` variants apply GEMM_DROP_A (the attention products, whose A is f32).
+#define GEMM_BF16_KERNEL(name, AM, BM, DA, TA, TB)                                           \
+    extern "C" __global__ void __launch_bounds__(TB_THREADS, TB_MIN_BLOCKS) name(GemmParams p) { \
         __shared__ __align__(16) bf16_t As[TB_M][TB_K + TB_PAD];                            \
         __shared__ __align__(16) bf16_t Bs[TB_N][TB_K + TB_PAD];                            \
-        gemm_bf16_tiles<AM, BM, DA>(p, As, Bs);                                             \
+        gemm_bf16_tiles<AM, BM, DA, TA, TB>(p, As, Bs);                                     \
     }
 
-GEMM_BF16_KERNEL(gemm_bf16, FETCH_SCALAR, FETCH_SCALAR, false)
-GEMM_BF16_KERNEL(gemm_bf16_kk, FETCH_VEC_K, FETCH_VEC_K, false)
-GEMM_BF16_KERNEL(gemm_bf16_kr, FETCH_VEC_K, FETCH_VEC_ROWS, false)
-GEMM_BF16_KERNEL(gemm_bf16_rk, FETCH_VEC_ROWS, FETCH_VEC_K, false)
-GEMM_BF16_KERNEL(gemm_bf16_rr, FETCH_VEC_ROWS, FETCH_VEC_ROWS, false)
-GEMM_BF16_KERNEL(gemm_bf16_da, FETCH_SCALAR, FETCH_SCALAR, true)
-GEMM_BF16_KERNEL(gemm_bf16_kk_da, FETCH_VEC_K, FETCH_VEC_K, true)
-GEMM_BF16_KERNEL(gemm_bf16_kr_da, FETCH_VEC_K, FETCH_VEC_ROWS, true)
-GEMM_BF16_KERNEL(gemm_bf16_rk_da, FETCH_VEC_ROWS, FETCH_VEC_K, true)
-GEMM_BF16_KERNEL(gemm_bf16_rr_da, FETCH_VEC_ROWS, FETCH_VEC_ROWS, true)
+// The five fetch-mode pairs of one element-type pair: scalar, kk, kr, rk, rr.
+#define GEMM_BF16_MODES(prefix, suffix, DA, TA, TB)                                          \
+    GEMM_BF16_KERNEL(prefix##suffix, FETCH_SCALAR, FETCH_SCALAR, DA, TA, TB)                \
+    GEMM_BF16_KERNEL(prefix##_kk##suffix, FETCH_VEC_K, FETCH_VEC_K, DA, TA, TB)             \
+    GEMM_BF16_KERNEL(prefix##_kr##suffix, FETCH_VEC_K, FETCH_VEC_ROWS, DA, TA, TB)          \
+    GEMM_BF16_KERNEL(prefix##_rk##suffix, FETCH_VEC_ROWS, FETCH_VEC_K, DA, TA, TB)          \
+    GEMM_BF16_KERNEL(prefix##_rr##suffix, FETCH_VEC_ROWS, FETCH_VEC_ROWS, DA, TA, TB)
+
+GEMM_BF16_MODES(gemm_bf16, , false, float, float)
+GEMM_BF16_MODES(gemm_bf16, _da, true, float, float)
+GEMM_BF16_MODES(gemm_bf16, _hf, false, bf16_t, float)
+GEMM_BF16_MODES(gemm_bf16, _fh, false, float, bf16_t)
+GEMM_BF16_MODES(gemm_bf16, _fh_da, true, float, bf16_t)
+GEMM_BF16_MODES(gemm_bf16, _hh, false, bf16_t, bf16_t)
 
 // ---------------------------------------------------------------------------------------------
 // f32 SIMT kernel. Block tile 64 x 64 x 16, 256 threads as 16 x 16, each thread 4 x 4 outputs
@@ -442,9 +484,9 @@ extern "C" __global__ void __launch_bounds__(TF_THREADS) gemm_f32(GemmParams p) 
 
     int z = blockIdx.z;
     long long a_zoff = gemm_off(z, p.zdiv, p.a_z1, p.a_z2);
-    const float* a = p.a + a_zoff;
-    const float* b = p.b + gemm_off(z, p.zdiv, p.b_z1, p.b_z2);
-    float* c = p.c + gemm_off(z, p.zdiv, p.c_z1, p.c_z2);
+    const float* a = (const float*)p.a + a_zoff;
+    const float* b = (const float*)p.b + gemm_off(z, p.zdiv, p.b_z1, p.b_z2);
+    float* c = (float*)p.c + gemm_off(z, p.zdiv, p.c_z1, p.c_z2);
     int m0 = blockIdx.y * TF_M, n0 = blockIdx.x * TF_N;
     int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     float drop_p = p.sc ? p.sc->dropout : 0.0f;

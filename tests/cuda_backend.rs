@@ -220,6 +220,42 @@ fn runs_are_deterministic() {
     );
 }
 
+/// Three training steps (dropout on, two masking schemes) and then a gradient on two backends
+/// that differ only in how they keep the activations: the same losses, norms, parameters and
+/// gradients, bit for bit.
+fn same_steps(what: &str, prec: Precision, a: &mut CudaBackend, b: &mut CudaBackend) {
+    let cfg = config();
+    for i in 0..3 {
+        let scheme = if i == 1 {
+            Scheme::CoSmooth
+        } else {
+            Scheme::Forward
+        };
+        let bt = batch(&cfg, "a", 3, 20, scheme, 20 + i);
+        let sa = a.train_step(&bt, &hyper(i + 1)).unwrap();
+        let sb = b.train_step(&bt, &hyper(i + 1)).unwrap();
+        assert_eq!(
+            sa.loss.to_bits(),
+            sb.loss.to_bits(),
+            "{what} {prec:?} step {i} loss"
+        );
+        assert_eq!(
+            sa.grad_norm.to_bits(),
+            sb.grad_norm.to_bits(),
+            "{what} {prec:?} step {i} grad norm"
+        );
+    }
+    check_bits(
+        &format!("{what} {prec:?} parameters after 3 steps"),
+        &a.params().unwrap(),
+        &b.params().unwrap(),
+    );
+    let bt = batch(&cfg, "b", 2, 20, Scheme::CoSmooth, 30);
+    let (_, ga) = a.loss_and_grad(&bt).unwrap();
+    let (_, gb) = b.loss_and_grad(&bt).unwrap();
+    check_bits(&format!("{what} {prec:?} gradients"), &ga, &gb);
+}
+
 #[test]
 fn recomputed_attention_probabilities_give_the_steps_of_kept_ones() {
     let Some(g) = gpu("recomputed_attention_probabilities_give_the_steps_of_kept_ones") else {
@@ -234,32 +270,36 @@ fn recomputed_attention_probabilities_give_the_steps_of_kept_ones() {
         recompute.set_keep_attention(false);
         let mut keep = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
         keep.set_keep_attention(true);
-        for i in 0..3 {
-            let scheme = if i == 1 {
-                Scheme::CoSmooth
-            } else {
-                Scheme::Forward
-            };
-            let bt = batch(&cfg, "a", 3, 20, scheme, 20 + i);
-            let a = recompute.train_step(&bt, &hyper(i + 1)).unwrap();
-            let b = keep.train_step(&bt, &hyper(i + 1)).unwrap();
-            assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{prec:?} step {i} loss");
-            assert_eq!(
-                a.grad_norm.to_bits(),
-                b.grad_norm.to_bits(),
-                "{prec:?} step {i} grad norm"
-            );
-        }
-        check_bits(
-            &format!("{prec:?} parameters after 3 steps"),
-            &recompute.params().unwrap(),
-            &keep.params().unwrap(),
-        );
-        let bt = batch(&cfg, "b", 2, 20, Scheme::CoSmooth, 30);
-        let (_, ga) = recompute.loss_and_grad(&bt).unwrap();
-        let (_, gb) = keep.loss_and_grad(&bt).unwrap();
-        check_bits(&format!("{prec:?} gradients"), &ga, &gb);
+        same_steps("recomputed vs kept", prec, &mut recompute, &mut keep);
     }
+}
+
+/// In bf16 precision `qkv` and the attention output are stored as bf16 (only products read
+/// them, and products round their operands to bf16): the same steps as with f32 storage.
+#[test]
+fn bf16_storage_gives_the_steps_of_f32_storage() {
+    let Some(g) = gpu("bf16_storage_gives_the_steps_of_f32_storage") else {
+        return;
+    };
+    drop(g);
+    let cfg = config();
+    let table = ParamTable::new(&cfg);
+    let params = init_params(&cfg, &table, 6);
+    let prec = Precision::Bf16;
+    let mut half = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+    half.set_bf16_store(true);
+    let mut full = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+    full.set_bf16_store(false);
+    same_steps("bf16 vs f32 storage", prec, &mut half, &mut full);
+    let bt = batch(&cfg, "a", 3, 20, Scheme::Forward, 40);
+    half.reserve(&bt).unwrap();
+    full.reserve(&bt).unwrap();
+    assert!(
+        half.workspace_bytes() < full.workspace_bytes(),
+        "bf16 storage takes {} bytes, f32 storage {}",
+        half.workspace_bytes(),
+        full.workspace_bytes()
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ mod cuda_common;
 use cuda_common::*;
 use ndt::cpu;
 use ndt::cpu::dropout::Dropout;
-use ndt::cuda::device::Dev;
+use ndt::cuda::device::{Dev, Tensor};
 use ndt::cuda::gemm::{Accum, Act, Gemm, Operand, Precision, gemm};
 use ndt::cuda::{linear, mask, mlp};
 
@@ -341,6 +341,125 @@ fn gemm_dropout_of_operand_a_matches_dropping_a_first() {
     }
 }
 
+/// In bf16 precision an operand or C may be stored as bf16 (`Tensor::Bf16`): a product that
+/// reads bf16 copies of its operands gives the bits of the one that reads them as f32, and a
+/// bf16 C holds those bits rounded to nearest even. Every storage pairing (the `_hf`, `_fh`,
+/// `_fh_da` and `_hh` kernels), every fetch pairing (k-major or row-major, strides padded to
+/// multiples of 4 with sizes that are not, so that quads straddle the edges; one element past
+/// an 8-byte boundary: the scalar kernels), the bias, GELU and pre-activation epilogue, and the
+/// dropout of A. Then the misuses the launcher refuses.
+#[test]
+fn gemm_bf16_storage_gives_the_bits_of_f32_storage() {
+    let Some(g) = gpu("gemm_bf16_storage_gives_the_bits_of_f32_storage") else {
+        return;
+    };
+    let prec = Precision::Bf16;
+    let mut r = rng(8);
+    let pad4 = |v: usize| v.div_ceil(4) * 4 + 4;
+    let operand = |k_major: bool, rows: usize, k: usize| -> (usize, usize) {
+        if k_major {
+            (pad4(k), rows * pad4(k))
+        } else {
+            (pad4(rows), k * pad4(rows))
+        }
+    };
+    let view = |k_major: bool, t: Tensor, ld: usize| {
+        if k_major {
+            Operand::rows(t, ld)
+        } else {
+            Operand::cols(t, ld)
+        }
+    };
+    let bits = |v: &[f32]| -> Vec<u16> {
+        v.iter()
+            .map(|&x| half::bf16::from_f32(x).to_bits())
+            .collect()
+    };
+    // A bf16 C poisoned with NaN, then sentinels.
+    let poisoned = |n: usize| g.upload_new(&vec![0xffffu16; n + 4]).unwrap();
+    let sc = scalars(&g, drop_scalars(0.3, 5));
+    for (m, n, k) in [(33, 35, 33), (70, 5, 31), (65, 67, 66)] {
+        for (a_k, b_k) in [(true, true), (true, false), (false, true), (false, false)] {
+            for shift in [0usize, 1] {
+                for drop_a in [false, true] {
+                    let ((lda, na), (ldb, nb)) = (operand(a_k, m, k), operand(b_k, n, k));
+                    let a = rand_vec(&mut r, na + shift, 1.0);
+                    let b = rand_vec(&mut r, nb + shift, 1.0);
+                    let bias = rand_vec(&mut r, n, 1.0);
+                    let (ad, bd, biasd) = (up(&g, &a), up(&g, &b), up(&g, &bias));
+                    let ah = g.upload_new(&bits(&a)).unwrap();
+                    let bh = g.upload_new(&bits(&b)).unwrap();
+                    let product = |at: Tensor, bt: Tensor, c: Tensor, pre: Dev<f32>| {
+                        let gm = Gemm {
+                            a: view(a_k, at, lda),
+                            b: view(b_k, bt, ldb),
+                            c_pre: Some(pre),
+                            act: Act::Gelu,
+                            ..Gemm::linear(c, at, bd.dev(), Some(biasd.dev()), m, n, k)
+                        };
+                        gm.drop_a_if(drop_a, sc.dev(), 3)
+                    };
+                    let (af, bf) = (ad.dev().slice(shift, na), bd.dev().slice(shift, nb));
+                    let (c_ref, pre_ref) = (Out::new(&g, m * n), Out::new(&g, m * n));
+                    let gm = product(af.into(), bf.into(), c_ref.dev().into(), pre_ref.dev());
+                    gemm(&g, prec, &gm).unwrap();
+                    let c_ref = c_ref.read(&g, "f32 storage");
+                    let pre_ref = pre_ref.read(&g, "f32 storage");
+                    let c_ref_h: Vec<f32> = c_ref.iter().map(|&v| bf16(v)).collect();
+                    for (a_h, b_h) in [(true, false), (false, true), (true, true)] {
+                        if drop_a && a_h {
+                            continue; // no kernel: refused below
+                        }
+                        let what = format!(
+                            "{m}x{n}x{k} k-major A {a_k} B {b_k} shift {shift} drop_a \
+                             {drop_a} bf16 A {a_h} B {b_h}"
+                        );
+                        let at: Tensor = if a_h {
+                            ah.dev().slice(shift, na).into()
+                        } else {
+                            af.into()
+                        };
+                        let bt: Tensor = if b_h {
+                            bh.dev().slice(shift, nb).into()
+                        } else {
+                            bf.into()
+                        };
+                        // C stored as f32: the same bits.
+                        let (c, pre) = (Out::new(&g, m * n), Out::new(&g, m * n));
+                        gemm(&g, prec, &product(at, bt, c.dev().into(), pre.dev())).unwrap();
+                        check_bits(&what, &c.read(&g, &what), &c_ref);
+                        check_bits(&what, &pre.read(&g, &what), &pre_ref);
+                        // C stored as bf16: those bits rounded; the pre-activation stays f32.
+                        let (ch, pre) = (poisoned(m * n), Out::new(&g, m * n));
+                        let ct = Tensor::Bf16(ch.dev().slice(0, m * n));
+                        gemm(&g, prec, &product(at, bt, ct, pre.dev())).unwrap();
+                        let got = g.download_tensor(Tensor::Bf16(ch.dev())).unwrap();
+                        let what = format!("{what}, bf16 C");
+                        check_bits(&what, &got[..m * n], &c_ref_h);
+                        assert!(
+                            got[m * n..].iter().all(|v| v.to_bits() == 0xffff_0000),
+                            "{what}: written past its end"
+                        );
+                        check_bits(&what, &pre.read(&g, &what), &pre_ref);
+                    }
+                }
+            }
+        }
+    }
+
+    // Misuses are errors, not wrong results: bf16 storage in f32 precision, C += into bf16,
+    // the dropout of a bf16 A.
+    let (m, n, k) = (8, 8, 8);
+    let (xf, xh) = (up(&g, &[0.5; 64]), g.upload_new(&[0u16; 64]).unwrap());
+    let f32_c = Gemm::linear(xf.dev(), xh.dev(), xf.dev(), None, m, n, k);
+    assert!(gemm(&g, Precision::F32, &f32_c).is_err());
+    let add_h = Gemm::linear(xh.dev(), xf.dev(), xf.dev(), None, m, n, k).accum(Accum::Add);
+    assert!(gemm(&g, prec, &add_h).is_err());
+    let drop_h =
+        Gemm::linear(xf.dev(), xh.dev(), xf.dev(), None, m, n, k).drop_a_if(true, sc.dev(), 3);
+    assert!(gemm(&g, prec, &drop_h).is_err());
+}
+
 #[test]
 fn gemm_epilogues_match_their_cpu_twins() {
     let Some(g) = gpu("gemm_epilogues_match_their_cpu_twins") else {
@@ -357,7 +476,15 @@ fn gemm_epilogues_match_their_cpu_twins() {
                 rand_vec(&mut r, n, 1.0),
             );
             let (ad, bd, biasd) = (up(&g, &a), up(&g, &b), up(&g, &bias));
-            let base = Gemm::linear(Dev::null(), ad.dev(), bd.dev(), Some(biasd.dev()), m, n, k);
+            let base = Gemm::linear(
+                Dev::<f32>::null(),
+                ad.dev(),
+                bd.dev(),
+                Some(biasd.dev()),
+                m,
+                n,
+                k,
+            );
             let pre_ref: Vec<f64> = gemm_ref(&base, &a, &b, round)
                 .iter()
                 .enumerate()

@@ -2,9 +2,10 @@
 //! over (batch, head) with strides into `qkv`, the softmax (causal or not) and the dropout on
 //! the probabilities are `kernels/attention.cu`. Twin of `src/cpu/attention.rs`.
 //! Legend: B batch, S sequence, D d_model, H heads, hd = D / H; `qkv` rows are `[q | k | v]`.
+//! `qkv` and the output `y` may be stored as bf16 in bf16 precision (only products read them).
 
 use super::StepScalars;
-use super::device::{Args, Dev, Gpu};
+use super::device::{Args, Dev, Gpu, Tensor};
 use super::gemm::{Act, Gemm, Operand, Precision, gemm};
 use super::kernels::ATTENTION;
 use crate::error::{Result, internal};
@@ -38,14 +39,16 @@ impl AttnDims {
         self.b * self.h
     }
     /// Part `part` (0 q, 1 k, 2 v) of head z of `qkv` as an `[S, hd]` row operand.
-    fn head(&self, qkv: Dev<f32>, part: usize) -> Operand {
-        let (s, d) = (self.s, self.d);
-        Operand::rows(qkv.slice(part * d, qkv.len - part * d), 3 * d).batched(s * 3 * d, self.hd())
+    fn head(&self, qkv: impl Into<Tensor>, part: usize) -> Operand {
+        let (s, d, qkv) = (self.s, self.d, qkv.into());
+        Operand::rows(qkv.slice(part * d, qkv.len() - part * d), 3 * d)
+            .batched(s * 3 * d, self.hd())
     }
     /// The same part seen transposed: X(dim, j) = part[j, dim].
-    fn head_t(&self, qkv: Dev<f32>, part: usize) -> Operand {
+    fn head_t(&self, qkv: Tensor, part: usize) -> Operand {
         let (s, d) = (self.s, self.d);
-        Operand::cols(qkv.slice(part * d, qkv.len - part * d), 3 * d).batched(s * 3 * d, self.hd())
+        Operand::cols(qkv.slice(part * d, qkv.len() - part * d), 3 * d)
+            .batched(s * 3 * d, self.hd())
     }
     /// An `[S, S]` matrix of a `[B, H, S, S]` tensor.
     fn scores(&self, p: Dev<f32>) -> Operand {
@@ -55,7 +58,7 @@ impl AttnDims {
         Operand::cols(p, self.s).batched(self.h * self.ss(), self.ss())
     }
     /// Head z of a `[B, S, D]` tensor as `[S, hd]`.
-    fn yhead(&self, y: Dev<f32>) -> Operand {
+    fn yhead(&self, y: impl Into<Tensor>) -> Operand {
         Operand::rows(y, self.d).batched(self.s * self.d, self.hd())
     }
     fn yhead_t(&self, y: Dev<f32>) -> Operand {
@@ -103,12 +106,13 @@ impl AttnDims {
 pub fn attention_probs(
     gpu: &Gpu,
     prec: Precision,
-    att: Dev<f32>, // [B, H, S, S]
-    qkv: Dev<f32>, // [B, S, 3D]
+    att: Dev<f32>,          // [B, H, S, S]
+    qkv: impl Into<Tensor>, // [B, S, 3D]
     dm: AttnDims,
     sc: Dev<StepScalars>,
 ) -> Result<()> {
     dm.check()?;
+    let qkv = qkv.into();
     let (s, hd) = (dm.s, dm.hd());
     let rows = dm.z() * s;
     att.need(rows * s, "attention att")?;
@@ -149,14 +153,15 @@ pub fn attention_probs(
 pub fn attention_forward(
     gpu: &Gpu,
     prec: Precision,
-    y: Dev<f32>,   // [B, S, D] heads concatenated
-    att: Dev<f32>, // [B, H, S, S] saved
-    qkv: Dev<f32>, // [B, S, 3D]
+    y: impl Into<Tensor>,   // [B, S, D] heads concatenated
+    att: Dev<f32>,          // [B, H, S, S] saved
+    qkv: impl Into<Tensor>, // [B, S, 3D]
     dm: AttnDims,
     sc: Dev<StepScalars>,
     stream: u64,
     dropout: bool,
 ) -> Result<()> {
+    let qkv = qkv.into();
     attention_probs(gpu, prec, att, qkv, dm, sc)?;
     let (s, hd) = (dm.s, dm.hd());
     // y_h = drop(att) · v_h
@@ -177,17 +182,18 @@ pub fn attention_forward(
 pub fn attention_backward(
     gpu: &Gpu,
     prec: Precision,
-    dqkv: Dev<f32>, // [B, S, 3D]
-    datt: Dev<f32>, // [B, H, S, S] scratch
-    dy: Dev<f32>,   // [B, S, D]
-    qkv: Dev<f32>,  // [B, S, 3D]
-    att: Dev<f32>,  // [B, H, S, S]
+    dqkv: Dev<f32>,         // [B, S, 3D]
+    datt: Dev<f32>,         // [B, H, S, S] scratch
+    dy: Dev<f32>,           // [B, S, D]
+    qkv: impl Into<Tensor>, // [B, S, 3D]
+    att: Dev<f32>,          // [B, H, S, S]
     dm: AttnDims,
     sc: Dev<StepScalars>,
     stream: u64,
     dropout: bool,
 ) -> Result<()> {
     dm.check()?;
+    let qkv = qkv.into();
     let (s, hd) = (dm.s, dm.hd());
     let rows = dm.z() * s;
     datt.need(rows * s, "attention datt")?;

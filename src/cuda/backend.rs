@@ -41,6 +41,8 @@ pub struct CudaBackend {
     use_graphs: bool,
     /// Keep every layer's attention probabilities (else recompute them in the backward).
     keep_att: bool,
+    /// In bf16 precision, store the tensors that only products read as bf16 (else f32).
+    bf16_store: bool,
     params: Buffer<f32>,
     grads: Buffer<f32>,
     m: Buffer<f32>,
@@ -72,6 +74,7 @@ impl CudaBackend {
         gpu.upload(trainable.dev(), &vec![1u8; n])?;
         let use_graphs = std::env::var("NDT_CUDA_GRAPHS").map_or(true, |v| v != "0");
         let keep_att = std::env::var("NDT_ATTENTION_KEEP").is_ok_and(|v| v == "1");
+        let bf16_store = std::env::var("NDT_STORE_F32").map_or(true, |v| v != "1");
         Ok(CudaBackend {
             params: gpu.alloc(n)?,
             grads: gpu.alloc(n)?,
@@ -88,6 +91,7 @@ impl CudaBackend {
             prec,
             use_graphs,
             keep_att,
+            bf16_store,
             gpu,
         })
     }
@@ -109,6 +113,17 @@ impl CudaBackend {
     pub fn set_keep_attention(&mut self, on: bool) {
         if on != self.keep_att {
             self.keep_att = on;
+            self.graphs.clear();
+            self.ws = None;
+        }
+    }
+
+    /// Whether, in bf16 precision, the tensors that only matrix products read (`qkv`, the
+    /// attention output) are stored as bf16 (default: yes, unless `NDT_STORE_F32=1`; the
+    /// results are the same bits either way). Changing it drops the workspace and every graph.
+    pub fn set_bf16_store(&mut self, on: bool) {
+        if on != self.bf16_store {
+            self.bf16_store = on;
             self.graphs.clear();
             self.ws = None;
         }
@@ -162,6 +177,7 @@ impl CudaBackend {
                 cap,
                 self.table.total,
                 self.keep_att,
+                self.bf16_store && self.prec == Precision::Bf16,
             )?);
         }
         let ws = self.ws.as_ref().ok_or_else(|| internal("no workspace"))?;

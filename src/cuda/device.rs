@@ -110,6 +110,95 @@ impl<T> Dev<T> {
     }
 }
 
+/// A tensor on the device stored as f32 or as bf16 (raw bits, rounded to nearest even), as the
+/// matrix products read and write it: in bf16 precision a tensor that only products read is
+/// kept in bf16, since they round their operands to bf16 anyway.
+#[derive(Clone, Copy, Debug)]
+pub enum Tensor {
+    F32(Dev<f32>),
+    Bf16(Dev<u16>),
+}
+
+impl Tensor {
+    pub fn ptr(&self) -> u64 {
+        match self {
+            Tensor::F32(d) => d.ptr,
+            Tensor::Bf16(d) => d.ptr,
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            Tensor::F32(d) => d.len,
+            Tensor::Bf16(d) => d.len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn is_bf16(&self) -> bool {
+        matches!(self, Tensor::Bf16(_))
+    }
+    /// Bytes per element.
+    pub fn elem_bytes(&self) -> usize {
+        if self.is_bf16() { 2 } else { 4 }
+    }
+    /// Elements `off .. off + len` (see `Dev::slice`).
+    pub fn slice(&self, off: usize, len: usize) -> Tensor {
+        match self {
+            Tensor::F32(d) => Tensor::F32(d.slice(off, len)),
+            Tensor::Bf16(d) => Tensor::Bf16(d.slice(off, len)),
+        }
+    }
+    /// See `Dev::need`.
+    pub fn need(&self, n: usize, what: &str) -> Result<()> {
+        match self {
+            Tensor::F32(d) => d.need(n, what),
+            Tensor::Bf16(d) => d.need(n, what),
+        }
+    }
+}
+
+impl From<Dev<f32>> for Tensor {
+    fn from(d: Dev<f32>) -> Tensor {
+        Tensor::F32(d)
+    }
+}
+
+impl From<Dev<u16>> for Tensor {
+    fn from(d: Dev<u16>) -> Tensor {
+        Tensor::Bf16(d)
+    }
+}
+
+/// An owned `Tensor`.
+pub enum TensorBuf {
+    F32(Buffer<f32>),
+    Bf16(Buffer<u16>),
+}
+
+impl TensorBuf {
+    /// `n` zeroed elements, in bf16 when `bf16`.
+    pub fn new(gpu: &Gpu, n: usize, bf16: bool) -> Result<TensorBuf> {
+        Ok(if bf16 {
+            TensorBuf::Bf16(gpu.alloc::<u16>(n)?)
+        } else {
+            TensorBuf::F32(gpu.alloc::<f32>(n)?)
+        })
+    }
+    pub fn view(&self) -> Tensor {
+        match self {
+            TensorBuf::F32(b) => Tensor::F32(b.dev()),
+            TensorBuf::Bf16(b) => Tensor::Bf16(b.dev()),
+        }
+    }
+    pub fn bytes(&self) -> usize {
+        match self {
+            TensorBuf::F32(b) => 4 * b.len(),
+            TensorBuf::Bf16(b) => 2 * b.len(),
+        }
+    }
+}
+
 /// An owned device allocation.
 pub struct Buffer<T> {
     mem: Mem<T>,
@@ -500,6 +589,18 @@ impl Gpu {
         let mut out = vec![T::default(); src.len];
         self.download_into(src, &mut out)?;
         Ok(out)
+    }
+
+    /// A tensor's elements as f32 (bf16 ones widened exactly; waits for the stream).
+    pub fn download_tensor(&self, src: Tensor) -> Result<Vec<f32>> {
+        match src {
+            Tensor::F32(d) => self.download(d),
+            Tensor::Bf16(d) => Ok(self
+                .download(d)?
+                .into_iter()
+                .map(|h| f32::from_bits((h as u32) << 16))
+                .collect()),
+        }
     }
 
     /// Copies the first `dst.len()` elements of `src` into `dst` (waits for the stream).

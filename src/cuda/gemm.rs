@@ -4,10 +4,12 @@
 //! Legend: M rows of C, N columns of C, K the summed dimension, Z the batch. An operand is a
 //! strided view `X(z, row, k) = x[off(z) + row·rs + k·cs]` with
 //! `off(z) = (z / zdiv)·z1 + (z % zdiv)·z2`, so a Linear layer, its two backward products and
-//! the per-head attention products are all one call.
+//! the per-head attention products are all one call. In bf16 precision an operand or C may be
+//! stored as bf16 (`Tensor::Bf16`): the products round their operands to bf16 anyway, so reading
+//! a bf16 copy gives the same bits as reading the f32 tensor.
 
 use super::StepScalars;
-use super::device::{Args, Dev, Gpu};
+use super::device::{Args, Dev, Gpu, Tensor};
 use super::kernels::GEMM;
 use crate::error::{Error, Result};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
@@ -54,7 +56,7 @@ pub enum Act {
 /// A strided operand (see the module legend).
 #[derive(Clone, Copy, Debug)]
 pub struct Operand {
-    pub buf: Dev<f32>,
+    pub buf: Tensor,
     pub rs: i64,
     pub cs: i64,
     pub z1: i64,
@@ -63,9 +65,9 @@ pub struct Operand {
 
 impl Operand {
     /// Row-major matrix with leading dimension `ld`: X(row, k) = buf[row·ld + k].
-    pub fn rows(buf: Dev<f32>, ld: usize) -> Operand {
+    pub fn rows(buf: impl Into<Tensor>, ld: usize) -> Operand {
         Operand {
-            buf,
+            buf: buf.into(),
             rs: ld as i64,
             cs: 1,
             z1: 0,
@@ -74,9 +76,9 @@ impl Operand {
     }
     /// Transposed view of a row-major matrix with leading dimension `ld`:
     /// X(row, k) = buf[k·ld + row].
-    pub fn cols(buf: Dev<f32>, ld: usize) -> Operand {
+    pub fn cols(buf: impl Into<Tensor>, ld: usize) -> Operand {
         Operand {
-            buf,
+            buf: buf.into(),
             rs: 1,
             cs: ld as i64,
             z1: 0,
@@ -115,7 +117,7 @@ pub struct Gemm {
     pub a: Operand,
     /// B(z, n, k)
     pub b: Operand,
-    /// C(z, m, n) (its `cs`/`rs` say where results go)
+    /// C(z, m, n) (its `cs`/`rs` say where results go; bf16 only without `accumulate`)
     pub c: Operand,
     /// Pre-activation output with C's strides (only with an activation).
     pub c_pre: Option<Dev<f32>>,
@@ -136,8 +138,8 @@ pub struct Gemm {
 impl Gemm {
     /// `y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias)`: a Linear layer in PyTorch layout.
     pub fn linear(
-        y: Dev<f32>,
-        x: Dev<f32>,
+        y: impl Into<Tensor>,
+        x: impl Into<Tensor>,
         w: Dev<f32>,
         bias: Option<Dev<f32>>,
         m: usize,
@@ -187,7 +189,7 @@ impl Gemm {
     pub fn linear_dw(
         dw: Dev<f32>,
         dy: Dev<f32>,
-        x: Dev<f32>,
+        x: impl Into<Tensor>,
         m: usize,
         n: usize,
         k: usize,
@@ -199,7 +201,7 @@ impl Gemm {
             a: Operand::cols(dy, n),
             b: Operand::cols(x, k),
             c: Operand::rows(dw, k),
-            ..Gemm::linear(dw, dy, x, None, n, k, m)
+            ..Gemm::linear(dw, dy, dy, None, n, k, m)
         }
     }
 
@@ -256,13 +258,15 @@ struct GemmParams {
     accumulate: i32,
     act: i32,
     /// `GEMM_NO_LDMATRIX` (2, gemm_bf16 kernels): the mma fragments come from 32-bit shared
-    /// loads; `GEMM_DROP_A` (4, gemm_f32; the gemm_bf16 kernels have `_da` variants).
+    /// loads; `GEMM_DROP_A` (4, gemm_f32; the gemm_bf16 kernels have `_da` variants);
+    /// `GEMM_C_BF16` (8): C is stored as bf16.
     flags: i32,
 }
 
 /// `GemmParams::flags` bits, as in kernels/gemm.cu.
 const GEMM_NO_LDMATRIX: i32 = 2;
 const GEMM_DROP_A: i32 = 4;
+const GEMM_C_BF16: i32 = 8;
 
 // Sizes are asserted in kernels/gemm.cu too (NVRTC has no offsetof without headers).
 const _: () = {
@@ -304,8 +308,8 @@ fn gemm_env() -> &'static GemmEnv {
     })
 }
 
-/// How a gemm_bf16 kernel reads an operand tile: four floats at a time along k (`K`) or along
-/// the rows (`R`), or one at a time.
+/// How a gemm_bf16 kernel reads an operand tile: four elements at a time along k (`K`) or
+/// along the rows (`R`), or one at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fetch {
     Scalar,
@@ -313,12 +317,13 @@ enum Fetch {
     R,
 }
 
-/// Float4 reads need four contiguous elements along k (or the rows), and every row of every
-/// batch 16-byte aligned: an aligned base, and strides and batch offsets that are multiples
-/// of 4 floats.
+/// Quad reads (a float4, or four bf16 in 8 bytes) need four contiguous elements along k (or the
+/// rows), and every quad of every batch aligned to its size: an aligned base, and strides and
+/// batch offsets that are multiples of 4 elements.
 fn fetch(o: &Operand, z: usize) -> Fetch {
     let batches_aligned = z <= 1 || (o.z1 % 4 == 0 && o.z2 % 4 == 0);
-    if !o.buf.ptr.is_multiple_of(16) || !batches_aligned {
+    let quad_bytes = 4 * o.buf.elem_bytes() as u64;
+    if !o.buf.ptr().is_multiple_of(quad_bytes) || !batches_aligned {
         Fetch::Scalar
     } else if o.cs == 1 && o.rs % 4 == 0 {
         Fetch::K
@@ -329,26 +334,70 @@ fn fetch(o: &Operand, z: usize) -> Fetch {
     }
 }
 
-/// The gemm_bf16 kernel for `g`: a float4 variant when both operands allow it, the `_da`
-/// one when the dropout applies to A.
-fn bf16_kernel(g: &Gemm) -> &'static str {
-    // [drop_a][scalar, kk, kr, rk, rr]
-    const NAMES: [[&str; 5]; 2] = [
-        [
-            "gemm_bf16",
-            "gemm_bf16_kk",
-            "gemm_bf16_kr",
-            "gemm_bf16_rk",
-            "gemm_bf16_rr",
-        ],
-        [
-            "gemm_bf16_da",
-            "gemm_bf16_kk_da",
-            "gemm_bf16_kr_da",
-            "gemm_bf16_rk_da",
-            "gemm_bf16_rr_da",
-        ],
-    ];
+/// The gemm_bf16 kernels, `[variant][scalar, kk, kr, rk, rr]` with the variants: f32 operands,
+/// the same with the dropout of A (`_da`), A bf16 (`_hf`), B bf16 (`_fh`, `_fh_da`), both
+/// bf16 (`_hh`).
+const BF16_KERNELS: [[&str; 5]; 6] = [
+    [
+        "gemm_bf16",
+        "gemm_bf16_kk",
+        "gemm_bf16_kr",
+        "gemm_bf16_rk",
+        "gemm_bf16_rr",
+    ],
+    [
+        "gemm_bf16_da",
+        "gemm_bf16_kk_da",
+        "gemm_bf16_kr_da",
+        "gemm_bf16_rk_da",
+        "gemm_bf16_rr_da",
+    ],
+    [
+        "gemm_bf16_hf",
+        "gemm_bf16_kk_hf",
+        "gemm_bf16_kr_hf",
+        "gemm_bf16_rk_hf",
+        "gemm_bf16_rr_hf",
+    ],
+    [
+        "gemm_bf16_fh",
+        "gemm_bf16_kk_fh",
+        "gemm_bf16_kr_fh",
+        "gemm_bf16_rk_fh",
+        "gemm_bf16_rr_fh",
+    ],
+    [
+        "gemm_bf16_fh_da",
+        "gemm_bf16_kk_fh_da",
+        "gemm_bf16_kr_fh_da",
+        "gemm_bf16_rk_fh_da",
+        "gemm_bf16_rr_fh_da",
+    ],
+    [
+        "gemm_bf16_hh",
+        "gemm_bf16_kk_hh",
+        "gemm_bf16_kr_hh",
+        "gemm_bf16_rk_hh",
+        "gemm_bf16_rr_hh",
+    ],
+];
+
+/// The gemm_bf16 kernel for `g`: the variant of its operands' storage and of the dropout of A,
+/// with quad reads when both operands allow them.
+fn bf16_kernel(g: &Gemm) -> Result<&'static str> {
+    let row = match (g.a.buf.is_bf16(), g.b.buf.is_bf16(), g.drop_a) {
+        (false, false, false) => 0,
+        (false, false, true) => 1,
+        (true, false, false) => 2,
+        (false, true, false) => 3,
+        (false, true, true) => 4,
+        (true, true, false) => 5,
+        (true, _, true) => {
+            return Err(Error::Internal(
+                "gemm: dropout of an A stored as bf16 has no kernel".into(),
+            ));
+        }
+    };
     let pair = if gemm_env().scalar_loads {
         (Fetch::Scalar, Fetch::Scalar)
     } else {
@@ -361,7 +410,7 @@ fn bf16_kernel(g: &Gemm) -> &'static str {
         (Fetch::R, Fetch::R) => 4,
         _ => 0,
     };
-    NAMES[g.drop_a as usize][variant]
+    Ok(BF16_KERNELS[row][variant])
 }
 
 /// Runs one product on the GPU's stream.
@@ -383,6 +432,17 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
     if let Some(b) = g.bias {
         b.need(g.n, "gemm bias")?;
     }
+    let any_bf16 = g.a.buf.is_bf16() || g.b.buf.is_bf16() || g.c.buf.is_bf16();
+    if any_bf16 && prec == Precision::F32 {
+        return Err(Error::Internal(
+            "gemm: a tensor stored as bf16 in f32 precision".into(),
+        ));
+    }
+    if g.c.buf.is_bf16() && g.accumulate {
+        return Err(Error::Internal(
+            "gemm: C += into a tensor stored as bf16".into(),
+        ));
+    }
     let (sc, stream) = match g.dropout {
         Some((sc, s)) => {
             sc.need(1, "gemm step scalars")?;
@@ -396,9 +456,9 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
         None => (0, 0),
     };
     let p = GemmParams {
-        a: g.a.buf.ptr,
-        b: g.b.buf.ptr,
-        c: g.c.buf.ptr,
+        a: g.a.buf.ptr(),
+        b: g.b.buf.ptr(),
+        c: g.c.buf.ptr(),
         c_pre: g.c_pre.map_or(0, |d| d.ptr),
         bias: g.bias.map_or(0, |d| d.ptr),
         sc,
@@ -422,10 +482,12 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
         alpha: g.alpha,
         accumulate: g.accumulate as i32,
         act: g.act as i32,
-        flags: gemm_env().flags | if g.drop_a { GEMM_DROP_A } else { 0 },
+        flags: gemm_env().flags
+            | if g.drop_a { GEMM_DROP_A } else { 0 }
+            | if g.c.buf.is_bf16() { GEMM_C_BF16 } else { 0 },
     };
     let (name, (tm, tn), threads) = match prec {
-        Precision::Bf16 => (bf16_kernel(g), TILE_BF16, 128),
+        Precision::Bf16 => (bf16_kernel(g)?, TILE_BF16, 128),
         Precision::F32 => ("gemm_f32", TILE_F32, 256),
     };
     let cfg = LaunchConfig {

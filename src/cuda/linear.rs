@@ -2,7 +2,7 @@
 //! are `gemm` calls, the bias gradient is the column sum of `kernels/linear.cu`. Twin of
 //! `src/cpu/linear.rs`. Legend: R rows, I input features, O output features.
 
-use super::device::{Args, Dev, Gpu};
+use super::device::{Args, Dev, Gpu, Tensor};
 use super::gemm::{Accum, Gemm, Precision, gemm};
 use super::kernels::LINEAR;
 use crate::error::Result;
@@ -79,10 +79,10 @@ pub fn col_sum(
 pub fn linear_forward(
     gpu: &Gpu,
     prec: Precision,
-    out: Dev<f32>, // [R, O]
-    inp: Dev<f32>, // [R, I]
-    w: Dev<f32>,   // [O, I]
-    b: Dev<f32>,   // [O]
+    out: impl Into<Tensor>, // [R, O]
+    inp: impl Into<Tensor>, // [R, I]
+    w: Dev<f32>,            // [O, I]
+    b: Dev<f32>,            // [O]
     r: usize,
     i: usize,
     o: usize,
@@ -101,7 +101,7 @@ pub fn linear_backward(
     dw: Dev<f32>,           // [O, I]
     db: Dev<f32>,           // [O]
     dout: Dev<f32>,         // [R, O]
-    inp: Dev<f32>,          // [R, I]
+    inp: impl Into<Tensor>, // [R, I]
     w: Dev<f32>,            // [O, I]
     scratch: Dev<f32>,      // col_sum_scratch(R, O)
     r: usize,

@@ -28,7 +28,7 @@ use super::linear::{linear_backward, linear_forward};
 use super::mask::{dropout_backward, mask_input};
 use super::mlp::{Residual, mlp_backward, mlp_forward};
 use super::poisson::{poisson_backward, poisson_forward};
-use super::workspace::{DeviceWorkspace, layer};
+use super::workspace::{DeviceWorkspace, layer, layer_of};
 use super::{StepResult, StepScalars};
 use crate::cpu::dropout::dropout_streams;
 use crate::cpu::workspace::{Dims, Layout, SessionRanges};
@@ -127,7 +127,7 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
         let (w, b) = (ps.p(&bl.ln1_w), ps.p(&bl.ln1_b));
         layernorm_forward(gpu, ln, xh1, r1, z, w, b, bs, d, ps.cfg.ln_eps)?;
         // qkv = a · Wqkvᵀ + bqkv
-        let qkv = layer(&ws.qkv, l, bs * 3 * d);
+        let qkv = layer_of(&ws.qkv, l, bs * 3 * d);
         linear_forward(
             gpu,
             prec,
@@ -140,7 +140,7 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
             3 * d,
         )?;
         // atty = attention(qkv)
-        let atty = layer(&ws.atty, l, bsd);
+        let atty = layer_of(&ws.atty, l, bsd);
         let att = layer(&ws.att, if ws.keep_att { l } else { 0 }, dm.bhss());
         let stream = dropout_streams::attn_probs(l);
         attention_forward(
@@ -343,7 +343,7 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             ps.g(&bl.out_w),
             ps.g(&bl.out_b),
             dbranch,
-            layer(&ws.atty, l, bsd),
+            layer_of(&ws.atty, l, bsd),
             ps.p(&bl.out_w),
             scratch,
             bs,
@@ -352,7 +352,7 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             set,
         )?;
         // atty = attention(qkv); att recomputed unless kept (the last layer's is still there)
-        let qkv = layer(&ws.qkv, l, bs * 3 * d);
+        let qkv = layer_of(&ws.qkv, l, bs * 3 * d);
         let att = layer(&ws.att, if ws.keep_att { l } else { 0 }, dm.bhss());
         if !ws.keep_att && l + 1 < dm.l {
             attention_probs(gpu, prec, att, qkv, ps.attn(), ps.sc)?;

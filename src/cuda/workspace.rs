@@ -18,11 +18,14 @@
 //!   forward leaves there. With `keep_att` they are every layer's, saved by the forward
 //!   (`NDT_ATTENTION_KEEP=1`: `L − 1` more `[B, H, S, S]` buffers, one product and one softmax
 //!   fewer per layer).
+//! - With `bf16_store` (bf16 precision, unless `NDT_STORE_F32=1`) the tensors that only matrix
+//!   products read are stored as bf16 (`Tensor::Bf16`): `qkv` and the attention output `atty`.
+//!   The products round their operands to bf16 anyway, so the results are the same bits.
 //!
 //! Dimension letters as in `src/cpu/workspace.rs`: B batch, T bins, S = T + 2, N neurons,
 //! D d_model, E d_tok, G d_embed_hidden, F d_ff, H heads, L blocks.
 
-use super::device::{Buffer, Dev, Gpu};
+use super::device::{Buffer, Dev, Gpu, Tensor, TensorBuf};
 use super::{adamw, layernorm, linear, poisson};
 use crate::error::Result;
 use crate::model::ModelConfig;
@@ -36,13 +39,16 @@ pub struct Capacity {
 }
 
 macro_rules! workspace {
-    ($($name:ident),* $(,)?) => {
+    (f32: [$($name:ident),* $(,)?], stored: [$($sname:ident),* $(,)?] $(,)?) => {
         /// Device buffers; see the module documentation for shapes.
         pub struct DeviceWorkspace {
             pub cap: Capacity,
             /// `att` holds every layer's probabilities (else one layer's, recomputed).
             pub keep_att: bool,
+            /// The `stored` tensors are bf16 (else f32).
+            pub bf16_store: bool,
             $(pub $name: Buffer<f32>,)*
+            $(pub $sname: TensorBuf,)*
             /// [B, T, N] input mask and target mask
             pub mask: Buffer<u8>,
             pub target: Buffer<u8>,
@@ -54,6 +60,7 @@ macro_rules! workspace {
             /// Bytes of every buffer.
             pub fn bytes(&self) -> usize {
                 0 $(+ 4 * self.$name.len())*
+                    $(+ self.$sname.bytes())*
                     + self.mask.len()
                     + self.target.len()
                     + 8 * self.parts.len()
@@ -63,18 +70,23 @@ macro_rules! workspace {
 }
 
 workspace!(
-    x, xin, h, a1, sg, emb, resid, resid_mid, xh1, ln1_rstd, qkv, att, atty, xh2, ln2_rstd, fch,
-    xhf, lnf_rstd, ln, ff, y, r, dy, dresid, dbranch, dqkv, datty, datt, demb, dsg, dh, scratch,
+    f32: [
+        x, xin, h, a1, sg, emb, resid, resid_mid, xh1, ln1_rstd, att, xh2, ln2_rstd, fch, xhf,
+        lnf_rstd, ln, ff, y, r, dy, dresid, dbranch, dqkv, datty, datt, demb, dsg, dh, scratch,
+    ],
+    stored: [qkv, atty],
 );
 
 impl DeviceWorkspace {
-    /// Buffers for batches up to `cap` through `cfg`, zeroed.
+    /// Buffers for batches up to `cap` through `cfg`, zeroed; `keep_att` and `bf16_store` as
+    /// the fields.
     pub fn new(
         gpu: &Gpu,
         cfg: &ModelConfig,
         cap: Capacity,
         n_params: usize,
         keep_att: bool,
+        bf16_store: bool,
     ) -> Result<DeviceWorkspace> {
         let (b, t, n) = (cap.b, cap.t, cap.n);
         let (d, e, g, f, h, l) = (
@@ -89,6 +101,7 @@ impl DeviceWorkspace {
         let (bt, bs) = (b * t, b * s);
         let bhss = b * h * s * s;
         let a = |len: usize| gpu.alloc::<f32>(len);
+        let st = |len: usize| TensorBuf::new(gpu, len, bf16_store);
         let widest = [n, d, e, g, f, 3 * d].into_iter().max().unwrap_or(1);
         let scratch =
             linear::col_sum_scratch(bs.max(bt), widest).max(layernorm::layernorm_scratch(bs, d));
@@ -96,6 +109,7 @@ impl DeviceWorkspace {
         Ok(DeviceWorkspace {
             cap,
             keep_att,
+            bf16_store,
             x: a(bt * n)?,
             xin: a(bt * n)?,
             h: a(bt * e)?,
@@ -106,9 +120,9 @@ impl DeviceWorkspace {
             resid_mid: a(bs * d)?,
             xh1: a(l * bs * d)?,
             ln1_rstd: a(l * bs)?,
-            qkv: a(l * bs * 3 * d)?,
+            qkv: st(l * bs * 3 * d)?,
             att: a(if keep_att { l } else { 1 } * bhss)?,
-            atty: a(l * bs * d)?,
+            atty: st(l * bs * d)?,
             xh2: a(l * bs * d)?,
             ln2_rstd: a(l * bs)?,
             fch: a(l * bs * f)?,
@@ -143,4 +157,9 @@ impl DeviceWorkspace {
 /// Layer `l` of a stacked `[L, len]` buffer.
 pub fn layer(buf: &Buffer<f32>, l: usize, len: usize) -> Dev<f32> {
     buf.dev().slice(l * len, len)
+}
+
+/// Layer `l` of a stacked `[L, len]` tensor.
+pub fn layer_of(buf: &TensorBuf, l: usize, len: usize) -> Tensor {
+    buf.view().slice(l * len, len)
 }
