@@ -6,7 +6,7 @@
 //! P n_bins (rows of `pos`).
 
 use super::StepScalars;
-use super::device::{Args, Dev, Gpu, grid_1d};
+use super::device::{Args, Dev, Gpu, Tensor, grid_1d};
 use super::gemm::{Accum, Act, Gemm, Precision, gemm};
 use super::kernels::EMBED;
 use super::linear::linear_backward;
@@ -48,19 +48,20 @@ pub fn softsign_backward(
 pub fn embed_forward(
     gpu: &Gpu,
     prec: Precision,
-    e: Dev<f32>,  // [R, D]
-    a1: Dev<f32>, // [R, G] saved
-    sg: Dev<f32>, // [R, G] saved
-    h: Dev<f32>,  // [R, E]
-    w1: Dev<f32>, // [G, E]
-    b1: Dev<f32>, // [G]
-    w2: Dev<f32>, // [D, G]
-    b2: Dev<f32>, // [D]
+    e: Dev<f32>,           // [R, D]
+    a1: Dev<f32>,          // [R, G] saved
+    sg: impl Into<Tensor>, // [R, G] saved
+    h: impl Into<Tensor>,  // [R, E]
+    w1: Dev<f32>,          // [G, E]
+    b1: Dev<f32>,          // [G]
+    w2: Dev<f32>,          // [D, G]
+    b2: Dev<f32>,          // [D]
     r: usize,
     de: usize,
     g: usize,
     d: usize,
 ) -> Result<()> {
+    let sg = sg.into();
     let fc1 = Gemm {
         c_pre: Some(a1),
         act: Act::Softsign,
@@ -84,9 +85,9 @@ pub fn embed_backward(
     dw2: Dev<f32>,
     db2: Dev<f32>,
     dout: Dev<f32>, // [R, D]
-    h: Dev<f32>,
+    h: impl Into<Tensor>,
     a1: Dev<f32>,
-    sg: Dev<f32>,
+    sg: impl Into<Tensor>,
     w1: Dev<f32>,
     w2: Dev<f32>,
     scratch: Dev<f32>, // linear::col_sum_scratch(R, max(G, D))

@@ -81,20 +81,22 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
     let (bt, bs, d, t, n) = (dm.bt(), dm.bs(), dm.d, dm.t, dm.n);
     let (lay, sess) = (ps.lay, ps.session);
     let bsd = bs * d;
+    let late = ws.late(ps.cfg);
 
-    // x̃ = x ⊙ (1 − M)
-    mask_input(gpu, ws.xin.dev(), ws.x.dev(), ws.mask.dev(), bt * n)?;
+    // x̃ = x ⊙ (1 − M), in `r` until the readout
+    let xin = ws.r.dev();
+    mask_input(gpu, xin, ws.x.dev(), ws.mask.dev(), bt * n)?;
     // h = stitch_in[s](x̃)
     let (in_w, in_b) = (ps.p(&sess.in_w), ps.p(&sess.in_b));
-    linear_forward(gpu, prec, ws.h.dev(), ws.xin.dev(), in_w, in_b, bt, n, dm.e)?;
+    linear_forward(gpu, prec, ws.h.view(), xin, in_w, in_b, bt, n, dm.e)?;
     // emb = fc2(softsign(fc1(h)))
     embed_forward(
         gpu,
         prec,
-        ws.emb.dev(),
+        late.emb,
         ws.a1.dev(),
-        ws.sg.dev(),
-        ws.h.dev(),
+        ws.sg.view(),
+        ws.h.view(),
         ps.p(&lay.emb_fc1_w),
         ps.p(&lay.emb_fc1_b),
         ps.p(&lay.emb_fc2_w),
@@ -108,7 +110,7 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
     assemble_forward(
         gpu,
         layer(&ws.resid, 0, bsd),
-        ws.emb.dev(),
+        late.emb,
         ps.p(&sess.token),
         ps.p(&lay.mask_tokens),
         ps.p(&lay.pos),
@@ -179,7 +181,7 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
             prec,
             z,
             layer(&ws.fch, l, bs * dm.f),
-            ws.ff.dev(),
+            ws.ff(bs, dm.f),
             ln,
             ps.p(&bl.fc1_w),
             ps.p(&bl.fc1_b),
@@ -295,7 +297,7 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
             gpu,
             prec,
             dln,
-            ws.ff.dev(),
+            ws.ff(bs, dm.f),
             ps.g(&bl.fc1_w),
             ps.g(&bl.fc1_b),
             ps.g(&bl.fc2_w),
@@ -407,7 +409,8 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
     }
 
     // z₀ = drop([token[s], mask_tokens[scheme], emb_t + pos_t])
-    let demb = ws.demb.dev();
+    let late = ws.late(ps.cfg);
+    let demb = late.emb;
     assemble_backward(
         gpu,
         demb,
@@ -426,18 +429,18 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
     embed_backward(
         gpu,
         prec,
-        ws.dh.dev(),
+        late.dh,
         // d softsign and d fc1 share one buffer (the softsign backward runs in place).
-        ws.dsg.dev(),
-        ws.dsg.dev(),
+        late.dsg,
+        late.dsg,
         ps.g(&lay.emb_fc1_w),
         ps.g(&lay.emb_fc1_b),
         ps.g(&lay.emb_fc2_w),
         ps.g(&lay.emb_fc2_b),
         demb,
-        ws.h.dev(),
+        ws.h.view(),
         ws.a1.dev(),
-        ws.sg.dev(),
+        ws.sg.view(),
         ps.p(&lay.emb_fc1_w),
         ps.p(&lay.emb_fc2_w),
         scratch,
@@ -447,22 +450,11 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
         d,
         set,
     )?;
-    // h = stitch_in[s](x̃)   (no gradient to the data)
+    // h = stitch_in[s](x̃)   (no gradient to the data; x̃ rebuilt)
+    mask_input(gpu, late.xin, ws.x.dev(), ws.mask.dev(), bt * n)?;
     let (dw, db) = (ps.g(&sess.in_w), ps.g(&sess.in_b));
     let w = ps.p(&sess.in_w);
     linear_backward(
-        gpu,
-        prec,
-        None,
-        dw,
-        db,
-        ws.dh.dev(),
-        ws.xin.dev(),
-        w,
-        scratch,
-        bt,
-        n,
-        dm.e,
-        set,
+        gpu, prec, None, dw, db, late.dh, late.xin, w, scratch, bt, n, dm.e, set,
     )
 }

@@ -11,16 +11,26 @@
 //!   is rebuilt from x̂ (the same bits) for the weight gradient of the product that read it,
 //!   then overwritten with the gradient of that product's input.
 //! - The block MLP saves its pre-activation (`fch`); the GELU output goes to `ff`, which the
-//!   backward rebuilds, reads once, then overwrites with the activation's gradient.
+//!   backward rebuilds, reads once, then overwrites with the activation's gradient. `ff` lives
+//!   in `dqkv`'s space: the forward does not use `dqkv`, and in a block's backward the MLP
+//!   part is done before the attention part writes `dqkv`.
 //! - The Poisson backward writes d log-rates over the log-rates `r`.
+//! - The masked input x̃ is not kept: the forward writes it to `r` (free until the readout
+//!   writes the log-rates) and the backward rebuilds it, for the input layer's weight
+//!   gradient, from the counts and the mask.
+//! - The embedding's transients are in `fch`'s space, which holds nothing live before the
+//!   forward's first block and after the backward's last one: the embedding output `emb` in
+//!   the forward; its gradient `demb`, the backward scratch `dsg` and `dh`, and the rebuilt x̃
+//!   in the backward (`fch` is sized for both uses).
 //! - The attention probabilities `att` are one layer's: the backward recomputes each layer's
 //!   (the same kernels on the same qkv, so the same bits), except the last layer's, which the
 //!   forward leaves there. With `keep_att` they are every layer's, saved by the forward
 //!   (`NDT_ATTENTION_KEEP=1`: `L − 1` more `[B, H, S, S]` buffers, one product and one softmax
 //!   fewer per layer).
 //! - With `bf16_store` (bf16 precision, unless `NDT_STORE_F32=1`) the tensors that only matrix
-//!   products read are stored as bf16 (`Tensor::Bf16`): `qkv` and the attention output `atty`.
-//!   The products round their operands to bf16 anyway, so the results are the same bits.
+//!   products read are stored as bf16 (`Tensor::Bf16`): `qkv`, the attention output `atty`,
+//!   the input layer's output `h` and the embedding's softsign output `sg`. The products round
+//!   their operands to bf16 anyway, so the results are the same bits.
 //!
 //! Dimension letters as in `src/cpu/workspace.rs`: B batch, T bins, S = T + 2, N neurons,
 //! D d_model, E d_tok, G d_embed_hidden, F d_ff, H heads, L blocks.
@@ -71,10 +81,10 @@ macro_rules! workspace {
 
 workspace!(
     f32: [
-        x, xin, h, a1, sg, emb, resid, resid_mid, xh1, ln1_rstd, att, xh2, ln2_rstd, fch, xhf,
-        lnf_rstd, ln, ff, y, r, dy, dresid, dbranch, dqkv, datty, datt, demb, dsg, dh, scratch,
+        x, a1, resid, resid_mid, xh1, ln1_rstd, att, xh2, ln2_rstd, fch, xhf, lnf_rstd, ln, y,
+        r, dy, dresid, dbranch, dqkv, datty, datt, scratch,
     ],
-    stored: [qkv, atty],
+    stored: [h, sg, qkv, atty],
 );
 
 impl DeviceWorkspace {
@@ -111,11 +121,9 @@ impl DeviceWorkspace {
             keep_att,
             bf16_store,
             x: a(bt * n)?,
-            xin: a(bt * n)?,
-            h: a(bt * e)?,
+            h: st(bt * e)?,
             a1: a(bt * g)?,
-            sg: a(bt * g)?,
-            emb: a(bt * d)?,
+            sg: st(bt * g)?,
             resid: a(bs * d)?,
             resid_mid: a(bs * d)?,
             xh1: a(l * bs * d)?,
@@ -125,22 +133,18 @@ impl DeviceWorkspace {
             atty: st(l * bs * d)?,
             xh2: a(l * bs * d)?,
             ln2_rstd: a(l * bs)?,
-            fch: a(l * bs * f)?,
+            fch: a((l * bs * f).max(Late::len(bt, n, e, g, d)))?,
             xhf: a(bs * d)?,
             lnf_rstd: a(bs)?,
             ln: a(bs * d)?,
-            ff: a(bs * f)?,
             y: a(bt * d)?,
             r: a(bt * n)?,
             dy: a(bt * d)?,
             dresid: a(bs * d)?,
             dbranch: a(bs * d)?,
-            dqkv: a(bs * 3 * d)?,
+            dqkv: a(bs * (3 * d).max(f))?,
             datty: a(bs * d)?,
             datt: a(bhss)?,
-            demb: a(bt * d)?,
-            dsg: a(bt * g)?,
-            dh: a(bt * e)?,
             scratch: a(scratch)?,
             mask: gpu.alloc::<u8>(bt * n)?,
             target: gpu.alloc::<u8>(bt * n)?,
@@ -148,9 +152,54 @@ impl DeviceWorkspace {
         })
     }
 
+    /// The block MLP's GELU output `[B·S, F]` (in `dqkv`'s space).
+    pub fn ff(&self, rows: usize, f: usize) -> Dev<f32> {
+        self.dqkv.dev().slice(0, rows * f)
+    }
+
+    /// The embedding's transients in `fch`'s space, at offsets fixed by the capacity.
+    pub fn late(&self, cfg: &ModelConfig) -> Late {
+        let bt = self.cap.b * self.cap.t;
+        let (n, e, g, d) = (self.cap.n, cfg.d_tok, cfg.d_embed_hidden, cfg.d_model);
+        let base = self.fch.dev();
+        let mut at = 0;
+        let mut take = |len: usize| {
+            let v = base.slice(at, len);
+            at += len;
+            v
+        };
+        Late {
+            xin: take(bt * n),
+            dh: take(bt * e),
+            dsg: take(bt * g),
+            emb: take(bt * d),
+        }
+    }
+
     /// Whether a batch of `b × t × n` fits.
     pub fn fits(&self, b: usize, t: usize, n: usize) -> bool {
         b <= self.cap.b && t <= self.cap.t && n <= self.cap.n
+    }
+}
+
+/// Views into `fch`'s space while no block's pre-activation is live (before the forward's
+/// first block, after the backward's last): capacity-sized, so a smaller batch uses a prefix.
+#[derive(Clone, Copy, Debug)]
+pub struct Late {
+    /// `[B·T, N]` the masked input x̃, rebuilt by the backward.
+    pub xin: Dev<f32>,
+    /// `[B·T, E]` the gradient of the input layer's output.
+    pub dh: Dev<f32>,
+    /// `[B·T, G]` the gradient of the softsign output, then of its input (in place).
+    pub dsg: Dev<f32>,
+    /// `[B·T, D]` the embedding output in the forward; its gradient in the backward.
+    pub emb: Dev<f32>,
+}
+
+impl Late {
+    /// Elements of `fch` the views take.
+    fn len(bt: usize, n: usize, e: usize, g: usize, d: usize) -> usize {
+        bt * (n + e + g + d)
     }
 }
 
