@@ -241,6 +241,8 @@ if want bench; then
         env NDT_GEMM_NO_LDMATRIX=1 "$NDT" bench --device cuda --config paper --batch-size 16
     step bench "paper config, bf16, B 16, every layer's attention probabilities kept (A/B of the recompute)" \
         env NDT_ATTENTION_KEEP=1 "$NDT" bench --device cuda --config paper --batch-size 16
+    step bench "paper config, bf16, B 16, every activation stored as f32 (A/B of the bf16 storage)" \
+        env NDT_STORE_F32=1 "$NDT" bench --device cuda --config paper --batch-size 16
 fi
 if want kernels; then
     if [ -n "${EXE[bench_kernels]}" ]; then
