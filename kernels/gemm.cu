@@ -14,7 +14,9 @@
 //   off_x(z)   = (z / zdiv) * x_z1 + (z % zdiv) * x_z2   (e.g. z = batch * heads + head)
 // Epilogue, per element: v = alpha * acc + bias[n]; c_pre = v; v = act(v);
 //   v = dropout(v) (stream drop_stream of sc->seed, counter (z * M + m) * N + n);
-//   C = v, or C += v when `accumulate` (residual add, gradient accumulation).
+//   C = v, or C = R + v with a residual source R (same strides as C: the residual update
+//   z' = z + drop(branch) written to another buffer), or C += v when `accumulate` (gradient
+//   accumulation).
 // With GEMM_DROP_A the dropout applies to A's elements as they are read instead (below).
 //
 // gemm_bf16: operands rounded to bf16 while staged in shared memory, products on tensor cores
@@ -34,6 +36,7 @@ struct GemmParams {
     float* c_pre;        // pre-activation output (null: not stored)
     const float* bias;   // [N] (null: none)
     const StepScalars* sc;  // dropout probability and seed (null: no dropout)
+    const float* resid;  // R of C = R + v, with C's strides (null: none)
     long long a_rs, a_cs, b_rs, b_cs, c_rs, c_cs;
     long long a_z1, a_z2, b_z1, b_z2, c_z1, c_z2;
     unsigned long long drop_stream;
@@ -46,7 +49,7 @@ struct GemmParams {
 };
 
 // The size is pinned on both sides (src/cuda/gemm.rs asserts it, with the field offsets).
-static_assert(sizeof(GemmParams) == 184, "GemmParams layout");
+static_assert(sizeof(GemmParams) == 192, "GemmParams layout");
 
 #define ACT_NONE 0
 #define ACT_GELU 1
@@ -73,13 +76,15 @@ __device__ __forceinline__ void gemm_store(const GemmParams& p, void* c, int z, 
     float v = p.alpha * acc;
     if (p.bias) v += p.bias[n];
     long long ci = (long long)m * p.c_rs + (long long)n * p.c_cs;
-    if (p.c_pre) p.c_pre[gemm_off(z, p.zdiv, p.c_z1, p.c_z2) + ci] = v;
+    long long c_zoff = gemm_off(z, p.zdiv, p.c_z1, p.c_z2);
+    if (p.c_pre) p.c_pre[c_zoff + ci] = v;
     if (p.act == ACT_GELU) v = ndt_gelu(v);
     else if (p.act == ACT_SOFTSIGN) v = ndt_softsign(v);
     if (drop_p > 0.0f) {
         unsigned long long idx = ((unsigned long long)z * p.m + m) * p.n + n;
         v *= ndt_drop_factor(key, idx, drop_p, keep_scale);
     }
+    if (p.resid) v = p.resid[c_zoff + ci] + v;
     if (p.flags & GEMM_C_BF16) ((bf16_t*)c)[ci] = (bf16_t)ndt_f32_to_bf16(v);
     else if (p.accumulate) ((float*)c)[ci] += v;
     else ((float*)c)[ci] = v;

@@ -508,7 +508,8 @@ fn gemm_epilogues_match_their_cpu_twins() {
                 check(&format!("{what} pre"), &pre.read(&g, "pre"), &pre_ref, tol);
                 check(&what, &out.read(&g, "act"), &want, tol);
             }
-            // z += drop(A·Bᵀ + bias): the residual update of the blocks.
+            // z += drop(A·Bᵀ + bias), and z' = z + drop(A·Bᵀ + bias) into another buffer and
+            // in place (a residual source): the residual update of the blocks.
             let z0 = rand_vec(&mut r, m * n, 1.0);
             for p in [0.0f32, 0.2] {
                 let sc = scalars(&g, drop_scalars(p, 11));
@@ -527,11 +528,37 @@ fn gemm_epilogues_match_their_cpu_twins() {
                     Dropout::OFF
                 };
                 cpu::dropout::dropout_add_forward(&mut want, &pre_ref, site);
-                check(
-                    &format!("{prec:?} residual p={p} {m}x{n}x{k}"),
-                    &z.read(&g, "z"),
-                    &want,
-                    tol,
+                let what = format!("{prec:?} residual p={p} {m}x{n}x{k}");
+                let added = z.read(&g, "z");
+                check(&what, &added, &want, tol);
+                let (src, out) = (up(&g, &z0), Out::new(&g, m * n));
+                let gm = Gemm {
+                    c: Operand::rows(out.dev(), n),
+                    resid: Some(src.dev()),
+                    dropout: Some((sc.dev(), 8)),
+                    ..base
+                };
+                gemm(&g, prec, &gm).unwrap();
+                check_bits(&format!("{what}, source"), &out.read(&g, "z'"), &added);
+                let z = Out::with(&g, &z0);
+                let gm = Gemm {
+                    c: Operand::rows(z.dev(), n),
+                    resid: Some(z.dev()),
+                    ..gm
+                };
+                gemm(&g, prec, &gm).unwrap();
+                check_bits(&format!("{what}, in place"), &z.read(&g, "z"), &added);
+                assert!(
+                    gemm(
+                        &g,
+                        prec,
+                        &Gemm {
+                            accumulate: true,
+                            ..gm
+                        }
+                    )
+                    .is_err(),
+                    "a residual source with C += is refused"
                 );
             }
         }

@@ -87,6 +87,7 @@ impl AttnDims {
             c,
             c_pre: None,
             bias: None,
+            resid: None,
             accumulate: false,
             act: Act::None,
             dropout: None,

@@ -123,6 +123,9 @@ pub struct Gemm {
     pub c_pre: Option<Dev<f32>>,
     /// Bias `[N]` added before the activation.
     pub bias: Option<Dev<f32>>,
+    /// C = R + result, R with C's strides (the residual update `z' = z + drop(branch)`
+    /// written to another buffer than z); not with `accumulate`.
+    pub resid: Option<Dev<f32>>,
     /// C += result instead of C = result.
     pub accumulate: bool,
     pub act: Act,
@@ -158,6 +161,7 @@ impl Gemm {
             c: Operand::rows(y, n),
             c_pre: None,
             bias,
+            resid: None,
             accumulate: false,
             act: Act::None,
             dropout: None,
@@ -237,6 +241,7 @@ struct GemmParams {
     c_pre: u64,
     bias: u64,
     sc: u64,
+    resid: u64,
     a_rs: i64,
     a_cs: i64,
     b_rs: i64,
@@ -270,11 +275,11 @@ const GEMM_C_BF16: i32 = 8;
 
 // Sizes are asserted in kernels/gemm.cu too (NVRTC has no offsetof without headers).
 const _: () = {
-    assert!(std::mem::size_of::<GemmParams>() == 184);
-    assert!(std::mem::offset_of!(GemmParams, a_rs) == 48);
-    assert!(std::mem::offset_of!(GemmParams, drop_stream) == 144);
-    assert!(std::mem::offset_of!(GemmParams, m) == 152);
-    assert!(std::mem::offset_of!(GemmParams, alpha) == 168);
+    assert!(std::mem::size_of::<GemmParams>() == 192);
+    assert!(std::mem::offset_of!(GemmParams, a_rs) == 56);
+    assert!(std::mem::offset_of!(GemmParams, drop_stream) == 152);
+    assert!(std::mem::offset_of!(GemmParams, m) == 160);
+    assert!(std::mem::offset_of!(GemmParams, alpha) == 176);
 };
 
 // SAFETY: plain-old-data with the C layout of `GemmParams`.
@@ -432,6 +437,12 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
     if let Some(b) = g.bias {
         b.need(g.n, "gemm bias")?;
     }
+    if let Some(r) = g.resid {
+        r.need(c_extent, "gemm residual source")?;
+        if g.accumulate {
+            return Err(Error::Internal("gemm: a residual source with C +=".into()));
+        }
+    }
     let any_bf16 = g.a.buf.is_bf16() || g.b.buf.is_bf16() || g.c.buf.is_bf16();
     if any_bf16 && prec == Precision::F32 {
         return Err(Error::Internal(
@@ -462,6 +473,7 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
         c_pre: g.c_pre.map_or(0, |d| d.ptr),
         bias: g.bias.map_or(0, |d| d.ptr),
         sc,
+        resid: g.resid.map_or(0, |d| d.ptr),
         a_rs: g.a.rs,
         a_cs: g.a.cs,
         b_rs: g.b.rs,

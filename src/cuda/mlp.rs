@@ -11,15 +11,19 @@ use super::kernels::MLP;
 use super::linear::linear_backward;
 use crate::error::{Result, internal};
 
-/// Where fc2's output goes: `out = fc2(…)`, or the residual update `out += drop(fc2(…))`
-/// with the dropout of the step scalars and an RNG stream.
+/// Where fc2's output goes: `out = fc2(…)`, or the residual update `out = z + drop(fc2(…))`
+/// with the dropout of the step scalars `sc` and the RNG stream `stream` (`z` may be `out`).
 #[derive(Clone, Copy, Debug)]
 pub enum Residual {
     None,
-    Add(Dev<StepScalars>, u64),
+    Add {
+        z: Dev<f32>,
+        sc: Dev<StepScalars>,
+        stream: u64,
+    },
 }
 
-/// pre = fc1(x); act = gelu(pre); out = fc2(act) (or out += drop(fc2(act))).
+/// pre = fc1(x); act = gelu(pre); out = fc2(act) (or out = z + drop(fc2(act)).
 #[allow(clippy::too_many_arguments)]
 pub fn mlp_forward(
     gpu: &Gpu,
@@ -44,8 +48,8 @@ pub fn mlp_forward(
     };
     gemm(gpu, prec, &fc1)?;
     let mut fc2 = Gemm::linear(out, act, w2, Some(b2), r, d, f);
-    if let Residual::Add(sc, stream) = resid {
-        fc2.accumulate = true;
+    if let Residual::Add { z, sc, stream } = resid {
+        fc2.resid = Some(z);
         fc2.dropout = Some((sc, stream));
     }
     gemm(gpu, prec, &fc2)

@@ -10,9 +10,9 @@
 //! h      = stitch_in[s](x̃)                               gemm
 //! emb    = fc2(softsign(fc1(h)))                          gemm (softsign epilogue), gemm
 //! z₀     = drop([token[s], prompt, emb_t + pos_t])        embed_assemble_forward, stream 0
-//! z_mid  = z_l + drop(out(attn(LN₁(z_l))))                copy, gemm (+= and dropout)
+//! z_mid  = z_l + drop(out(attn(LN₁(z_l))))                gemm (residual source z_l, dropout)
 //!                                                         (z_mid, z_l+1 in two rolling slabs)
-//! z_l+1  = z_mid + drop(fc2(gelu(fc1(LN₂(z_mid)))))       copy, gemm (GELU), gemm (+=, dropout)
+//! z_l+1  = z_mid + drop(fc2(gelu(fc1(LN₂(z_mid)))))       gemm (GELU), gemm (source z_mid)
 //! y      = LN_f(z_L)[:, 2:]                               layernorm, drop_prefix
 //! r      = stitch_out[s](y); ℓ = Σ_target (exp(r) − x·r) / |target|
 //! ```
@@ -157,7 +157,6 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
             ps.train,
         )?;
         // z_mid = z_l + drop(out(atty))
-        gpu.copy(z_mid, z, bsd)?;
         let mut out = Gemm::linear(
             z_mid,
             atty,
@@ -167,7 +166,7 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
             d,
             d,
         );
-        out.accumulate = true;
+        out.resid = Some(z);
         out.dropout = Some((ps.sc, dropout_streams::attn_resid(l)));
         gemm(gpu, prec, &out)?;
         // m = LN₂(z_mid)
@@ -175,7 +174,6 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
         let (w, b) = (ps.p(&bl.ln2_w), ps.p(&bl.ln2_b));
         layernorm_forward(gpu, ln, xh2, r2, z_mid, w, b, bs, d, ps.cfg.ln_eps)?;
         // z_l+1 = z_mid + drop(fc2(gelu(fc1(m)))), over z_l
-        gpu.copy(z, z_mid, bsd)?;
         mlp_forward(
             gpu,
             prec,
@@ -190,7 +188,11 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
             bs,
             d,
             dm.f,
-            Residual::Add(ps.sc, dropout_streams::mlp_resid(l)),
+            Residual::Add {
+                z: z_mid,
+                sc: ps.sc,
+                stream: dropout_streams::mlp_resid(l),
+            },
         )?;
         if ps.features == Some(l) {
             drop_prefix(gpu, ws.dy.dev(), z, dm.b, t, d)?;
