@@ -81,6 +81,10 @@ struct PaperBuffers {
     datt: Buffer<f32>,
     out: Buffer<f32>,
     dqkv: Buffer<f32>,
+    /// bf16 copies (raw bits) of `y`, `qkv` and `out`: the storage of the bf16 precision.
+    y_h: Buffer<u16>,
+    qkv_h: Buffer<u16>,
+    out_h: Buffer<u16>,
     ln_w: Buffer<f32>,
     ln_b: Buffer<f32>,
     xhat: Buffer<f32>,
@@ -107,6 +111,9 @@ impl PaperBuffers {
             datt: buf(bhss),
             out: buf(ROWS * D),
             dqkv: buf(ROWS * 3 * D),
+            y_h: g.alloc::<u16>(ROWS * 3 * D).unwrap(),
+            qkv_h: g.alloc::<u16>(ROWS * 3 * D).unwrap(),
+            out_h: g.alloc::<u16>(ROWS * D).unwrap(),
             ln_w: buf(D),
             ln_b: buf(D),
             xhat: buf(ROWS * D),
@@ -123,7 +130,8 @@ impl PaperBuffers {
 }
 
 /// Every kernel family at the paper's sizes: the three block GEMMs and attention in both
-/// precisions, and LayerNorm.
+/// precisions, the qkv product and attention again with the bf16 storage the bf16 precision
+/// uses for `qkv` and the attention output, and LayerNorm.
 fn paper_ops<'a>(g: &'a Gpu, pb: &'a PaperBuffers) -> Vec<Op<'a>> {
     let mut ops: Vec<Op<'a>> = Vec::new();
     for prec in [Precision::Bf16, Precision::F32] {
@@ -136,6 +144,12 @@ fn paper_ops<'a>(g: &'a Gpu, pb: &'a PaperBuffers) -> Vec<Op<'a>> {
             });
         }
     }
+    let gm = Gemm::linear(pb.y_h.dev(), pb.x.dev(), pb.w.dev(), None, ROWS, 3 * D, D);
+    ops.push(Op {
+        label: format!("gemm qkv {ROWS}x{}x{D} bf16, bf16 C", 3 * D),
+        work: Work::Flops(2.0 * (ROWS * 3 * D * D) as f64),
+        run: Box::new(move || gemm(g, Precision::Bf16, &gm).unwrap()),
+    });
     let dm = AttnDims {
         b: B,
         s: S,
@@ -184,6 +198,44 @@ fn paper_ops<'a>(g: &'a Gpu, pb: &'a PaperBuffers) -> Vec<Op<'a>> {
             }),
         });
     }
+    ops.push(Op {
+        label: "attention forward bf16, bf16 qkv and output".into(),
+        work: Work::Flops(2.0 * attn_flops),
+        run: Box::new(move || {
+            attention_forward(
+                g,
+                Precision::Bf16,
+                pb.out_h.dev(),
+                pb.att.dev(),
+                pb.qkv_h.dev(),
+                dm,
+                pb.sc.dev(),
+                1,
+                true,
+            )
+            .unwrap()
+        }),
+    });
+    ops.push(Op {
+        label: "attention backward bf16, bf16 qkv".into(),
+        work: Work::Flops(4.0 * attn_flops),
+        run: Box::new(move || {
+            attention_backward(
+                g,
+                Precision::Bf16,
+                pb.dqkv.dev(),
+                pb.datt.dev(),
+                pb.out.dev(),
+                pb.qkv_h.dev(),
+                pb.att.dev(),
+                dm,
+                pb.sc.dev(),
+                1,
+                true,
+            )
+            .unwrap()
+        }),
+    });
     ops.push(Op {
         label: "layernorm forward".into(),
         // Reads the input, writes the output and x̂ (ROWS x D f32 each) and rstd.
