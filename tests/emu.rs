@@ -521,3 +521,74 @@ fn bench_memory_only_allocates_a_step_without_running_it() {
         "{err}"
     );
 }
+
+/// `ndt bench --profile` launches training steps operation by operation and times each (on the
+/// emulator: CPU time): the CSV lists as many operations as the report counts, every row
+/// whole, the products with their FLOPs; the per-kernel table is printed. Without a GPU in use
+/// it is a usage error and writes nothing.
+#[test]
+fn bench_profile_times_every_operation_of_a_step() {
+    let tmp = TempDir::new("emu-profile");
+    let csv = tmp.join("profile.csv");
+    let out = ndt_emu("bf16")
+        .args(["bench", "--device", "cuda", "--config", "small"])
+        .args(["--batch-size", "2", "--bins", "12", "--neurons", "10"])
+        .args(["--steps", "1", "--warmup", "1", "--evals", "1", "--profile"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("profile:"))
+        .unwrap_or_else(|| panic!("no profile line in {text}"));
+    assert!(line.contains("kernel emulator"), "{line}");
+    let count: usize = line
+        .split(" operations")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no operation count in {line}"));
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = rows.lines();
+    assert_eq!(
+        lines.next(),
+        Some("index,file,kernel,grid,block,note,flops,us")
+    );
+    let body: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(body.len(), count, "{rows}");
+    for (i, r) in body.iter().enumerate() {
+        assert_eq!(r.len(), 8, "row {i}: {r:?}");
+        assert_eq!(r[0], i.to_string());
+        let us: f64 = r[7].parse().unwrap();
+        assert!(us.is_finite() && us >= 0.0, "row {i}: {r:?}");
+    }
+    // 3 blocks: per block at least the qkv, out, fc1 and fc2 products forward and 2 each
+    // backward, each with its FLOPs (2·M·N·K·batch) counted.
+    let products: Vec<_> = body.iter().filter(|r| r[1] == "gemm.cu").collect();
+    assert!(products.len() >= 3 * 12, "{} products", products.len());
+    for r in &products {
+        let (dims, z) = r[5].split_once(" z").unwrap();
+        let mnk: Vec<f64> = dims.split('x').map(|v| v.parse().unwrap()).collect();
+        let want = 2.0 * mnk.iter().product::<f64>() * z.parse::<f64>().unwrap();
+        assert_eq!(r[6].parse::<f64>().unwrap(), want, "{r:?}");
+    }
+    assert!(text.contains("| kernel | file | calls | ms/step | share |"), "{text}");
+    assert!(text.contains("| product (M x N x K, batch) |"), "{text}");
+
+    let none = tmp.join("cpu.csv");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"))
+        .args(["bench", "--device", "cpu", "--profile"])
+        .arg(&none)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--profile"), "{err}");
+    assert!(!none.exists());
+}

@@ -13,7 +13,8 @@
 #        track      the same training run (about 200 steps) on the CPU and on the GPU (f32 and
 #                   bf16), the per-epoch losses side by side (tools/compare_runs.py)
 #        sanitizer  compute-sanitizer memcheck and racecheck on a few training steps
-#        bench      ndt bench --device cuda at the paper config, bf16 and f32, graphs on and off
+#        bench      ndt bench --device cuda at the paper config, bf16 and f32 (each with a
+#                   per-operation profile, --profile), B 16 and 64, and the A/B switches
 #        kernels    the criterion bench benches/cuda_kernels.rs
 #        torch      bench/compare.sh (PyTorch side by side; needs torch in python3)
 #        recipe     the paper's single-session recipe end to end: 1000 epochs of the paper model
@@ -229,10 +230,13 @@ if want sanitizer; then
     fi
 fi
 if want bench; then
+    # With a per-operation profile (CUDA events; every operation in OUT/profile-*.csv).
     for p in bf16 f32; do
-        step bench "paper config, $p, B 16" "$NDT" bench --device cuda --config paper \
-            --precision "$p" --batch-size 16
+        step bench "paper config, $p, B 16, profiled" "$NDT" bench --device cuda --config paper \
+            --precision "$p" --batch-size 16 --profile "$OUT/profile-$p-b16.csv"
     done
+    step bench "paper config, bf16, B 64, profiled" "$NDT" bench --device cuda --config paper \
+        --batch-size 64 --profile "$OUT/profile-bf16-b64.csv"
     step bench "paper config, bf16, B 16, no CUDA graph" env NDT_CUDA_GRAPHS=0 "$NDT" bench \
         --device cuda --config paper --batch-size 16
     step bench "paper config, bf16, B 16, scalar GEMM loads (A/B of the float4 loads)" \

@@ -6,6 +6,7 @@
 use crate::backend::{Backend, ForwardOpts, StepHyper};
 use crate::batch::Batch;
 use crate::cpu::CpuBackend;
+use crate::cuda::profile::{OpTime, summary};
 use crate::cuda::{CudaBackend, Precision};
 use crate::error::{Error, Result, usage};
 use crate::mask::{Regions, make_masks};
@@ -60,6 +61,11 @@ pub struct Args {
     /// nothing (whether a batch size fits, without running the kernels).
     #[arg(long)]
     pub memory_only: bool,
+    /// After the timed steps, launch a few training steps operation by operation with CUDA
+    /// events around each, print the GPU time per kernel and per product shape, and write
+    /// every operation's time to this CSV file (GPU only).
+    #[arg(long, value_name = "CSV")]
+    pub profile: Option<std::path::PathBuf>,
 }
 
 /// The backend under test, concrete so that its memory can be read.
@@ -271,10 +277,114 @@ fn memory_line(what: &str, bytes: u64, workspace: Option<u64>) -> String {
     }
 }
 
+/// Steps that `--profile` launches operation by operation.
+const PROFILE_STEPS: usize = 5;
+
+/// `--profile`: the operations of `steps` (one Vec per step) summed per kernel and per product
+/// shape, printed (not with `--json`, which gets the per-kernel rows), and every operation of
+/// one step written to `csv`. `step_ms` is the timed (graph) step, for comparison.
+fn report_profile(
+    steps: &[Vec<OpTime>],
+    csv: &std::path::Path,
+    emulated: bool,
+    step_ms: f64,
+    json: bool,
+) -> Result<serde_json::Value> {
+    let (ops, totals) = summary(steps).ok_or_else(|| {
+        crate::error::internal("profiled steps issued different operations".to_string())
+    })?;
+    let mut text = String::from("index,file,kernel,grid,block,note,flops,us\n");
+    for (i, op) in ops.iter().enumerate() {
+        let (g, b) = (op.grid, op.block);
+        text += &format!(
+            "{i},{},{},{}x{}x{},{}x{}x{},{},{},{:.3}\n",
+            op.file,
+            op.name,
+            g.0,
+            g.1,
+            g.2,
+            b.0,
+            b.1,
+            b.2,
+            op.note,
+            op.flops,
+            op.secs * 1e6
+        );
+    }
+    crate::fsutil::write_atomic(csv, text.as_bytes())?;
+    let sum: f64 = ops.iter().map(|o| o.secs).sum();
+    let rows: Vec<serde_json::Value> = totals
+        .iter()
+        .map(|t| {
+            serde_json::json!({"file": t.file, "kernel": t.name, "calls": t.calls,
+                               "ms_per_step": t.secs * 1e3})
+        })
+        .collect();
+    if json {
+        return Ok(serde_json::json!({
+            "profile_ms_per_step": sum * 1e3,
+            "profile_operations": ops.len(),
+            "profile_kernels": rows,
+            "profile_csv": csv.display().to_string(),
+        }));
+    }
+    let clock = if emulated {
+        "CPU time of the kernel emulator, not GPU time"
+    } else {
+        "GPU time between CUDA events"
+    };
+    println!(
+        "profile: one training step launched operation by operation, each operation the fastest \
+         of {} runs ({clock}): {} operations, {:.3} ms in all (the graph step: {step_ms:.3} ms); \
+         every operation in {}",
+        steps.len(),
+        ops.len(),
+        sum * 1e3,
+        csv.display()
+    );
+    println!("| kernel | file | calls | ms/step | share |");
+    println!("|---|---|---|---|---|");
+    for t in &totals {
+        println!(
+            "| {} | {} | {} | {:.3} | {:.1} % |",
+            t.name,
+            t.file,
+            t.calls,
+            t.secs * 1e3,
+            100.0 * t.secs / sum.max(f64::MIN_POSITIVE)
+        );
+    }
+    // Products by shape: where the matrix time goes.
+    let mut shapes: BTreeMap<(&str, &str), (usize, f64, f64)> = BTreeMap::new();
+    for op in ops.iter().filter(|o| o.flops > 0.0) {
+        let e = shapes.entry((op.note.as_str(), op.name)).or_default();
+        e.0 += 1;
+        e.1 += op.secs;
+        e.2 += op.flops;
+    }
+    let mut shapes: Vec<_> = shapes.into_iter().collect();
+    shapes.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+    println!("| product (M x N x K, batch) | kernel | calls | ms/step | TFLOP/s |");
+    println!("|---|---|---|---|---|");
+    for ((shape, name), (calls, secs, flops)) in shapes {
+        println!(
+            "| {shape} | {name} | {calls} | {:.3} | {:.1} |",
+            secs * 1e3,
+            flops / secs.max(f64::MIN_POSITIVE) / 1e12
+        );
+    }
+    Ok(serde_json::Value::Null)
+}
+
 pub fn run(a: Args) -> Result<()> {
     if a.batch_size == 0 || a.bins == 0 || a.neurons == 0 || a.steps == 0 {
         return Err(usage(
             "--batch-size, --bins, --neurons and --steps must be positive",
+        ));
+    }
+    if a.profile.is_some() && (a.memory_only || a.device == Device::Cpu) {
+        return Err(usage(
+            "--profile times GPU operations: use it with --device cuda and without --memory-only",
         ));
     }
     let scheme = Scheme::parse(&a.scheme).ok_or_else(|| {
@@ -329,6 +439,19 @@ pub fn run(a: Args) -> Result<()> {
     })?;
     let (peak, peak_what) = under.peak_memory();
     let workspace = under.workspace_bytes();
+    let mut profile = None;
+    if let Some(csv) = &a.profile {
+        let Under::Cuda(b) = &mut under else {
+            return Err(usage(
+                "--profile times GPU operations, and no GPU is in use: use --device cuda",
+            ));
+        };
+        let first = a.warmup + a.steps;
+        let steps = (0..PROFILE_STEPS)
+            .map(|i| b.profile_step(&batch, &hp(first + i)))
+            .collect::<Result<Vec<_>>>()?;
+        profile = Some((steps, csv, b.gpu().is_emulated()));
+    }
 
     let tokens = (a.batch_size * a.bins) as f64;
     let tps = |ms: f64| tokens / (ms / 1e3);
@@ -348,7 +471,14 @@ pub fn run(a: Args) -> Result<()> {
             "workspace_bytes": workspace,
             "last_loss": last_loss,
         });
-        println!("{}", report_json(&a, &label, scheme, fields));
+        let mut v = report_json(&a, &label, scheme, fields);
+        if let Some((steps, csv, emulated)) = &profile {
+            let p = report_profile(steps, csv, *emulated, train.median_ms, true)?;
+            if let (Some(head), serde_json::Value::Object(rest)) = (v.as_object_mut(), p) {
+                head.extend(rest);
+            }
+        }
+        println!("{v}");
     } else {
         print_header(&a, &cfg, &label, scheme);
         println!(
@@ -365,6 +495,9 @@ pub fn run(a: Args) -> Result<()> {
             tps(eval.mean_ms)
         );
         println!("{}", memory_line(peak_what, peak, workspace));
+        if let Some((steps, csv, emulated)) = &profile {
+            report_profile(steps, csv, *emulated, train.median_ms, false)?;
+        }
     }
     Ok(())
 }

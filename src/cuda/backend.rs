@@ -13,6 +13,7 @@
 use super::device::{Buffer, Gpu, Graph};
 use super::gemm::Precision;
 use super::model::{Pass, model_backward, model_forward};
+use super::profile::OpTime;
 use super::workspace::{Capacity, DeviceWorkspace};
 use super::{StepResult, StepScalars, adamw};
 use crate::backend::{Backend, ForwardOpts, ForwardOut, StepHyper, StepStats};
@@ -238,6 +239,20 @@ impl CudaBackend {
             self.sc.dev(),
             self.res.dev(),
         )
+    }
+
+    /// One training step launched operation by operation, each timed (`src/cuda/profile.rs`):
+    /// the same work as `train_step`, without the graph.
+    pub fn profile_step(&mut self, batch: &Batch, hp: &StepHyper) -> Result<Vec<OpTime>> {
+        Self::check_dropout(hp.dropout)?;
+        let n_targets = self.load_batch(batch)?;
+        let sc = StepScalars::new(hp, n_targets, batch.scheme.index(), batch.causal());
+        self.gpu.upload(self.sc.dev(), &[sc])?;
+        self.gpu.profile_start()?;
+        let run = self.enqueue_step(batch);
+        let times = self.gpu.profile_finish();
+        run?;
+        times
     }
 
     /// Captures `enqueue_step` into a graph.

@@ -8,6 +8,7 @@
 use super::emu;
 use super::kernels::KernelFile;
 use super::nvrtc::{Arch, Nvrtc};
+use super::profile::{self, OpTime, Recorder, Stamp};
 use crate::error::{Error, Result};
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream};
@@ -276,6 +277,8 @@ pub struct Gpu {
     mem: Arc<MemCounter>,
     /// Whether the stream is being captured into a graph (no allocation, no sync allowed).
     capturing: Cell<bool>,
+    /// The operation times being recorded (`profile_start`), if any.
+    profile: RefCell<Option<Recorder>>,
 }
 
 /// What runs the kernels.
@@ -407,6 +410,7 @@ impl Gpu {
             info,
             mem: Arc::new(MemCounter::default()),
             capturing: Cell::new(false),
+            profile: RefCell::new(None),
         })
     }
 
@@ -431,6 +435,7 @@ impl Gpu {
             arch: Arch::new(8, 6),
             mem: Arc::new(MemCounter::default()),
             capturing: Cell::new(false),
+            profile: RefCell::new(None),
         }
     }
 
@@ -639,23 +644,26 @@ impl Gpu {
         dst.need(n, "device copy (dst)")?;
         src.need(n, "device copy (src)")?;
         let bytes = n * std::mem::size_of::<T>();
-        match &self.engine {
-            Engine::Cuda(c) => {
-                drv(c.ctx.bind_to_thread(), "binding the context")?;
-                // SAFETY: both views hold `n` elements of the same type.
-                drv(
-                    unsafe {
-                        result::memcpy_dtod_async(dst.ptr, src.ptr, bytes, c.stream.cu_stream())
-                    },
-                    "device copy",
-                )
+        self.profile_note(|| (format!("{bytes} bytes"), 0.0));
+        self.timed("memory", "copy", (1, 1, 1), (1, 1, 1), || {
+            match &self.engine {
+                Engine::Cuda(c) => {
+                    drv(c.ctx.bind_to_thread(), "binding the context")?;
+                    // SAFETY: both views hold `n` elements of the same type.
+                    drv(
+                        unsafe {
+                            result::memcpy_dtod_async(dst.ptr, src.ptr, bytes, c.stream.cu_stream())
+                        },
+                        "device copy",
+                    )
+                }
+                Engine::Emu { .. } => self.emu_op(EmuOp::Copy {
+                    dst: dst.ptr,
+                    src: src.ptr,
+                    bytes,
+                }),
             }
-            Engine::Emu { .. } => self.emu_op(EmuOp::Copy {
-                dst: dst.ptr,
-                src: src.ptr,
-                bytes,
-            }),
-        }
+        })
     }
 
     /// Sets the bytes of `dst` to zero on the stream.
@@ -664,20 +672,23 @@ impl Gpu {
             return Ok(());
         }
         let bytes = dst.len * std::mem::size_of::<T>();
-        match &self.engine {
-            Engine::Cuda(c) => {
-                drv(c.ctx.bind_to_thread(), "binding the context")?;
-                // SAFETY: `dst` is a live view of `len` elements.
-                drv(
-                    unsafe { result::memset_d8_async(dst.ptr, 0, bytes, c.stream.cu_stream()) },
-                    "zeroing device memory",
-                )
+        self.profile_note(|| (format!("{bytes} bytes"), 0.0));
+        self.timed("memory", "memset", (1, 1, 1), (1, 1, 1), || {
+            match &self.engine {
+                Engine::Cuda(c) => {
+                    drv(c.ctx.bind_to_thread(), "binding the context")?;
+                    // SAFETY: `dst` is a live view of `len` elements.
+                    drv(
+                        unsafe { result::memset_d8_async(dst.ptr, 0, bytes, c.stream.cu_stream()) },
+                        "zeroing device memory",
+                    )
+                }
+                Engine::Emu { .. } => self.emu_op(EmuOp::Zero {
+                    dst: dst.ptr,
+                    bytes,
+                }),
             }
-            Engine::Emu { .. } => self.emu_op(EmuOp::Zero {
-                dst: dst.ptr,
-                bytes,
-            }),
-        }
+        })
     }
 
     /// Fills `dst` with copies of `value` (for poisoning outputs in tests).
@@ -708,6 +719,69 @@ impl Gpu {
                 bits: value.to_bits(),
             }),
         }
+    }
+
+    /// Starts recording the time of every stream operation (`src/cuda/profile.rs`): launch
+    /// the operations one by one, not as a graph, then call `profile_finish`.
+    pub fn profile_start(&self) -> Result<()> {
+        if self.capturing.get() {
+            return Err(Error::Internal("profiling during graph capture".into()));
+        }
+        *self.profile.borrow_mut() = Some(Recorder::default());
+        Ok(())
+    }
+
+    /// Stops recording; waits for the stream and returns the time of each operation since
+    /// `profile_start`, in issue order (empty when none was started).
+    pub fn profile_finish(&self) -> Result<Vec<OpTime>> {
+        let rec = self.profile.borrow_mut().take();
+        self.sync()?;
+        rec.map_or(Ok(Vec::new()), Recorder::finish)
+    }
+
+    /// While recording: `note()` describes the next operation (a product's shape) and counts
+    /// its floating-point operations.
+    pub fn profile_note(&self, note: impl FnOnce() -> (String, f64)) {
+        if let Some(rec) = self.profile.borrow_mut().as_mut()
+            && !self.capturing.get()
+        {
+            rec.note = Some(note());
+        }
+    }
+
+    /// Runs the stream operation `f`, timed when recording (and not capturing).
+    fn timed<R>(
+        &self,
+        file: &'static str,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        f: impl FnOnce() -> Result<R>,
+    ) -> Result<R> {
+        if self.capturing.get() || self.profile.borrow().is_none() {
+            return f();
+        }
+        let (r, stamp) = match &self.engine {
+            Engine::Cuda(c) => profile::bracket(&c.ctx, &c.stream, f)?,
+            Engine::Emu { .. } => {
+                let t0 = std::time::Instant::now();
+                let r = f()?;
+                (r, Stamp::Secs(t0.elapsed().as_secs_f64()))
+            }
+        };
+        let op = OpTime {
+            file,
+            name,
+            grid,
+            block,
+            note: String::new(),
+            flops: 0.0,
+            secs: 0.0,
+        };
+        if let Some(rec) = self.profile.borrow_mut().as_mut() {
+            rec.push(op, stamp);
+        }
+        Ok(r)
     }
 
     /// Waits until the stream is idle; reports asynchronous kernel faults.
@@ -858,12 +932,15 @@ impl Gpu {
                         file.name
                     )));
                 }
-                return self.emu_op(EmuOp::Launch {
+                let op = EmuOp::Launch {
                     file: *file,
                     name,
                     grid: cfg.grid_dim,
                     block: cfg.block_dim,
                     args: args.0.iter().map(|a| a.bytes().to_vec()).collect(),
+                };
+                return self.timed(file.name, name, cfg.grid_dim, cfg.block_dim, || {
+                    self.emu_op(op)
                 });
             }
         };
@@ -872,10 +949,12 @@ impl Gpu {
         for v in &args.0 {
             v.push(&mut b);
         }
-        // SAFETY: the caller guarantees that the arguments match the kernel signature and
-        // address live memory; `args` outlives the launch call.
-        let r = unsafe { b.launch(cfg) };
-        drv(r, &format!("kernels/{}: launching {name}", file.name)).map(|_| ())
+        self.timed(file.name, name, cfg.grid_dim, cfg.block_dim, || {
+            // SAFETY: the caller guarantees that the arguments match the kernel signature and
+            // address live memory; `args` outlives the launch call.
+            let r = unsafe { b.launch(cfg) };
+            drv(r, &format!("kernels/{}: launching {name}", file.name)).map(|_| ())
+        })
     }
 }
 

@@ -510,6 +510,10 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
     if cfg.grid_dim.1 > 65535 {
         return Err(Error::Internal(format!("gemm: M = {} too large", g.m)));
     }
+    gpu.profile_note(|| {
+        let flops = 2.0 * (g.m * g.n * g.k * g.z) as f64;
+        (format!("{}x{}x{} z{}", g.m, g.n, g.k, g.z), flops)
+    });
     // SAFETY: `GemmParams` mirrors the kernel's only argument; every operand was checked above
     // to cover the extent the kernel addresses for this shape.
     unsafe { gpu.launch(&GEMM, name, cfg, &Args::new().value(p)) }

@@ -20,6 +20,7 @@ pub mod model;
 pub mod nvrtc;
 pub mod nvrtc_load;
 pub mod poisson;
+pub mod profile;
 pub mod workspace;
 
 pub use backend::CudaBackend;
