@@ -302,6 +302,50 @@ fn bf16_storage_gives_the_steps_of_f32_storage() {
     );
 }
 
+/// The device keeps every parameter tensor at an offset that is a multiple of 4 floats, whatever
+/// the sessions' neuron counts (37 here), so that the products read the weights four at
+/// a time: in a profiled step every unbatched product that does not span the neurons runs a
+/// quad-load kernel (`_kk`, `_kr`, `_rk`, `_rr`), and parameters, moments and gradients come
+/// back in the API layout (the other tests compare them with the CPU's).
+#[test]
+fn weights_are_read_four_at_a_time_whatever_the_neuron_counts() {
+    let Some(g) = gpu("weights_are_read_four_at_a_time_whatever_the_neuron_counts") else {
+        return;
+    };
+    // One session of 37 neurons: its tensors end 1 float past a multiple of 4 (4293 floats),
+    // so without the padding every core tensor would be misaligned.
+    let cfg = ModelConfig {
+        sessions: BTreeMap::from([("a".to_string(), 37)]),
+        ..config()
+    };
+    let table = ParamTable::new(&cfg);
+    assert_eq!(table.entry("embed.fc1.weight").offset % 4, 1);
+    let params = init_params(&cfg, &table, 6);
+    let mut be = cuda(g, &cfg, Precision::Bf16, &params);
+    let n = cfg.sessions["a"];
+    let ops = be
+        .profile_step(&batch(&cfg, "a", 3, 20, Scheme::Forward, 5), &hyper(1))
+        .unwrap();
+    let mut checked = 0;
+    for op in ops.iter().filter(|o| o.file == "gemm.cu") {
+        let (dims, z) = op.note.split_once(" z").unwrap();
+        let dims: Vec<usize> = dims.split('x').map(|v| v.parse().unwrap()).collect();
+        if z != "1" || dims.contains(&n) {
+            continue;
+        }
+        let quad = ["_kk", "_kr", "_rk", "_rr"]
+            .iter()
+            .any(|q| op.name.contains(q));
+        assert!(quad, "{} {} reads one element at a time", op.name, op.note);
+        checked += 1;
+    }
+    // Per block 4 products forward and 8 backward, and the embedding's.
+    assert!(checked >= 2 * 12, "{checked} products checked");
+    let after = be.params().unwrap();
+    assert_eq!(after.len(), table.total);
+    assert_ne!(after, params, "the step moved the parameters");
+}
+
 #[test]
 fn frozen_core_moves_only_the_session() {
     let Some(g) = gpu("frozen_core_moves_only_the_session") else {

@@ -578,7 +578,10 @@ fn bench_profile_times_every_operation_of_a_step() {
         let want = 2.0 * mnk.iter().product::<f64>() * z.parse::<f64>().unwrap();
         assert_eq!(r[6].parse::<f64>().unwrap(), want, "{r:?}");
     }
-    assert!(text.contains("| kernel | file | calls | ms/step | share |"), "{text}");
+    assert!(
+        text.contains("| kernel | file | calls | ms/step | share |"),
+        "{text}"
+    );
     assert!(text.contains("| product (M x N x K, batch) |"), "{text}");
 
     let none = tmp.join("cpu.csv");

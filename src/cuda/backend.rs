@@ -10,7 +10,7 @@
 //! Precision: `Bf16` runs the GEMMs on tensor cores (bf16 operands, f32 accumulation), `F32`
 //! runs everything in f32 (for exact comparisons with the CPU reference).
 
-use super::device::{Buffer, Gpu, Graph};
+use super::device::{Buffer, Dev, Gpu, Graph};
 use super::gemm::Precision;
 use super::model::{Pass, model_backward, model_forward};
 use super::profile::OpTime;
@@ -22,6 +22,7 @@ use crate::cpu::model::check_batch;
 use crate::cpu::workspace::{Dims, Layout};
 use crate::error::{Result, internal, usage};
 use crate::model::{ModelConfig, ParamTable};
+use cudarc::driver::DeviceRepr;
 use std::collections::HashMap;
 
 /// A captured training step: one per session and batch shape.
@@ -35,7 +36,13 @@ struct GraphKey {
 /// The CUDA backend.
 pub struct CudaBackend {
     cfg: ModelConfig,
+    /// The parameter layout of the `Backend` API (`ParamTable::new`).
     table: ParamTable,
+    /// The device layout: the same tensors at offsets that are multiples of 4 floats
+    /// (`DEVICE_ALIGN`), so that every weight can be read with 16-byte loads whatever the
+    /// sessions' neuron counts; the gaps are zero and not trainable. Parameters, gradients and
+    /// moments cross between the two layouts only when they are set or read.
+    dev_table: ParamTable,
     layout: Layout,
     prec: Precision,
     /// Capture training steps as CUDA graphs (else launch them one by one).
@@ -69,10 +76,13 @@ impl CudaBackend {
         }
         gpu.load_all()?;
         let table = ParamTable::new(&cfg);
-        let layout = Layout::new(&cfg, &table);
-        let n = table.total;
+        let dev_table = ParamTable::aligned(&cfg, DEVICE_ALIGN);
+        let layout = Layout::new(&cfg, &dev_table);
+        let n = dev_table.total;
         let trainable = gpu.alloc::<u8>(n)?;
-        gpu.upload(trainable.dev(), &vec![1u8; n])?;
+        let mut all = vec![0u8; n];
+        dev_table.scatter(&table, &vec![1u8; table.total], &mut all);
+        gpu.upload(trainable.dev(), &all)?;
         let use_graphs = std::env::var("NDT_CUDA_GRAPHS").map_or(true, |v| v != "0");
         let keep_att = std::env::var("NDT_ATTENTION_KEEP").is_ok_and(|v| v == "1");
         let bf16_store = std::env::var("NDT_STORE_F32").map_or(true, |v| v != "1");
@@ -88,6 +98,7 @@ impl CudaBackend {
             graphs: HashMap::new(),
             cfg,
             table,
+            dev_table,
             layout,
             prec,
             use_graphs,
@@ -176,7 +187,7 @@ impl CudaBackend {
                 &self.gpu,
                 &self.cfg,
                 cap,
-                self.table.total,
+                self.dev_table.total,
                 self.keep_att,
                 self.bf16_store && self.prec == Precision::Bf16,
             )?);
@@ -218,7 +229,7 @@ impl CudaBackend {
         model_forward(&ps)?;
         model_backward(&ps)?;
         let ws = ps.ws;
-        let n = self.table.total;
+        let n = self.dev_table.total;
         adamw::grad_norm(
             &self.gpu,
             self.res.dev(),
@@ -300,35 +311,28 @@ impl Backend for CudaBackend {
     }
 
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
-        check_len("parameters", params.len(), self.table.total)?;
-        self.gpu.upload(self.params.dev(), params)?;
+        self.put("parameters", self.params.dev(), params)?;
         self.gpu.zero(self.m.dev())?;
         self.gpu.zero(self.v.dev())?;
         self.gpu.sync()
     }
 
     fn params(&self) -> Result<Vec<f32>> {
-        self.gpu.download(self.params.dev())
+        self.get(self.params.dev())
     }
 
     fn moments(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok((
-            self.gpu.download(self.m.dev())?,
-            self.gpu.download(self.v.dev())?,
-        ))
+        Ok((self.get(self.m.dev())?, self.get(self.v.dev())?))
     }
 
     fn set_moments(&mut self, m: &[f32], v: &[f32]) -> Result<()> {
-        check_len("first moments", m.len(), self.table.total)?;
-        check_len("second moments", v.len(), self.table.total)?;
-        self.gpu.upload(self.m.dev(), m)?;
-        self.gpu.upload(self.v.dev(), v)?;
+        self.put("first moments", self.m.dev(), m)?;
+        self.put("second moments", self.v.dev(), v)?;
         self.gpu.sync()
     }
 
     fn set_trainable(&mut self, trainable: &[u8]) -> Result<()> {
-        check_len("trainable mask", trainable.len(), self.table.total)?;
-        self.gpu.upload(self.trainable.dev(), trainable)?;
+        self.put("trainable mask", self.trainable.dev(), trainable)?;
         self.gpu.sync()
     }
 
@@ -398,7 +402,33 @@ impl Backend for CudaBackend {
             loss,
             features: None,
         };
-        Ok((out, self.gpu.download(self.grads.dev())?))
+        Ok((out, self.get(self.grads.dev())?))
+    }
+}
+
+/// Offsets of the device parameter layout are multiples of this many elements.
+const DEVICE_ALIGN: usize = 4;
+
+impl CudaBackend {
+    /// Uploads `host` (API layout) into `dst` (device layout), gaps zero.
+    fn put<T: DeviceRepr + Copy + Default>(
+        &self,
+        what: &str,
+        dst: Dev<T>,
+        host: &[T],
+    ) -> Result<()> {
+        check_len(what, host.len(), self.table.total)?;
+        let mut dev = vec![T::default(); self.dev_table.total];
+        self.dev_table.scatter(&self.table, host, &mut dev);
+        self.gpu.upload(dst, &dev)
+    }
+
+    /// Downloads `src` (device layout) into the API layout.
+    fn get(&self, src: Dev<f32>) -> Result<Vec<f32>> {
+        let dev = self.gpu.download(src)?;
+        let mut host = vec![0f32; self.table.total];
+        self.table.scatter(&self.dev_table, &dev, &mut host);
+        Ok(host)
     }
 }
 

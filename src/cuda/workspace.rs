@@ -163,9 +163,10 @@ impl DeviceWorkspace {
         let (n, e, g, d) = (self.cap.n, cfg.d_tok, cfg.d_embed_hidden, cfg.d_model);
         let base = self.fch.dev();
         let mut at = 0;
+        // Each view starts on a multiple of 4 floats, so that products can read it in quads.
         let mut take = |len: usize| {
             let v = base.slice(at, len);
-            at += len;
+            at = (at + len).div_ceil(4) * 4;
             v
         };
         Late {
@@ -197,9 +198,9 @@ pub struct Late {
 }
 
 impl Late {
-    /// Elements of `fch` the views take.
+    /// Elements of `fch` the views take (with up to 3 of padding after each but the last).
     fn len(bt: usize, n: usize, e: usize, g: usize, d: usize) -> usize {
-        bt * (n + e + g + d)
+        bt * (n + e + g + d) + 9
     }
 }
 

@@ -41,43 +41,56 @@ pub struct ParamTable {
 
 impl ParamTable {
     pub fn new(cfg: &ModelConfig) -> ParamTable {
+        ParamTable::aligned(cfg, 1)
+    }
+
+    /// The same tensors in the same order with every offset rounded up to a multiple of
+    /// `align` elements, the gaps belonging to no tensor: the CUDA backend's device layout,
+    /// whose vector loads need 16-byte aligned rows whatever a session's neuron count.
+    /// `aligned(cfg, 1)` is `new(cfg)`.
+    pub fn aligned(cfg: &ModelConfig, align: usize) -> ParamTable {
         let (d, dt, dh, f) = (cfg.d_model, cfg.d_tok, cfg.d_embed_hidden, cfg.d_ff);
         let mut t = ParamTable {
             entries: Vec::new(),
             total: 0,
         };
+        let align = align.max(1);
+        let mut push = |name: String, shape: Vec<usize>, session: Option<&str>| {
+            t.total = t.total.div_ceil(align) * align;
+            t.push(name, shape, session);
+        };
         for (sid, &n) in &cfg.sessions {
             let s = Some(sid.as_str());
             let p = format!("sessions.{sid}");
-            t.push(format!("{p}.stitch_in.weight"), vec![dt, n], s);
-            t.push(format!("{p}.stitch_in.bias"), vec![dt], s);
-            t.push(format!("{p}.stitch_out.weight"), vec![n, d], s);
-            t.push(format!("{p}.stitch_out.bias"), vec![n], s);
-            t.push(format!("{p}.token"), vec![d], s);
+            push(format!("{p}.stitch_in.weight"), vec![dt, n], s);
+            push(format!("{p}.stitch_in.bias"), vec![dt], s);
+            push(format!("{p}.stitch_out.weight"), vec![n, d], s);
+            push(format!("{p}.stitch_out.bias"), vec![n], s);
+            push(format!("{p}.token"), vec![d], s);
         }
-        t.push("embed.fc1.weight".into(), vec![dh, dt], None);
-        t.push("embed.fc1.bias".into(), vec![dh], None);
-        t.push("embed.fc2.weight".into(), vec![d, dh], None);
-        t.push("embed.fc2.bias".into(), vec![d], None);
-        t.push("pos".into(), vec![cfg.n_bins, d], None);
-        t.push("mask_tokens".into(), vec![4, d], None);
+        push("embed.fc1.weight".into(), vec![dh, dt], None);
+        push("embed.fc1.bias".into(), vec![dh], None);
+        push("embed.fc2.weight".into(), vec![d, dh], None);
+        push("embed.fc2.bias".into(), vec![d], None);
+        push("pos".into(), vec![cfg.n_bins, d], None);
+        push("mask_tokens".into(), vec![4, d], None);
         for i in 0..cfg.n_layers {
             let p = format!("blocks.{i}");
-            t.push(format!("{p}.ln1.weight"), vec![d], None);
-            t.push(format!("{p}.ln1.bias"), vec![d], None);
-            t.push(format!("{p}.attn.qkv.weight"), vec![3 * d, d], None);
-            t.push(format!("{p}.attn.qkv.bias"), vec![3 * d], None);
-            t.push(format!("{p}.attn.out.weight"), vec![d, d], None);
-            t.push(format!("{p}.attn.out.bias"), vec![d], None);
-            t.push(format!("{p}.ln2.weight"), vec![d], None);
-            t.push(format!("{p}.ln2.bias"), vec![d], None);
-            t.push(format!("{p}.mlp.fc1.weight"), vec![f, d], None);
-            t.push(format!("{p}.mlp.fc1.bias"), vec![f], None);
-            t.push(format!("{p}.mlp.fc2.weight"), vec![d, f], None);
-            t.push(format!("{p}.mlp.fc2.bias"), vec![d], None);
+            push(format!("{p}.ln1.weight"), vec![d], None);
+            push(format!("{p}.ln1.bias"), vec![d], None);
+            push(format!("{p}.attn.qkv.weight"), vec![3 * d, d], None);
+            push(format!("{p}.attn.qkv.bias"), vec![3 * d], None);
+            push(format!("{p}.attn.out.weight"), vec![d, d], None);
+            push(format!("{p}.attn.out.bias"), vec![d], None);
+            push(format!("{p}.ln2.weight"), vec![d], None);
+            push(format!("{p}.ln2.bias"), vec![d], None);
+            push(format!("{p}.mlp.fc1.weight"), vec![f, d], None);
+            push(format!("{p}.mlp.fc1.bias"), vec![f], None);
+            push(format!("{p}.mlp.fc2.weight"), vec![d, f], None);
+            push(format!("{p}.mlp.fc2.bias"), vec![d], None);
         }
-        t.push("ln_f.weight".into(), vec![d], None);
-        t.push("ln_f.bias".into(), vec![d], None);
+        push("ln_f.weight".into(), vec![d], None);
+        push("ln_f.bias".into(), vec![d], None);
         t
     }
 
@@ -91,6 +104,14 @@ impl ParamTable {
             session: session.map(str::to_string),
         });
         self.total += len;
+    }
+
+    /// Copies every tensor of `src`, laid out by `from` (a table of the same config), to its
+    /// place in `dst`, laid out by `self`; what lies between tensors in `dst` is left as is.
+    pub fn scatter<T: Copy>(&self, from: &ParamTable, src: &[T], dst: &mut [T]) {
+        for (to, fr) in self.entries.iter().zip(&from.entries) {
+            dst[to.range()].copy_from_slice(&src[fr.range()]);
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&ParamEntry> {
@@ -154,5 +175,33 @@ mod tests {
         assert_eq!(m.iter().map(|&x| x as usize).sum::<usize>(), want);
         assert_eq!(m[t.offset("sessions.b.token")], 1);
         assert_eq!(m[t.offset("sessions.a.token")], 0);
+    }
+
+    #[test]
+    fn aligned_table_keeps_the_tensors_and_aligns_their_offsets() {
+        let sessions = BTreeMap::from([("a".to_string(), 7), ("b".to_string(), 3)]);
+        let cfg = ModelConfig::paper(150, sessions);
+        let (t, a) = (ParamTable::new(&cfg), ParamTable::aligned(&cfg, 4));
+        assert_eq!(t.entries.len(), a.entries.len());
+        let mut end = 0;
+        for (e, f) in t.entries.iter().zip(&a.entries) {
+            assert_eq!((&e.name, &e.shape, e.len), (&f.name, &f.shape, f.len));
+            assert_eq!(f.offset % 4, 0, "{}", f.name);
+            assert!(f.offset >= end && f.offset < end + 4, "{}: gap too wide", f.name);
+            end = f.offset + f.len;
+        }
+        assert!(a.total >= end && a.total > t.total);
+        // There and back: every tensor where it belongs, the gaps untouched.
+        let host: Vec<f32> = (0..t.total).map(|i| i as f32).collect();
+        let mut dev = vec![-1f32; a.total];
+        a.scatter(&t, &host, &mut dev);
+        for (e, f) in t.entries.iter().zip(&a.entries) {
+            assert_eq!(&dev[f.range()], &host[e.range()], "{}", e.name);
+        }
+        assert_eq!(dev.iter().filter(|&&v| v == -1.0).count(), a.total - t.total);
+        let mut back = vec![0f32; t.total];
+        t.scatter(&a, &dev, &mut back);
+        assert_eq!(back, host);
+        assert_eq!(ParamTable::aligned(&cfg, 1), t);
     }
 }
