@@ -6,7 +6,7 @@
 use crate::backend::{Backend, ForwardOpts, StepHyper};
 use crate::batch::Batch;
 use crate::cpu::CpuBackend;
-use crate::cuda::profile::{OpTime, summary};
+use crate::cuda::profile::{KernelTotal, OpTime, summary};
 use crate::cuda::{CudaBackend, Precision};
 use crate::error::{Error, Result, usage};
 use crate::mask::{Regions, make_masks};
@@ -280,100 +280,123 @@ fn memory_line(what: &str, bytes: u64, workspace: Option<u64>) -> String {
 /// Steps that `--profile` launches operation by operation.
 const PROFILE_STEPS: usize = 5;
 
-/// `--profile`: the operations of `steps` (one Vec per step) summed per kernel and per product
-/// shape, printed (not with `--json`, which gets the per-kernel rows), and every operation of
-/// one step written to `csv`. `step_ms` is the timed (graph) step, for comparison.
-fn report_profile(
-    steps: &[Vec<OpTime>],
-    csv: &std::path::Path,
+/// What `--profile` measured: every operation of one step (each the fastest of its runs) and
+/// the per-kernel totals (`crate::cuda::profile::summary`).
+struct Profiled {
+    ops: Vec<OpTime>,
+    totals: Vec<KernelTotal>,
+    runs: usize,
     emulated: bool,
-    step_ms: f64,
-    json: bool,
-) -> Result<serde_json::Value> {
-    let (ops, totals) = summary(steps).ok_or_else(|| {
-        crate::error::internal("profiled steps issued different operations".to_string())
-    })?;
-    let mut text = String::from("index,file,kernel,grid,block,note,flops,us\n");
-    for (i, op) in ops.iter().enumerate() {
-        let (g, b) = (op.grid, op.block);
-        text += &format!(
-            "{i},{},{},{}x{}x{},{}x{}x{},{},{},{:.3}\n",
-            op.file,
-            op.name,
-            g.0,
-            g.1,
-            g.2,
-            b.0,
-            b.1,
-            b.2,
-            op.note,
-            op.flops,
-            op.secs * 1e6
-        );
-    }
-    crate::fsutil::write_atomic(csv, text.as_bytes())?;
-    let sum: f64 = ops.iter().map(|o| o.secs).sum();
-    let rows: Vec<serde_json::Value> = totals
-        .iter()
-        .map(|t| {
-            serde_json::json!({"file": t.file, "kernel": t.name, "calls": t.calls,
-                               "ms_per_step": t.secs * 1e3})
+    csv: std::path::PathBuf,
+}
+
+impl Profiled {
+    /// Summarises `steps` (one Vec of operations per profiled step) and writes every
+    /// operation to `csv`.
+    fn new(steps: &[Vec<OpTime>], csv: &std::path::Path, emulated: bool) -> Result<Profiled> {
+        let (ops, totals) = summary(steps).ok_or_else(|| {
+            crate::error::internal("profiled steps issued different operations".to_string())
+        })?;
+        let mut text = String::from("index,file,kernel,grid,block,note,flops,us\n");
+        for (i, op) in ops.iter().enumerate() {
+            let (g, b) = (op.grid, op.block);
+            text += &format!(
+                "{i},{},{},{}x{}x{},{}x{}x{},{},{},{:.3}\n",
+                op.file,
+                op.name,
+                g.0,
+                g.1,
+                g.2,
+                b.0,
+                b.1,
+                b.2,
+                op.note,
+                op.flops,
+                op.secs * 1e6
+            );
+        }
+        crate::fsutil::write_atomic(csv, text.as_bytes())?;
+        Ok(Profiled {
+            ops,
+            totals,
+            runs: steps.len(),
+            emulated,
+            csv: csv.to_path_buf(),
         })
-        .collect();
-    if json {
-        return Ok(serde_json::json!({
-            "profile_ms_per_step": sum * 1e3,
-            "profile_operations": ops.len(),
+    }
+
+    fn secs(&self) -> f64 {
+        self.ops.iter().map(|o| o.secs).sum()
+    }
+
+    /// The fields `--json` adds: the per-kernel rows.
+    fn json(&self) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = self
+            .totals
+            .iter()
+            .map(|t| {
+                serde_json::json!({"file": t.file, "kernel": t.name, "calls": t.calls,
+                                   "ms_per_step": t.secs * 1e3})
+            })
+            .collect();
+        serde_json::json!({
+            "profile_ms_per_step": self.secs() * 1e3,
+            "profile_operations": self.ops.len(),
             "profile_kernels": rows,
-            "profile_csv": csv.display().to_string(),
-        }));
+            "profile_csv": self.csv.display().to_string(),
+        })
     }
-    let clock = if emulated {
-        "CPU time of the kernel emulator, not GPU time"
-    } else {
-        "GPU time between CUDA events"
-    };
-    println!(
-        "profile: one training step launched operation by operation, each operation the fastest \
-         of {} runs ({clock}): {} operations, {:.3} ms in all (the graph step: {step_ms:.3} ms); \
-         every operation in {}",
-        steps.len(),
-        ops.len(),
-        sum * 1e3,
-        csv.display()
-    );
-    println!("| kernel | file | calls | ms/step | share |");
-    println!("|---|---|---|---|---|");
-    for t in &totals {
+
+    /// The text report: the totals per kernel and per product shape, beside the graph step's
+    /// `step_ms`.
+    fn print(&self, step_ms: f64) {
+        let sum = self.secs();
+        let clock = if self.emulated {
+            "CPU time of the kernel emulator, not GPU time"
+        } else {
+            "GPU time between CUDA events"
+        };
         println!(
-            "| {} | {} | {} | {:.3} | {:.1} % |",
-            t.name,
-            t.file,
-            t.calls,
-            t.secs * 1e3,
-            100.0 * t.secs / sum.max(f64::MIN_POSITIVE)
+            "profile: one training step launched operation by operation, each operation the \
+             fastest of {} runs ({clock}): {} operations, {:.3} ms in all (the graph step: \
+             {step_ms:.3} ms); every operation in {}",
+            self.runs,
+            self.ops.len(),
+            sum * 1e3,
+            self.csv.display()
         );
+        println!("| kernel | file | calls | ms/step | share |");
+        println!("|---|---|---|---|---|");
+        for t in &self.totals {
+            println!(
+                "| {} | {} | {} | {:.3} | {:.1} % |",
+                t.name,
+                t.file,
+                t.calls,
+                t.secs * 1e3,
+                100.0 * t.secs / sum.max(f64::MIN_POSITIVE)
+            );
+        }
+        // Products by shape: where the matrix time goes.
+        let mut shapes: BTreeMap<(&str, &str), (usize, f64, f64)> = BTreeMap::new();
+        for op in self.ops.iter().filter(|o| o.flops > 0.0) {
+            let e = shapes.entry((op.note.as_str(), op.name)).or_default();
+            e.0 += 1;
+            e.1 += op.secs;
+            e.2 += op.flops;
+        }
+        let mut shapes: Vec<_> = shapes.into_iter().collect();
+        shapes.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+        println!("| product (M x N x K, batch) | kernel | calls | ms/step | TFLOP/s |");
+        println!("|---|---|---|---|---|");
+        for ((shape, name), (calls, secs, flops)) in shapes {
+            println!(
+                "| {shape} | {name} | {calls} | {:.3} | {:.1} |",
+                secs * 1e3,
+                flops / secs.max(f64::MIN_POSITIVE) / 1e12
+            );
+        }
     }
-    // Products by shape: where the matrix time goes.
-    let mut shapes: BTreeMap<(&str, &str), (usize, f64, f64)> = BTreeMap::new();
-    for op in ops.iter().filter(|o| o.flops > 0.0) {
-        let e = shapes.entry((op.note.as_str(), op.name)).or_default();
-        e.0 += 1;
-        e.1 += op.secs;
-        e.2 += op.flops;
-    }
-    let mut shapes: Vec<_> = shapes.into_iter().collect();
-    shapes.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
-    println!("| product (M x N x K, batch) | kernel | calls | ms/step | TFLOP/s |");
-    println!("|---|---|---|---|---|");
-    for ((shape, name), (calls, secs, flops)) in shapes {
-        println!(
-            "| {shape} | {name} | {calls} | {:.3} | {:.1} |",
-            secs * 1e3,
-            flops / secs.max(f64::MIN_POSITIVE) / 1e12
-        );
-    }
-    Ok(serde_json::Value::Null)
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -450,7 +473,7 @@ pub fn run(a: Args) -> Result<()> {
         let steps = (0..PROFILE_STEPS)
             .map(|i| b.profile_step(&batch, &hp(first + i)))
             .collect::<Result<Vec<_>>>()?;
-        profile = Some((steps, csv, b.gpu().is_emulated()));
+        profile = Some(Profiled::new(&steps, csv, b.gpu().is_emulated())?);
     }
 
     let tokens = (a.batch_size * a.bins) as f64;
@@ -472,11 +495,10 @@ pub fn run(a: Args) -> Result<()> {
             "last_loss": last_loss,
         });
         let mut v = report_json(&a, &label, scheme, fields);
-        if let Some((steps, csv, emulated)) = &profile {
-            let p = report_profile(steps, csv, *emulated, train.median_ms, true)?;
-            if let (Some(head), serde_json::Value::Object(rest)) = (v.as_object_mut(), p) {
-                head.extend(rest);
-            }
+        if let Some(p) = &profile
+            && let (Some(head), serde_json::Value::Object(rest)) = (v.as_object_mut(), p.json())
+        {
+            head.extend(rest);
         }
         println!("{v}");
     } else {
@@ -495,8 +517,8 @@ pub fn run(a: Args) -> Result<()> {
             tps(eval.mean_ms)
         );
         println!("{}", memory_line(peak_what, peak, workspace));
-        if let Some((steps, csv, emulated)) = &profile {
-            report_profile(steps, csv, *emulated, train.median_ms, false)?;
+        if let Some(p) = &profile {
+            p.print(train.median_ms);
         }
     }
     Ok(())

@@ -187,7 +187,11 @@ mod tests {
         for (e, f) in t.entries.iter().zip(&a.entries) {
             assert_eq!((&e.name, &e.shape, e.len), (&f.name, &f.shape, f.len));
             assert_eq!(f.offset % 4, 0, "{}", f.name);
-            assert!(f.offset >= end && f.offset < end + 4, "{}: gap too wide", f.name);
+            assert!(
+                f.offset >= end && f.offset < end + 4,
+                "{}: gap too wide",
+                f.name
+            );
             end = f.offset + f.len;
         }
         assert!(a.total >= end && a.total > t.total);
@@ -198,7 +202,10 @@ mod tests {
         for (e, f) in t.entries.iter().zip(&a.entries) {
             assert_eq!(&dev[f.range()], &host[e.range()], "{}", e.name);
         }
-        assert_eq!(dev.iter().filter(|&&v| v == -1.0).count(), a.total - t.total);
+        assert_eq!(
+            dev.iter().filter(|&&v| v == -1.0).count(),
+            a.total - t.total
+        );
         let mut back = vec![0f32; t.total];
         t.scatter(&a, &dev, &mut back);
         assert_eq!(back, host);
