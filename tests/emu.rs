@@ -497,6 +497,15 @@ fn bench_memory_only_allocates_a_step_without_running_it() {
         );
         let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         let get = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+        // The per-buffer list adds up to the workspace and names the saved activations.
+        let per = v["workspace_buffers"].as_object().unwrap();
+        let sum: u64 = per.values().map(|b| b.as_u64().unwrap()).sum();
+        assert_eq!(sum, get("workspace_bytes"), "{v}");
+        assert!(
+            ["qkv", "atty", "xh1", "fch", "att"]
+                .iter()
+                .all(|k| per.contains_key(*k))
+        );
         (get("peak_memory_bytes"), get("workspace_bytes"))
     };
     let (p16, w16) = measure(16);

@@ -206,7 +206,13 @@ fn memory_only(
     };
     b.reserve(batch)?;
     let (peak, workspace) = (b.device_memory().1 as u64, b.workspace_bytes() as u64);
+    let mut buffers = b.workspace_buffers();
+    buffers.sort_by_key(|b| std::cmp::Reverse(b.1));
     if a.json {
+        let per: serde_json::Map<String, serde_json::Value> = buffers
+            .iter()
+            .map(|&(name, bytes)| (name.to_string(), bytes.into()))
+            .collect();
         let v = report_json(
             a,
             label,
@@ -214,6 +220,7 @@ fn memory_only(
             serde_json::json!({
                 "peak_memory_bytes": peak,
                 "workspace_bytes": workspace,
+                "workspace_buffers": per,
             }),
         );
         println!("{v}");
@@ -221,6 +228,15 @@ fn memory_only(
         print_header(a, cfg, label, scheme);
         let what = "device memory of a training step (allocated, not run)";
         println!("{}", memory_line(what, peak, Some(workspace)));
+        let mib = |v: usize| v as f64 / (1u64 << 20) as f64;
+        let list: Vec<String> = buffers
+            .iter()
+            .map(|&(name, bytes)| format!("{name} {:.1}", mib(bytes)))
+            .collect();
+        println!(
+            "workspace buffers (MiB, src/cuda/workspace.rs): {}",
+            list.join(", ")
+        );
     }
     Ok(())
 }

@@ -160,6 +160,11 @@ impl CudaBackend {
         self.ws.as_ref().map_or(0, |w| w.bytes())
     }
 
+    /// The activation workspace's buffers, name and bytes (none before the first batch).
+    pub fn workspace_buffers(&self) -> Vec<(&'static str, usize)> {
+        self.ws.as_ref().map_or(Vec::new(), |w| w.buffers())
+    }
+
     /// Allocates everything a training step on `batch` needs, runs nothing: `device_memory`
     /// then says what a step would hold.
     pub fn reserve(&mut self, batch: &Batch) -> Result<()> {

@@ -69,11 +69,18 @@ macro_rules! workspace {
         impl DeviceWorkspace {
             /// Bytes of every buffer.
             pub fn bytes(&self) -> usize {
-                0 $(+ 4 * self.$name.len())*
-                    $(+ self.$sname.bytes())*
-                    + self.mask.len()
-                    + self.target.len()
-                    + 8 * self.parts.len()
+                self.buffers().iter().map(|b| b.1).sum()
+            }
+
+            /// Every buffer's name and bytes, in declaration order.
+            pub fn buffers(&self) -> Vec<(&'static str, usize)> {
+                vec![
+                    $((stringify!($name), 4 * self.$name.len()),)*
+                    $((stringify!($sname), self.$sname.bytes()),)*
+                    ("mask", self.mask.len()),
+                    ("target", self.target.len()),
+                    ("parts", 8 * self.parts.len()),
+                ]
             }
         }
     };
