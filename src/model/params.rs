@@ -209,6 +209,5 @@ mod tests {
         let mut back = vec![0f32; t.total];
         t.scatter(&a, &dev, &mut back);
         assert_eq!(back, host);
-        assert_eq!(ParamTable::aligned(&cfg, 1), t);
     }
 }
