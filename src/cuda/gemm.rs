@@ -205,6 +205,7 @@ impl Gemm {
             a: Operand::cols(dy, n),
             b: Operand::cols(x, k),
             c: Operand::rows(dw, k),
+            // The operands are all set above; the rest (no bias, no epilogue) as a Linear.
             ..Gemm::linear(dw, dy, dy, None, n, k, m)
         }
     }
