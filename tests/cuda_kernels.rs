@@ -158,6 +158,27 @@ fn gemm_matches_the_reference_across_tile_edges() {
     }
 }
 
+/// The leading dimension and element count of an operand of `rows × k` padded for quad reads:
+/// k-major X(i, k) = x[i·ld + k], or row-major X(i, k) = x[k·ld + i], with ld the contiguous
+/// size rounded up to a multiple of 4, plus 4.
+fn padded(k_major: bool, rows: usize, k: usize) -> (usize, usize) {
+    let pad4 = |v: usize| v.div_ceil(4) * 4 + 4;
+    if k_major {
+        (pad4(k), rows * pad4(k))
+    } else {
+        (pad4(rows), k * pad4(rows))
+    }
+}
+
+/// The operand view of `padded`.
+fn padded_view(k_major: bool, t: impl Into<Tensor>, ld: usize) -> Operand {
+    if k_major {
+        Operand::rows(t, ld)
+    } else {
+        Operand::cols(t, ld)
+    }
+}
+
 /// Operands whose strides allow float4 reads (rows of k, or columns of rows, in steps of a
 /// multiple of 4), in all four pairings (the kernels gemm_bf16_kk/_kr/_rk/_rr), with sizes that
 /// are not multiples of 4 so that quads straddle the operand's edge; and the same operands one
@@ -168,37 +189,21 @@ fn gemm_vector_loads_at_padded_strides_and_edges() {
         return;
     };
     let mut r = rng(4);
-    let pad4 = |v: usize| v.div_ceil(4) * 4 + 4;
-    // A k-major operand X(i, k) = x[i * ld + k], or a row-major one X(i, k) = x[k * ld + i].
-    let operand = |k_major: bool, rows: usize, k: usize| -> (usize, usize) {
-        if k_major {
-            (pad4(k), rows * pad4(k))
-        } else {
-            (pad4(rows), k * pad4(rows))
-        }
-    };
     for prec in PRECS {
         let tol = if prec == Precision::F32 { 1e-5 } else { 2e-5 };
         let round = prec == Precision::Bf16;
         for (m, n, k) in [(33, 35, 33), (7, 66, 13), (70, 5, 31), (65, 67, 66)] {
             for (a_k, b_k) in [(true, true), (true, false), (false, true), (false, false)] {
                 for shift in [0usize, 1] {
-                    let ((lda, na), (ldb, nb)) = (operand(a_k, m, k), operand(b_k, n, k));
+                    let ((lda, na), (ldb, nb)) = (padded(a_k, m, k), padded(b_k, n, k));
                     let a = rand_vec(&mut r, na + shift, 1.0);
                     let b = rand_vec(&mut r, nb + shift, 1.0);
                     let (ad, bd) = (up(&g, &a), up(&g, &b));
                     let (av, bv) = (ad.dev().slice(shift, na), bd.dev().slice(shift, nb));
-                    let view = |k_major: bool, d, ld| {
-                        if k_major {
-                            Operand::rows(d, ld)
-                        } else {
-                            Operand::cols(d, ld)
-                        }
-                    };
                     let out = Out::new(&g, m * n);
                     let gm = Gemm {
-                        a: view(a_k, av, lda),
-                        b: view(b_k, bv, ldb),
+                        a: padded_view(a_k, av, lda),
+                        b: padded_view(b_k, bv, ldb),
                         ..Gemm::linear(out.dev(), av, bv, None, m, n, k)
                     };
                     gemm(&g, prec, &gm).unwrap();
@@ -355,21 +360,6 @@ fn gemm_bf16_storage_gives_the_bits_of_f32_storage() {
     };
     let prec = Precision::Bf16;
     let mut r = rng(8);
-    let pad4 = |v: usize| v.div_ceil(4) * 4 + 4;
-    let operand = |k_major: bool, rows: usize, k: usize| -> (usize, usize) {
-        if k_major {
-            (pad4(k), rows * pad4(k))
-        } else {
-            (pad4(rows), k * pad4(rows))
-        }
-    };
-    let view = |k_major: bool, t: Tensor, ld: usize| {
-        if k_major {
-            Operand::rows(t, ld)
-        } else {
-            Operand::cols(t, ld)
-        }
-    };
     let bits = |v: &[f32]| -> Vec<u16> {
         v.iter()
             .map(|&x| half::bf16::from_f32(x).to_bits())
@@ -382,7 +372,7 @@ fn gemm_bf16_storage_gives_the_bits_of_f32_storage() {
         for (a_k, b_k) in [(true, true), (true, false), (false, true), (false, false)] {
             for shift in [0usize, 1] {
                 for drop_a in [false, true] {
-                    let ((lda, na), (ldb, nb)) = (operand(a_k, m, k), operand(b_k, n, k));
+                    let ((lda, na), (ldb, nb)) = (padded(a_k, m, k), padded(b_k, n, k));
                     let a = rand_vec(&mut r, na + shift, 1.0);
                     let b = rand_vec(&mut r, nb + shift, 1.0);
                     let bias = rand_vec(&mut r, n, 1.0);
@@ -391,8 +381,8 @@ fn gemm_bf16_storage_gives_the_bits_of_f32_storage() {
                     let bh = g.upload_new(&bits(&b)).unwrap();
                     let product = |at: Tensor, bt: Tensor, c: Tensor, pre: Dev<f32>| {
                         let gm = Gemm {
-                            a: view(a_k, at, lda),
-                            b: view(b_k, bt, ldb),
+                            a: padded_view(a_k, at, lda),
+                            b: padded_view(b_k, bt, ldb),
                             c_pre: Some(pre),
                             act: Act::Gelu,
                             ..Gemm::linear(c, at, bd.dev(), Some(biasd.dev()), m, n, k)

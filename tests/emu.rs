@@ -126,26 +126,19 @@ const EARLY_EXIT_SHUFFLE: KernelFile = KernelFile {
 #[test]
 fn a_shuffle_missing_an_exited_lane_is_a_reported_deadlock() {
     let g = gpu();
-    let x = g.alloc::<f32>(32).unwrap();
-    let e = run(
-        &g,
-        &EARLY_EXIT_SHUFFLE,
-        cfg(1, 32),
-        &Args::new().ptr(x.dev()),
-    );
-    assert!(e.contains("deadlock"), "{e}");
-    assert!(e.contains("31 threads wait"), "{e}");
-    // Two warps: the second completes its shuffle, which wakes every waiter, the stuck lanes
-    // of the first included; they must wait again and still be reported.
-    let x = g.alloc::<f32>(64).unwrap();
-    let e = run(
-        &g,
-        &EARLY_EXIT_SHUFFLE,
-        cfg(1, 64),
-        &Args::new().ptr(x.dev()),
-    );
-    assert!(e.contains("deadlock"), "{e}");
-    assert!(e.contains("31 threads wait"), "{e}");
+    // One warp; then two, where the second completes its shuffle, which wakes every waiter,
+    // the stuck lanes of the first included: they must wait again and still be reported.
+    for threads in [32, 64] {
+        let x = g.alloc::<f32>(threads as usize).unwrap();
+        let e = run(
+            &g,
+            &EARLY_EXIT_SHUFFLE,
+            cfg(1, threads),
+            &Args::new().ptr(x.dev()),
+        );
+        assert!(e.contains("deadlock"), "{threads} threads: {e}");
+        assert!(e.contains("31 threads wait"), "{threads} threads: {e}");
+    }
 }
 
 const TWO_ARGS: KernelFile = KernelFile {

@@ -256,10 +256,15 @@ fn report_json(
         "neurons": a.neurons,
         "scheme": scheme.name(),
     });
-    if let (Some(head), serde_json::Value::Object(rest)) = (v.as_object_mut(), fields) {
+    extend_json(&mut v, fields);
+    v
+}
+
+/// Adds the fields of the object `more` to the object `v`.
+fn extend_json(v: &mut serde_json::Value, more: serde_json::Value) {
+    if let (Some(head), serde_json::Value::Object(rest)) = (v.as_object_mut(), more) {
         head.extend(rest);
     }
-    v
 }
 
 /// The first two lines of the text report: the device, the model and the batch.
@@ -511,10 +516,8 @@ pub fn run(a: Args) -> Result<()> {
             "last_loss": last_loss,
         });
         let mut v = report_json(&a, &label, scheme, fields);
-        if let Some(p) = &profile
-            && let (Some(head), serde_json::Value::Object(rest)) = (v.as_object_mut(), p.json())
-        {
-            head.extend(rest);
+        if let Some(p) = &profile {
+            extend_json(&mut v, p.json());
         }
         println!("{v}");
     } else {

@@ -131,7 +131,7 @@ impl CudaBackend {
     }
 
     /// Whether, in bf16 precision, the tensors that only matrix products read (`qkv`, the
-    /// attention output) are stored as bf16 (default: yes, unless `NDT_STORE_F32=1`; the
+    /// attention output, the input layer's output, the softsign output) are stored as bf16 (default: yes, unless `NDT_STORE_F32=1`; the
     /// results are the same bits either way). Changing it drops the workspace and every graph.
     pub fn set_bf16_store(&mut self, on: bool) {
         if on != self.bf16_store {
@@ -260,15 +260,22 @@ impl CudaBackend {
     /// One training step launched operation by operation, each timed (`src/cuda/profile.rs`):
     /// the same work as `train_step`, without the graph.
     pub fn profile_step(&mut self, batch: &Batch, hp: &StepHyper) -> Result<Vec<OpTime>> {
-        Self::check_dropout(hp.dropout)?;
-        let n_targets = self.load_batch(batch)?;
-        let sc = StepScalars::new(hp, n_targets, batch.scheme.index(), batch.causal());
-        self.gpu.upload(self.sc.dev(), &[sc])?;
+        self.begin_step(batch, hp)?;
         self.gpu.profile_start()?;
         let run = self.enqueue_step(batch);
         let times = self.gpu.profile_finish();
         run?;
         times
+    }
+
+    /// Uploads the batch and the step's scalars (what changes between replays of a graph);
+    /// returns |target|.
+    fn begin_step(&mut self, batch: &Batch, hp: &StepHyper) -> Result<usize> {
+        Self::check_dropout(hp.dropout)?;
+        let n_targets = self.load_batch(batch)?;
+        let sc = StepScalars::new(hp, n_targets, batch.scheme.index(), batch.causal());
+        self.gpu.upload(self.sc.dev(), &[sc])?;
+        Ok(n_targets)
     }
 
     /// Captures `enqueue_step` into a graph.
@@ -345,10 +352,7 @@ impl Backend for CudaBackend {
     /// the trainable elements, clipping to `hp.clip`, one AdamW step; as the CPU reference, a
     /// non-finite loss or norm leaves parameters and moments untouched.
     fn train_step(&mut self, batch: &Batch, hp: &StepHyper) -> Result<StepStats> {
-        Self::check_dropout(hp.dropout)?;
-        let n_targets = self.load_batch(batch)?;
-        let sc = StepScalars::new(hp, n_targets, batch.scheme.index(), batch.causal());
-        self.gpu.upload(self.sc.dev(), &[sc])?;
+        let n_targets = self.begin_step(batch, hp)?;
         if self.use_graphs {
             let key = GraphKey {
                 session: batch.session_id.clone(),

@@ -10,7 +10,7 @@
 
 use super::StepScalars;
 use super::device::{Args, Dev, Gpu, Tensor};
-use super::kernels::GEMM;
+use super::kernels::{GEMM, GEMM_BF16_KERNELS};
 use crate::error::{Error, Result};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 
@@ -340,56 +340,8 @@ fn fetch(o: &Operand, z: usize) -> Fetch {
     }
 }
 
-/// The gemm_bf16 kernels, `[variant][scalar, kk, kr, rk, rr]` with the variants: f32 operands,
-/// the same with the dropout of A (`_da`), A bf16 (`_hf`), B bf16 (`_fh`, `_fh_da`), both
-/// bf16 (`_hh`).
-const BF16_KERNELS: [[&str; 5]; 6] = [
-    [
-        "gemm_bf16",
-        "gemm_bf16_kk",
-        "gemm_bf16_kr",
-        "gemm_bf16_rk",
-        "gemm_bf16_rr",
-    ],
-    [
-        "gemm_bf16_da",
-        "gemm_bf16_kk_da",
-        "gemm_bf16_kr_da",
-        "gemm_bf16_rk_da",
-        "gemm_bf16_rr_da",
-    ],
-    [
-        "gemm_bf16_hf",
-        "gemm_bf16_kk_hf",
-        "gemm_bf16_kr_hf",
-        "gemm_bf16_rk_hf",
-        "gemm_bf16_rr_hf",
-    ],
-    [
-        "gemm_bf16_fh",
-        "gemm_bf16_kk_fh",
-        "gemm_bf16_kr_fh",
-        "gemm_bf16_rk_fh",
-        "gemm_bf16_rr_fh",
-    ],
-    [
-        "gemm_bf16_fh_da",
-        "gemm_bf16_kk_fh_da",
-        "gemm_bf16_kr_fh_da",
-        "gemm_bf16_rk_fh_da",
-        "gemm_bf16_rr_fh_da",
-    ],
-    [
-        "gemm_bf16_hh",
-        "gemm_bf16_kk_hh",
-        "gemm_bf16_kr_hh",
-        "gemm_bf16_rk_hh",
-        "gemm_bf16_rr_hh",
-    ],
-];
-
-/// The gemm_bf16 kernel for `g`: the variant of its operands' storage and of the dropout of A,
-/// with quad reads when both operands allow them.
+/// The gemm_bf16 kernel for `g` (`GEMM_BF16_KERNELS`): the row of its operands' storage and of
+/// the dropout of A, the column of quad reads when both operands allow them.
 fn bf16_kernel(g: &Gemm) -> Result<&'static str> {
     let row = match (g.a.buf.is_bf16(), g.b.buf.is_bf16(), g.drop_a) {
         (false, false, false) => 0,
@@ -416,7 +368,7 @@ fn bf16_kernel(g: &Gemm) -> Result<&'static str> {
         (Fetch::R, Fetch::R) => 4,
         _ => 0,
     };
-    Ok(BF16_KERNELS[row][variant])
+    Ok(GEMM_BF16_KERNELS[row][variant])
 }
 
 /// Runs one product on the GPU's stream.

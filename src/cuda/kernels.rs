@@ -27,43 +27,71 @@ macro_rules! kernel_file {
     };
 }
 
-kernel_file!(
-    GEMM,
-    "gemm.cu",
+/// The gemm_bf16 kernels of `gemm.cu`, `[variant][scalar, kk, kr, rk, rr]` (the fetch modes of
+/// A and B) with the variants: f32 operands, the same with the dropout of A (`_da`), A stored
+/// as bf16 (`_hf`), B as bf16 (`_fh`, `_fh_da`), both (`_hh`). The launcher picks from it.
+pub const GEMM_BF16_KERNELS: [[&str; 5]; 6] = [
     [
         "gemm_bf16",
         "gemm_bf16_kk",
         "gemm_bf16_kr",
         "gemm_bf16_rk",
         "gemm_bf16_rr",
+    ],
+    [
         "gemm_bf16_da",
         "gemm_bf16_kk_da",
         "gemm_bf16_kr_da",
         "gemm_bf16_rk_da",
         "gemm_bf16_rr_da",
+    ],
+    [
         "gemm_bf16_hf",
         "gemm_bf16_kk_hf",
         "gemm_bf16_kr_hf",
         "gemm_bf16_rk_hf",
         "gemm_bf16_rr_hf",
+    ],
+    [
         "gemm_bf16_fh",
         "gemm_bf16_kk_fh",
         "gemm_bf16_kr_fh",
         "gemm_bf16_rk_fh",
         "gemm_bf16_rr_fh",
+    ],
+    [
         "gemm_bf16_fh_da",
         "gemm_bf16_kk_fh_da",
         "gemm_bf16_kr_fh_da",
         "gemm_bf16_rk_fh_da",
         "gemm_bf16_rr_fh_da",
+    ],
+    [
         "gemm_bf16_hh",
         "gemm_bf16_kk_hh",
         "gemm_bf16_kr_hh",
         "gemm_bf16_rk_hh",
         "gemm_bf16_rr_hh",
-        "gemm_f32",
-    ]
-);
+    ],
+];
+
+/// Every kernel of `gemm.cu`: the table above, then `gemm_f32`.
+const GEMM_ENTRIES: [&str; 31] = {
+    let mut e = [""; 31];
+    let mut i = 0;
+    while i < 30 {
+        e[i] = GEMM_BF16_KERNELS[i / 5][i % 5];
+        i += 1;
+    }
+    e[30] = "gemm_f32";
+    e
+};
+
+pub const GEMM: KernelFile = KernelFile {
+    name: "gemm.cu",
+    text: include_str!("../../kernels/gemm.cu"),
+    entries: &GEMM_ENTRIES,
+};
 kernel_file!(LINEAR, "linear.cu", ["col_sum_partial", "col_sum_final"]);
 kernel_file!(MLP, "mlp.cu", ["gelu_forward_f32", "gelu_backward_f32"]);
 kernel_file!(

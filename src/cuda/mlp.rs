@@ -1,8 +1,8 @@
 //! Launchers of the block MLP `fc2(gelu(fc1(x)))`: fc1 with the GELU fused in the GEMM epilogue
 //! (storing the pre-activation), fc2 optionally fused with the residual add and its dropout;
 //! the GELU rebuild and backward of `kernels/mlp.cu`. Only the pre-activation is kept for the
-//! backward; the activation `act` of the forward is scratch. Twin of `src/cpu/mlp.rs`. Legend: R rows, D d_model,
-//! F d_ff.
+//! backward; the activation `act` of the forward is scratch. Twin of `src/cpu/mlp.rs`.
+//! Legend: R rows, D d_model, F d_ff.
 
 use super::StepScalars;
 use super::device::{Args, Dev, Gpu, grid_1d};

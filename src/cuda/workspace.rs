@@ -140,7 +140,7 @@ impl DeviceWorkspace {
             atty: st(l * bs * d)?,
             xh2: a(l * bs * d)?,
             ln2_rstd: a(l * bs)?,
-            fch: a((l * bs * f).max(Late::len(bt, n, e, g, d)))?,
+            fch: a((l * bs * f).max(Late::layout(bt, n, e, g, d).1))?,
             xhf: a(bs * d)?,
             lnf_rstd: a(bs)?,
             ln: a(bs * d)?,
@@ -168,19 +168,13 @@ impl DeviceWorkspace {
     pub fn late(&self, cfg: &ModelConfig) -> Late {
         let bt = self.cap.b * self.cap.t;
         let (n, e, g, d) = (self.cap.n, cfg.d_tok, cfg.d_embed_hidden, cfg.d_model);
-        let base = self.fch.dev();
-        let mut at = 0;
-        // Each view starts on a multiple of 4 floats, so that products can read it in quads.
-        let mut take = |len: usize| {
-            let v = base.slice(at, len);
-            at = (at + len).div_ceil(4) * 4;
-            v
-        };
+        let ([xin, dh, dsg, emb], _) = Late::layout(bt, n, e, g, d);
+        let view = |(at, len): (usize, usize)| self.fch.dev().slice(at, len);
         Late {
-            xin: take(bt * n),
-            dh: take(bt * e),
-            dsg: take(bt * g),
-            emb: take(bt * d),
+            xin: view(xin),
+            dh: view(dh),
+            dsg: view(dsg),
+            emb: view(emb),
         }
     }
 
@@ -205,9 +199,16 @@ pub struct Late {
 }
 
 impl Late {
-    /// Elements of `fch` the views take (with up to 3 of padding after each but the last).
-    fn len(bt: usize, n: usize, e: usize, g: usize, d: usize) -> usize {
-        bt * (n + e + g + d) + 9
+    /// (offset, length) in `fch` of `xin`, `dh`, `dsg` and `emb`, each starting on a multiple
+    /// of 4 floats so that products can read it in quads, and the elements they span.
+    fn layout(bt: usize, n: usize, e: usize, g: usize, d: usize) -> ([(usize, usize); 4], usize) {
+        let mut at = 0usize;
+        let views = [n, e, g, d].map(|width| {
+            let start = at.div_ceil(4) * 4;
+            at = start + bt * width;
+            (start, bt * width)
+        });
+        (views, at)
     }
 }
 
