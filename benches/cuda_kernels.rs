@@ -13,7 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use cudarc::driver::sys::CUevent_flags;
 use ndt::backend::{Backend, StepHyper};
 use ndt::batch::Batch;
-use ndt::cuda::attention::{AttnDims, attention_backward, attention_forward};
+use ndt::cuda::attention::{AttnDims, attention_backward, attention_forward, attention_probs};
 use ndt::cuda::device::{Buffer, Gpu};
 use ndt::cuda::gemm::{Gemm, Precision, gemm};
 use ndt::cuda::layernorm::layernorm_forward;
@@ -155,7 +155,9 @@ fn paper_ops<'a>(g: &'a Gpu, pb: &'a PaperBuffers) -> Vec<Op<'a>> {
         s: S,
         d: D,
         h: H,
+        fused: true,
     };
+    let unfused = AttnDims { fused: false, ..dm };
     // scores and att·v: 2 products of B·H·S·S·hd multiply-adds forward, 4 backward.
     let attn_flops = 2.0 * (B * H * S * S * (D / H)) as f64;
     for prec in [Precision::Bf16, Precision::F32] {
@@ -172,6 +174,7 @@ fn paper_ops<'a>(g: &'a Gpu, pb: &'a PaperBuffers) -> Vec<Op<'a>> {
                     dm,
                     pb.sc.dev(),
                     1,
+                    true,
                     true,
                 )
                 .unwrap()
@@ -198,24 +201,44 @@ fn paper_ops<'a>(g: &'a Gpu, pb: &'a PaperBuffers) -> Vec<Op<'a>> {
             }),
         });
     }
-    ops.push(Op {
-        label: "attention forward bf16, bf16 qkv and output".into(),
-        work: Work::Flops(2.0 * attn_flops),
-        run: Box::new(move || {
-            attention_forward(
-                g,
-                Precision::Bf16,
-                pb.out_h.dev(),
-                pb.att.dev(),
-                pb.qkv_h.dev(),
-                dm,
-                pb.sc.dev(),
-                1,
-                true,
-            )
-            .unwrap()
-        }),
-    });
+    // bf16 qkv and output, as training stores them: fused (the default) and unfused, the
+    // probabilities not kept (every block but the last) and their recomputation.
+    for (name, dm) in [("fused", dm), ("unfused", unfused)] {
+        ops.push(Op {
+            label: format!("attention forward bf16 {name}, bf16 qkv and output, att not kept"),
+            work: Work::Flops(2.0 * attn_flops),
+            run: Box::new(move || {
+                attention_forward(
+                    g,
+                    Precision::Bf16,
+                    pb.out_h.dev(),
+                    pb.att.dev(),
+                    pb.qkv_h.dev(),
+                    dm,
+                    pb.sc.dev(),
+                    1,
+                    true,
+                    false,
+                )
+                .unwrap()
+            }),
+        });
+        ops.push(Op {
+            label: format!("attention probabilities bf16 {name} (backward recomputation)"),
+            work: Work::Flops(attn_flops),
+            run: Box::new(move || {
+                attention_probs(
+                    g,
+                    Precision::Bf16,
+                    pb.att.dev(),
+                    pb.qkv_h.dev(),
+                    dm,
+                    pb.sc.dev(),
+                )
+                .unwrap()
+            }),
+        });
+    }
     ops.push(Op {
         label: "attention backward bf16, bf16 qkv".into(),
         work: Work::Flops(4.0 * attn_flops),

@@ -90,10 +90,6 @@ __device__ __forceinline__ void gemm_store(const GemmParams& p, void* c, int z, 
     else ((float*)c)[ci] = v;
 }
 
-// An operand element as f32: an f32 one as it is, a bf16 one widened (exactly).
-__device__ __forceinline__ float ld_elem(const float* p) { return *p; }
-__device__ __forceinline__ float ld_elem(const bf16_t* p) { return ndt_bf16_to_f32(*p); }
-
 // Four consecutive elements: a 16-byte load of f32 (`p` 16-byte aligned) or an 8-byte load of
 // bf16 (`p` 8-byte aligned).
 __device__ __forceinline__ void ld_quad(float* r, const float* p) {
@@ -272,38 +268,6 @@ __device__ __forceinline__ void tile_drop(float* r, int mode, bool k_fast, int r
         long long at = zoff + (long long)(row0 + rr) * rs + (long long)(k0 + kk) * cs;
         r[e] *= gemm_drop_factor(key, (unsigned long long)at, drop_p, keep);
     }
-}
-
-__device__ __forceinline__ void mma_bf16_16x8x16(float* d, const unsigned int* a,
-                                                 const unsigned int* b) {
-#ifdef NDT_EMU
-    NDT_EMU_MMA_M16N8K16(d, a, b);  // the CPU kernel emulator (kernels/emu.h)
-#else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-}
-
-// Four 8x8 bf16 matrices from shared memory, one 32-bit register of each per lane: lane 8j + i
-// gives the address of row i of matrix j (16 bytes, 16-byte aligned), and lane l receives the
-// word (row l / 4, word l % 4) of matrix j in r[j] -- the mma.sync fragment of that 8x8 block.
-__device__ __forceinline__ void ldmatrix_x4(unsigned int* r, const bf16_t* row) {
-#ifdef NDT_EMU
-    NDT_EMU_LDMATRIX_X4(r, row);  // the CPU kernel emulator (kernels/emu.h)
-#else
-    unsigned int addr = (unsigned int)__cvta_generic_to_shared(row);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-#endif
-}
-
-// Two consecutive bf16 of a shared row as one 32-bit register (lower index in the low half).
-__device__ __forceinline__ unsigned int ld_pair(const bf16_t* p) {
-    return *(const unsigned int*)p;
 }
 
 // The block's work for fetch modes AM (operand A) and BM (operand B) and element types TA and

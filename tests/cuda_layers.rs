@@ -195,7 +195,13 @@ fn attention_matches_the_cpu() {
                         ..drop_scalars(p, 21)
                     },
                 );
-                let dm = attention::AttnDims { b, s, d, h };
+                let dm = attention::AttnDims {
+                    b,
+                    s,
+                    d,
+                    h,
+                    fused: true,
+                };
                 for prec in PRECS {
                     let (y, att) = (Out::new(&g, b * s * d), Out::new(&g, bhss));
                     attention::attention_forward(
@@ -208,6 +214,7 @@ fn attention_matches_the_cpu() {
                         sc.dev(),
                         4,
                         p > 0.0,
+                        true,
                     )
                     .unwrap();
                     let (dqkv, datt) = (Out::new(&g, b * s * 3 * d), Out::new(&g, bhss));
@@ -239,6 +246,141 @@ fn attention_matches_the_cpu() {
                     check(&format!("{what} att"), &att.read(&g, "att"), &att_w, tf);
                     check(&format!("{what} dqkv"), &dqkv.read(&g, "dqkv"), &dqkv_w, tb);
                     let _ = datt.read(&g, "datt");
+                }
+            }
+        }
+    }
+}
+
+/// The fused forward (`attention_fused_*`, bf16 precision) gives the bits of the unfused
+/// launches (two products and the softmax): y and the kept probabilities, for head widths 8 to
+/// 64, S from 1 to the kernel's limit of 160 (past one and two 64-row tiles, ragged ends),
+/// causal or not, with and without dropout, qkv and y stored as f32 and as bf16. Likewise the
+/// recomputation of the probabilities alone. A forward that does not keep the probabilities
+/// leaves their buffer untouched.
+#[test]
+fn fused_attention_gives_the_bits_of_the_unfused_launches() {
+    let Some(g) = gpu("fused_attention_gives_the_bits_of_the_unfused_launches") else {
+        return;
+    };
+    let prec = Precision::Bf16;
+    let mut r = rng(11);
+    let bits = |v: &[f32]| -> Vec<u16> {
+        v.iter()
+            .map(|&x| half::bf16::from_f32(x).to_bits())
+            .collect()
+    };
+    let as_f32 = |v: &[u16]| -> Vec<f32> {
+        v.iter()
+            .map(|&x| f32::from_bits((x as u32) << 16))
+            .collect()
+    };
+    for (b, s, d, h) in [
+        (1, 1, 16, 2),
+        (2, 7, 48, 3),
+        (2, 17, 64, 4),
+        (1, 33, 96, 4),
+        (2, 64, 128, 4),
+        (1, 65, 80, 2),
+        (1, 100, 192, 3),
+        (2, 152, 512, 8),
+        (1, 160, 128, 2),
+    ] {
+        let fused = attention::AttnDims {
+            b,
+            s,
+            d,
+            h,
+            fused: true,
+        };
+        let unfused = attention::AttnDims {
+            fused: false,
+            ..fused
+        };
+        let bhss = b * h * s * s;
+        let qkv = rand_vec(&mut r, b * s * 3 * d, 2.0);
+        let qd = up(&g, &qkv);
+        let qh = g.upload_new(&bits(&qkv)).unwrap();
+        for causal in [false, true] {
+            for p in [0.0f32, 0.2] {
+                let sc = scalars(
+                    &g,
+                    StepScalars {
+                        causal: causal as i32,
+                        ..drop_scalars(p, 21)
+                    },
+                );
+                for bf16_store in [false, true] {
+                    let what = format!(
+                        "b{b} s{s} d{d} h{h} causal={causal} p={p} bf16 storage {bf16_store}"
+                    );
+                    // y and att from one forward; y as f32 values either way.
+                    let forward = |dm: attention::AttnDims, keep: bool| -> (Vec<f32>, Vec<f32>) {
+                        let att = Out::new(&g, bhss);
+                        let y = if bf16_store {
+                            let yh = g.upload_new(&vec![0xffffu16; b * s * d]).unwrap();
+                            let qkv = qh.dev();
+                            assert!(
+                                dm.fusable(prec, qkv.into(), Some(yh.dev().into())) == dm.fused
+                            );
+                            attention::attention_forward(
+                                &g,
+                                prec,
+                                yh.dev(),
+                                att.dev(),
+                                qkv,
+                                dm,
+                                sc.dev(),
+                                4,
+                                p > 0.0,
+                                keep,
+                            )
+                            .unwrap();
+                            as_f32(&g.download(yh.dev()).unwrap())
+                        } else {
+                            let y = Out::new(&g, b * s * d);
+                            let qkv = qd.dev();
+                            assert!(dm.fusable(prec, qkv.into(), Some(y.dev().into())) == dm.fused);
+                            attention::attention_forward(
+                                &g,
+                                prec,
+                                y.dev(),
+                                att.dev(),
+                                qkv,
+                                dm,
+                                sc.dev(),
+                                4,
+                                p > 0.0,
+                                keep,
+                            )
+                            .unwrap();
+                            y.read(&g, &what)
+                        };
+                        (y, att.read(&g, &what))
+                    };
+                    let (y_want, att_want) = forward(unfused, true);
+                    let (y, att) = forward(fused, true);
+                    check_bits(&format!("{what} y"), &y, &y_want);
+                    check_bits(&format!("{what} att"), &att, &att_want);
+                    let (y, att) = forward(fused, false);
+                    check_bits(&format!("{what} y, att not kept"), &y, &y_want);
+                    assert!(
+                        att.iter().all(|v| v.is_nan()),
+                        "{what}: att written though not kept"
+                    );
+                    // the backward's recomputation
+                    let att = Out::new(&g, bhss);
+                    if bf16_store {
+                        attention::attention_probs(&g, prec, att.dev(), qh.dev(), fused, sc.dev())
+                    } else {
+                        attention::attention_probs(&g, prec, att.dev(), qd.dev(), fused, sc.dev())
+                    }
+                    .unwrap();
+                    check_bits(
+                        &format!("{what} att recomputed"),
+                        &att.read(&g, &what),
+                        &att_want,
+                    );
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! Multi-head self-attention on a fused qkv buffer: the five products are batched `gemm` calls
 //! over (batch, head) with strides into `qkv`, the softmax (causal or not) and the dropout on
-//! the probabilities are `kernels/attention.cu`. Twin of `src/cpu/attention.rs`.
+//! the probabilities are `kernels/attention.cu`. Twin of `src/cpu/attention.rs`. In bf16
+//! precision the forward (and the backward's recomputation of the probabilities) is one fused
+//! kernel where the shape allows it (`AttnDims::fusable`), with the same bits.
 //! Legend: B batch, S sequence, D d_model, H heads, hd = D / H; `qkv` rows are `[q | k | v]`.
 //! `qkv` and the output `y` may be stored as bf16 in bf16 precision (only products read them).
 
@@ -10,6 +12,13 @@ use super::gemm::{Act, Gemm, Operand, Precision, gemm};
 use super::kernels::ATTENTION;
 use crate::error::{Result, internal};
 use cudarc::driver::LaunchConfig;
+
+/// Limits of `attention_fused_*` (`ATT_MAX_S`, `ATT_MAX_HD` in kernels/attention.cu).
+const FUSED_MAX_S: usize = 160;
+const FUSED_MAX_HD: usize = 64;
+/// Query rows per block of the fused kernel, and of the softmax kernel (4 lanes per row).
+const FUSED_ROWS: usize = 64;
+const SOFTMAX_ROWS: usize = 64;
 
 fn rows_cfg(rows: usize) -> LaunchConfig {
     LaunchConfig {
@@ -26,6 +35,9 @@ pub struct AttnDims {
     pub s: usize,
     pub d: usize,
     pub h: usize,
+    /// Use the fused forward kernel where it applies (bf16 precision, `fusable`); off, the
+    /// unfused launches run (the same bits: an A/B, `NDT_ATTENTION_UNFUSED=1`).
+    pub fused: bool,
 }
 
 impl AttnDims {
@@ -94,6 +106,64 @@ impl AttnDims {
             drop_a: false,
         }
     }
+    /// Whether `attention_fused_*` takes this shape in precision `prec`: bf16 (the kernel
+    /// multiplies on tensor cores), S ≤ 160 (a warp's 16 rows of scores stay in registers),
+    /// hd ≤ 64 and a multiple of 8, `qkv` and `y` of one storage type.
+    pub fn fusable(&self, prec: Precision, qkv: Tensor, y: Option<Tensor>) -> bool {
+        let hd = self.hd();
+        self.fused
+            && prec == Precision::Bf16
+            && self.s <= FUSED_MAX_S
+            && hd <= FUSED_MAX_HD
+            && hd.is_multiple_of(8)
+            && y.is_none_or(|y| y.is_bf16() == qkv.is_bf16())
+    }
+    /// att (if not null) = softmax(q·kᵀ/√hd), y (if given) = drop(att)·v in one kernel.
+    #[allow(clippy::too_many_arguments)]
+    fn fused(
+        &self,
+        gpu: &Gpu,
+        y: Option<Tensor>,
+        att: Dev<f32>,
+        qkv: Tensor,
+        sc: Dev<StepScalars>,
+        stream: u64,
+        dropout: bool,
+    ) -> Result<()> {
+        let (s, d) = (self.s, self.d);
+        qkv.need(self.b * s * 3 * d, "attention qkv")?;
+        if let Some(y) = y {
+            y.need(self.b * s * d, "attention y")?;
+        }
+        let scale = (1.0 / (self.hd() as f64).sqrt()) as f32;
+        let y_arg = y.unwrap_or(Tensor::F32(Dev::null()));
+        let args = Args::new()
+            .tensor(qkv)
+            .tensor(y_arg)
+            .ptr(att)
+            .i32(s as i32)
+            .i32(d as i32)
+            .i32(self.h as i32)
+            .f32(scale)
+            .ptr(sc)
+            .u64(stream)
+            .i32(dropout as i32);
+        let name = if qkv.is_bf16() {
+            "attention_fused_h"
+        } else {
+            "attention_fused_f"
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (s.div_ceil(FUSED_ROWS) as u32, self.z() as u32, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: (const T* qkv, T* y, float* att, int s, int d, int nh, float scale,
+        // const StepScalars*, unsigned long long stream, int dropout) with T float (_f) or
+        // bf16 (_h), y of qkv's type (`fusable`) or null; qkv holds B·S·3D elements, y B·S·D
+        // (checked), att B·H·S·S or is null (checked by the callers).
+        unsafe { gpu.launch(&ATTENTION, name, cfg, &args) }
+    }
     fn check(&self) -> Result<()> {
         if self.h == 0 || !self.d.is_multiple_of(self.h) || self.s == 0 || self.b == 0 {
             return Err(internal(format!("attention: bad shape {self:?}")));
@@ -103,7 +173,8 @@ impl AttnDims {
 }
 
 /// att = softmax(q·kᵀ/√hd) (causal per `sc.causal`): the first half of `attention_forward`,
-/// which the backward also calls to recompute att (the same launches, so the same bits).
+/// which the backward also calls to recompute att (the fused kernel, or the forward's
+/// launches; both give the same bits).
 pub fn attention_probs(
     gpu: &Gpu,
     prec: Precision,
@@ -118,6 +189,9 @@ pub fn attention_probs(
     let rows = dm.z() * s;
     att.need(rows * s, "attention att")?;
     sc.need(1, "attention scalars")?;
+    if dm.fusable(prec, qkv, None) {
+        return dm.fused(gpu, None, att, qkv, sc, 0, false);
+    }
     // scores = q·kᵀ / √hd
     let scale = (1.0 / (hd as f64).sqrt()) as f32;
     gemm(
@@ -135,34 +209,42 @@ pub fn attention_probs(
     )?;
     // att = softmax(scores)
     let args = Args::new().ptr(att).i32(rows as i32).i32(s as i32).ptr(sc);
+    let cfg = LaunchConfig {
+        grid_dim: (rows.div_ceil(SOFTMAX_ROWS).max(1) as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
     // SAFETY: (float* att, int rows, int s, const StepScalars*); att holds rows·s elements
     // (checked).
-    unsafe {
-        gpu.launch(
-            &ATTENTION,
-            "attention_softmax_forward",
-            rows_cfg(rows),
-            &args,
-        )
-    }
+    unsafe { gpu.launch(&ATTENTION, "attention_softmax_forward", cfg, &args) }
 }
 
 /// att = softmax(q·kᵀ/√hd) (causal per `sc.causal`), y_h = drop(att) · v_h. With `dropout`
 /// the product applies the dropout of `sc` (stream `stream`) to att as it reads it
-/// (`Gemm::drop_a`): the probabilities after dropout are never stored.
+/// (`Gemm::drop_a`): the probabilities after dropout are never stored. `keep`: att must hold
+/// the probabilities afterwards (for the backward); without it the fused kernel does not
+/// write them, and the unfused path uses att as scratch.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     gpu: &Gpu,
     prec: Precision,
     y: impl Into<Tensor>,   // [B, S, D] heads concatenated
-    att: Dev<f32>,          // [B, H, S, S] saved
+    att: Dev<f32>,          // [B, H, S, S]
     qkv: impl Into<Tensor>, // [B, S, 3D]
     dm: AttnDims,
     sc: Dev<StepScalars>,
     stream: u64,
     dropout: bool,
+    keep: bool,
 ) -> Result<()> {
-    let qkv = qkv.into();
+    let (qkv, y) = (qkv.into(), y.into());
+    if dm.fusable(prec, qkv, Some(y)) {
+        dm.check()?;
+        att.need(dm.z() * dm.ss(), "attention att")?;
+        sc.need(1, "attention scalars")?;
+        let att = if keep { att } else { Dev::null() };
+        return dm.fused(gpu, Some(y), att, qkv, sc, stream, dropout);
+    }
     attention_probs(gpu, prec, att, qkv, dm, sc)?;
     let (s, hd) = (dm.s, dm.hd());
     // y_h = drop(att) · v_h

@@ -49,6 +49,7 @@ pub struct CudaBackend {
     use_graphs: bool,
     /// Keep every layer's attention probabilities (else recompute them in the backward).
     keep_att: bool,
+    fused_att: bool,
     /// In bf16 precision, store the tensors that only products read as bf16 (else f32).
     bf16_store: bool,
     params: Buffer<f32>,
@@ -85,6 +86,7 @@ impl CudaBackend {
         gpu.upload(trainable.dev(), &all)?;
         let use_graphs = std::env::var("NDT_CUDA_GRAPHS").map_or(true, |v| v != "0");
         let keep_att = std::env::var("NDT_ATTENTION_KEEP").is_ok_and(|v| v == "1");
+        let fused_att = std::env::var("NDT_ATTENTION_UNFUSED").map_or(true, |v| v != "1");
         let bf16_store = std::env::var("NDT_STORE_F32").map_or(true, |v| v != "1");
         Ok(CudaBackend {
             params: gpu.alloc(n)?,
@@ -103,6 +105,7 @@ impl CudaBackend {
             prec,
             use_graphs,
             keep_att,
+            fused_att,
             bf16_store,
             gpu,
         })
@@ -127,6 +130,17 @@ impl CudaBackend {
             self.keep_att = on;
             self.graphs.clear();
             self.ws = None;
+        }
+    }
+
+    /// Whether, in bf16 precision, the attention forward (and the backward's recomputation of
+    /// the probabilities) runs as one fused kernel where the shape allows it (default: yes,
+    /// unless `NDT_ATTENTION_UNFUSED=1`; the results are the same bits either way). Changing it
+    /// drops every graph.
+    pub fn set_fused_attention(&mut self, on: bool) {
+        if on != self.fused_att {
+            self.fused_att = on;
+            self.graphs.clear();
         }
     }
 
@@ -224,6 +238,7 @@ impl CudaBackend {
             sc: self.sc.dev(),
             res: self.res.dev(),
             train,
+            fused_att: self.fused_att,
             features,
         })
     }

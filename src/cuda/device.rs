@@ -1002,6 +1002,11 @@ impl Args {
         self.0.push(Box::new(Arg(d.ptr)));
         self
     }
+    /// A `Tensor`'s pointer (`float*` or `bf16_t*`, as the kernel's entry expects).
+    pub fn tensor(mut self, t: Tensor) -> Self {
+        self.0.push(Box::new(Arg(t.ptr())));
+        self
+    }
     pub fn i32(mut self, v: i32) -> Self {
         self.0.push(Box::new(Arg(v)));
         self

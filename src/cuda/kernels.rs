@@ -108,7 +108,12 @@ kernel_file!(
 kernel_file!(
     ATTENTION,
     "attention.cu",
-    ["attention_softmax_forward", "attention_softmax_backward"]
+    [
+        "attention_softmax_forward",
+        "attention_softmax_backward",
+        "attention_fused_f",
+        "attention_fused_h",
+    ]
 );
 kernel_file!(
     EMBED,

@@ -52,6 +52,8 @@ pub struct Pass<'a> {
     /// Training pass: dropout (per `sc.dropout`) is applied; the attention products read the
     /// probabilities through it.
     pub train: bool,
+    /// Use the fused attention kernel where it applies (`AttnDims::fused`).
+    pub fused_att: bool,
     /// Block whose output (prefix dropped, `[B, T, D]`) the forward copies to `ws.dy`: the
     /// residual stream is not kept, so features are taken as they pass.
     pub features: Option<usize>,
@@ -70,6 +72,7 @@ impl Pass<'_> {
             s: self.dims.s,
             d: self.dims.d,
             h: self.dims.h,
+            fused: self.fused_att,
         }
     }
 }
@@ -155,6 +158,7 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
             ps.sc,
             stream,
             ps.train,
+            ws.keep_att || l + 1 == dm.l,
         )?;
         // z_mid = z_l + drop(out(atty))
         let mut out = Gemm::linear(
