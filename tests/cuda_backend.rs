@@ -302,6 +302,43 @@ fn bf16_storage_gives_the_steps_of_f32_storage() {
     );
 }
 
+/// In bf16 precision the attention forward and the backward's recomputation of the
+/// probabilities run as one fused kernel (`attention_fused_*`): the same steps, bit for bit,
+/// as the unfused launches, with fewer operations per step.
+#[test]
+fn fused_attention_gives_the_steps_of_the_unfused_launches() {
+    let Some(g) = gpu("fused_attention_gives_the_steps_of_the_unfused_launches") else {
+        return;
+    };
+    drop(g);
+    let cfg = config();
+    let table = ParamTable::new(&cfg);
+    let params = init_params(&cfg, &table, 6);
+    let prec = Precision::Bf16;
+    let mut fused = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+    fused.set_fused_attention(true);
+    let mut unfused = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+    unfused.set_fused_attention(false);
+    same_steps("fused vs unfused attention", prec, &mut fused, &mut unfused);
+    let bt = batch(&cfg, "a", 3, 20, Scheme::Forward, 40);
+    let names = |be: &mut CudaBackend| -> Vec<String> {
+        let ops = be.profile_step(&bt, &hyper(1)).unwrap();
+        ops.into_iter().map(|o| o.name.to_string()).collect()
+    };
+    let (f, u) = (names(&mut fused), names(&mut unfused));
+    let count = |v: &[String], k: &str| v.iter().filter(|n| n.starts_with(k)).count();
+    // one fused launch per block forward, one per recomputation (every block but the last)
+    let blocks = cfg.n_layers;
+    assert_eq!(count(&f, "attention_fused"), 2 * blocks - 1, "{f:?}");
+    assert_eq!(count(&u, "attention_fused"), 0, "{u:?}");
+    assert_eq!(count(&f, "attention_softmax_forward"), 0, "{f:?}");
+    assert_eq!(
+        f.len() + 3 * blocks - 1,
+        u.len(),
+        "operations fused {f:?} unfused {u:?}"
+    );
+}
+
 /// The device keeps every parameter tensor at an offset that is a multiple of 4 floats, whatever
 /// the sessions' neuron counts (37 here), so that the products read the weights four at
 /// a time: in a profiled step every unbatched product that does not span the neurons runs a
