@@ -86,7 +86,7 @@ extern "C" __global__ void attention_softmax_backward(float* datt, const float* 
 // is wanted) the output. The arithmetic is the unfused path's, in its order, so the bits are
 // the same:
 //   - scores: hd summed in chunks of 16, ascending, zero-padded to a multiple of 32 (the GEMM's
-//     k tile), then scale · acc as gemm_store computes alpha · acc;
+//     k tile), then scale · acc rounded (__fmul_rn) as gemm_store's alpha · acc is;
 //   - softmax: attention_softmax_forward's order (above);
 //   - y: j summed in chunks of 16, ascending, up to S rounded up to 32; each probability times
 //     its dropout factor (counter z·S·S + i·S + j, the flat index GEMM_DROP_A uses for att)
@@ -169,8 +169,10 @@ __device__ __forceinline__ void attention_fused(const T* qkv, T* y, float* att, 
 #pragma unroll
         for (int e = 0; e < 2; e++) {
             int j = 8 * n + 2 * t + e;
-            acc[n][e] = scale * acc[n][e];
-            acc[n][2 + e] = scale * acc[n][2 + e];
+            // rounded here as the GEMM's epilogue rounds alpha · acc before storing it: never
+            // contracted with the subtraction of the max below
+            acc[n][e] = __fmul_rn(scale, acc[n][e]);
+            acc[n][2 + e] = __fmul_rn(scale, acc[n][2 + e]);
             if (j < len0) mx0 = fmaxf(mx0, acc[n][e]);
             if (j < len1) mx1 = fmaxf(mx1, acc[n][2 + e]);
         }
