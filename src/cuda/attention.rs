@@ -108,7 +108,8 @@ impl AttnDims {
     }
     /// Whether `attention_fused_*` takes this shape in precision `prec`: bf16 (the kernel
     /// multiplies on tensor cores), S ≤ 160 (a warp's 16 rows of scores stay in registers),
-    /// hd ≤ 64 and a multiple of 8, `qkv` and `y` of one storage type.
+    /// hd ≤ 64 and a multiple of 8, B·H within a grid's y extent, `qkv` and `y` of one
+    /// storage type.
     pub fn fusable(&self, prec: Precision, qkv: Tensor, y: Option<Tensor>) -> bool {
         let hd = self.hd();
         self.fused
@@ -116,6 +117,7 @@ impl AttnDims {
             && self.s <= FUSED_MAX_S
             && hd <= FUSED_MAX_HD
             && hd.is_multiple_of(8)
+            && self.z() <= 65535
             && y.is_none_or(|y| y.is_bf16() == qkv.is_bf16())
     }
     /// att (if not null) = softmax(q·kᵀ/√hd), y (if given) = drop(att)·v in one kernel.
