@@ -223,6 +223,21 @@ fn runs_are_deterministic() {
 /// Three training steps (dropout on, two masking schemes) and then a gradient on two backends
 /// that differ only in how they keep the activations: the same losses, norms, parameters and
 /// gradients, bit for bit.
+/// Two backends from the same parameters (config(), seed 6), one with `switch` off and one
+/// with it on.
+fn switched_pair(
+    prec: Precision,
+    switch: fn(&mut CudaBackend, bool),
+) -> (CudaBackend, CudaBackend) {
+    let cfg = config();
+    let params = init_params(&cfg, &ParamTable::new(&cfg), 6);
+    let mut off = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+    switch(&mut off, false);
+    let mut on = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+    switch(&mut on, true);
+    (off, on)
+}
+
 fn same_steps(what: &str, prec: Precision, a: &mut CudaBackend, b: &mut CudaBackend) {
     let cfg = config();
     for i in 0..3 {
@@ -262,14 +277,8 @@ fn recomputed_attention_probabilities_give_the_steps_of_kept_ones() {
         return;
     };
     drop(g);
-    let cfg = config();
-    let table = ParamTable::new(&cfg);
-    let params = init_params(&cfg, &table, 6);
     for prec in [Precision::F32, Precision::Bf16] {
-        let mut recompute = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
-        recompute.set_keep_attention(false);
-        let mut keep = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
-        keep.set_keep_attention(true);
+        let (mut recompute, mut keep) = switched_pair(prec, CudaBackend::set_keep_attention);
         same_steps("recomputed vs kept", prec, &mut recompute, &mut keep);
     }
 }
@@ -282,14 +291,8 @@ fn bf16_storage_gives_the_steps_of_f32_storage() {
         return;
     };
     drop(g);
-    let cfg = config();
-    let table = ParamTable::new(&cfg);
-    let params = init_params(&cfg, &table, 6);
-    let prec = Precision::Bf16;
-    let mut half = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
-    half.set_bf16_store(true);
-    let mut full = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
-    full.set_bf16_store(false);
+    let (cfg, prec) = (config(), Precision::Bf16);
+    let (mut full, mut half) = switched_pair(prec, CudaBackend::set_bf16_store);
     same_steps("bf16 vs f32 storage", prec, &mut half, &mut full);
     let bt = batch(&cfg, "a", 3, 20, Scheme::Forward, 40);
     half.reserve(&bt).unwrap();
@@ -311,14 +314,8 @@ fn fused_attention_gives_the_steps_of_the_unfused_launches() {
         return;
     };
     drop(g);
-    let cfg = config();
-    let table = ParamTable::new(&cfg);
-    let params = init_params(&cfg, &table, 6);
-    let prec = Precision::Bf16;
-    let mut fused = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
-    fused.set_fused_attention(true);
-    let mut unfused = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
-    unfused.set_fused_attention(false);
+    let (cfg, prec) = (config(), Precision::Bf16);
+    let (mut unfused, mut fused) = switched_pair(prec, CudaBackend::set_fused_attention);
     same_steps("fused vs unfused attention", prec, &mut fused, &mut unfused);
     let bt = batch(&cfg, "a", 3, 20, Scheme::Forward, 40);
     let names = |be: &mut CudaBackend| -> Vec<String> {

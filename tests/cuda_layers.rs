@@ -10,6 +10,7 @@ use cuda_common::*;
 use ndt::cpu;
 use ndt::cpu::dropout::Dropout;
 use ndt::cuda::StepScalars;
+use ndt::cuda::device::Tensor;
 use ndt::cuda::gemm::{Accum, Precision};
 use ndt::cuda::{attention, embed, layernorm, linear};
 
@@ -314,47 +315,38 @@ fn fused_attention_gives_the_bits_of_the_unfused_launches() {
                     let what = format!(
                         "b{b} s{s} d{d} h{h} causal={causal} p={p} bf16 storage {bf16_store}"
                     );
+                    let qkv: Tensor = if bf16_store {
+                        qh.dev().into()
+                    } else {
+                        qd.dev().into()
+                    };
                     // y and att from one forward; y as f32 values either way.
                     let forward = |dm: attention::AttnDims, keep: bool| -> (Vec<f32>, Vec<f32>) {
-                        let att = Out::new(&g, bhss);
+                        let (att, yf) = (Out::new(&g, bhss), Out::new(&g, b * s * d));
+                        let yh = g.upload_new(&vec![0xffffu16; b * s * d]).unwrap();
+                        let y: Tensor = if bf16_store {
+                            yh.dev().into()
+                        } else {
+                            yf.dev().into()
+                        };
+                        assert_eq!(dm.fusable(prec, qkv, Some(y)), dm.fused, "{what}");
+                        attention::attention_forward(
+                            &g,
+                            prec,
+                            y,
+                            att.dev(),
+                            qkv,
+                            dm,
+                            sc.dev(),
+                            4,
+                            p > 0.0,
+                            keep,
+                        )
+                        .unwrap();
                         let y = if bf16_store {
-                            let yh = g.upload_new(&vec![0xffffu16; b * s * d]).unwrap();
-                            let qkv = qh.dev();
-                            assert!(
-                                dm.fusable(prec, qkv.into(), Some(yh.dev().into())) == dm.fused
-                            );
-                            attention::attention_forward(
-                                &g,
-                                prec,
-                                yh.dev(),
-                                att.dev(),
-                                qkv,
-                                dm,
-                                sc.dev(),
-                                4,
-                                p > 0.0,
-                                keep,
-                            )
-                            .unwrap();
                             as_f32(&g.download(yh.dev()).unwrap())
                         } else {
-                            let y = Out::new(&g, b * s * d);
-                            let qkv = qd.dev();
-                            assert!(dm.fusable(prec, qkv.into(), Some(y.dev().into())) == dm.fused);
-                            attention::attention_forward(
-                                &g,
-                                prec,
-                                y.dev(),
-                                att.dev(),
-                                qkv,
-                                dm,
-                                sc.dev(),
-                                4,
-                                p > 0.0,
-                                keep,
-                            )
-                            .unwrap();
-                            y.read(&g, &what)
+                            yf.read(&g, &what)
                         };
                         (y, att.read(&g, &what))
                     };
@@ -370,12 +362,7 @@ fn fused_attention_gives_the_bits_of_the_unfused_launches() {
                     );
                     // the backward's recomputation
                     let att = Out::new(&g, bhss);
-                    if bf16_store {
-                        attention::attention_probs(&g, prec, att.dev(), qh.dev(), fused, sc.dev())
-                    } else {
-                        attention::attention_probs(&g, prec, att.dev(), qd.dev(), fused, sc.dev())
-                    }
-                    .unwrap();
+                    attention::attention_probs(&g, prec, att.dev(), qkv, fused, sc.dev()).unwrap();
                     check_bits(
                         &format!("{what} att recomputed"),
                         &att.read(&g, &what),

@@ -247,10 +247,10 @@ if want bench; then
         env NDT_ATTENTION_KEEP=1 "$NDT" bench --device cuda --config paper --batch-size 16
     step bench "paper config, bf16, B 16, every activation stored as f32 (A/B of the bf16 storage)" \
         env NDT_STORE_F32=1 "$NDT" bench --device cuda --config paper --batch-size 16
-    step bench "paper config, bf16, B 16, unfused attention (A/B of the fused forward)" \
-        env NDT_ATTENTION_UNFUSED=1 "$NDT" bench --device cuda --config paper --batch-size 16
-    step bench "paper config, bf16, B 64, unfused attention (A/B of the fused forward)" \
-        env NDT_ATTENTION_UNFUSED=1 "$NDT" bench --device cuda --config paper --batch-size 64
+    for b in 16 64; do
+        step bench "paper config, bf16, B $b, unfused attention (A/B of the fused forward)" \
+            env NDT_ATTENTION_UNFUSED=1 "$NDT" bench --device cuda --config paper --batch-size "$b"
+    done
 fi
 if want kernels; then
     if [ -n "${EXE[bench_kernels]}" ]; then

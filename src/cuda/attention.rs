@@ -122,7 +122,7 @@ impl AttnDims {
     }
     /// att (if not null) = softmax(q·kᵀ/√hd), y (if given) = drop(att)·v in one kernel.
     #[allow(clippy::too_many_arguments)]
-    fn fused(
+    fn launch_fused(
         &self,
         gpu: &Gpu,
         y: Option<Tensor>,
@@ -192,7 +192,7 @@ pub fn attention_probs(
     att.need(rows * s, "attention att")?;
     sc.need(1, "attention scalars")?;
     if dm.fusable(prec, qkv, None) {
-        return dm.fused(gpu, None, att, qkv, sc, 0, false);
+        return dm.launch_fused(gpu, None, att, qkv, sc, 0, false);
     }
     // scores = q·kᵀ / √hd
     let scale = (1.0 / (hd as f64).sqrt()) as f32;
@@ -245,7 +245,7 @@ pub fn attention_forward(
         att.need(dm.z() * dm.ss(), "attention att")?;
         sc.need(1, "attention scalars")?;
         let att = if keep { att } else { Dev::null() };
-        return dm.fused(gpu, Some(y), att, qkv, sc, stream, dropout);
+        return dm.launch_fused(gpu, Some(y), att, qkv, sc, stream, dropout);
     }
     attention_probs(gpu, prec, att, qkv, dm, sc)?;
     let (s, hd) = (dm.s, dm.hd());
