@@ -9,16 +9,19 @@
 //! DATASET/sessions/<k>/<name>.npy       float32 [n_trials] optional behaviour (reward, ...)
 //! ```
 //!
+//! - `id`: the rule for ids that become paths.
 //! - `npy`: the `.npy` reader and writer.
 //! - `manifest`: the manifest schema and its checks.
 //! - `dataset`: the read side (memory-mapped counts).
 //! - `writer`: the write side (staged, atomic commit).
 
 pub mod dataset;
+pub mod id;
 pub mod manifest;
 pub mod npy;
 pub mod writer;
 
 pub use dataset::Dataset;
+pub use id::{MAX_ID_LEN, check_id, is_valid_id};
 pub use manifest::{FORMAT_VERSION, Manifest, SessionInfo, Split, SplitName};
 pub use writer::{DatasetWriter, NewSession};
