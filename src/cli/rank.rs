@@ -5,7 +5,7 @@
 //! table per held-out session and, when the dataset is synthetic, the Spearman correlation of the
 //! scores with the manifest's ground-truth session similarity.
 
-use crate::error::{Result, internal, io_at};
+use crate::error::{Result, internal};
 use crate::exp::plan::Plan;
 use crate::exp::stats::spearman;
 use crate::exp::sweep::Sweep;
@@ -42,7 +42,7 @@ fn truth(manifest: &Value, a: &str, b: &str) -> Option<f64> {
 pub fn run(args: Args) -> Result<()> {
     let plan = Plan::load(&args.plan)?;
     let manifest_path = plan.dataset.join("manifest.json");
-    let bytes = std::fs::read(&manifest_path).map_err(io_at(&manifest_path))?;
+    let bytes = crate::fsutil::read_bounded(&manifest_path, crate::fsutil::MAX_TEXT_BYTES)?;
     let manifest: Value = serde_json::from_slice(&bytes)
         .map_err(|e| crate::error::input(&manifest_path, e.to_string()))?;
     let ds = crate::store::Dataset::open(&plan.dataset)?;

@@ -53,7 +53,7 @@ pub struct Args {
 fn open(args: &Args) -> Result<Sweep> {
     let plan = Plan::load(&args.plan)?;
     let manifest = plan.dataset.join("manifest.json");
-    let bytes = std::fs::read(&manifest).map_err(io_at(&manifest))?;
+    let bytes = crate::fsutil::read_bounded(&manifest, crate::fsutil::MAX_TEXT_BYTES)?;
     let ds = crate::store::Dataset::open(&plan.dataset)?;
     let ids: Vec<String> = (0..ds.n_sessions())
         .map(|i| ds.session(i).id.clone())

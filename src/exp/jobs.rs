@@ -76,15 +76,21 @@ impl Job {
         self.dir.join("work")
     }
 
-    /// The finished result, if any.
+    /// The finished result, if any: a JSON object (every job writes one), read as a regular
+    /// file of bounded size; anything else is an error naming the file.
     pub fn result(&self) -> Result<Option<Value>> {
         let p = self.result_path();
-        match std::fs::read_to_string(&p) {
-            Ok(s) => serde_json::from_str(&s)
-                .map(Some)
-                .map_err(|e| crate::error::input(&p, format!("corrupt job result: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(crate::error::io(&p, e)),
+        if std::fs::symlink_metadata(&p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            return Ok(None);
+        }
+        let text = crate::fsutil::read_text(&p)?;
+        match serde_json::from_str(&text) {
+            Ok(v @ Value::Object(_)) => Ok(Some(v)),
+            Ok(_) => Err(crate::error::input(
+                &p,
+                "corrupt job result: not a JSON object",
+            )),
+            Err(e) => Err(crate::error::input(&p, format!("corrupt job result: {e}"))),
         }
     }
 

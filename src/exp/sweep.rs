@@ -210,10 +210,12 @@ impl Sweep {
             let ckpt = w.pretrain(&sessions, &stage, seed, work)?;
             Ok(json!({"checkpoint": ckpt}))
         })?;
-        r["checkpoint"]
-            .as_str()
-            .map(PathBuf::from)
-            .ok_or_else(|| internal(format!("{}: result without checkpoint", job.id())))
+        r["checkpoint"].as_str().map(PathBuf::from).ok_or_else(|| {
+            input(
+                job.result_path(),
+                "corrupt job result: no `checkpoint` string",
+            )
+        })
     }
 
     /// Ranking of the pool for a held-out session: each single-session model finetuned
@@ -320,8 +322,12 @@ impl Sweep {
             };
             Ok(json!(w.finetune_eval(&job, work)?))
         })?;
-        let metrics: BTreeMap<String, f64> =
-            serde_json::from_value(r).map_err(|e| internal(e.to_string()))?;
+        let metrics: BTreeMap<String, f64> = serde_json::from_value(r).map_err(|e| {
+            input(
+                job.result_path(),
+                format!("corrupt job result: not a map of metric names to numbers ({e})"),
+            )
+        })?;
         let mut total_trials = 0;
         for s in &sessions {
             total_trials += w.train_trials(s)?;
@@ -377,7 +383,7 @@ pub fn gather_rankings(results: &Path) -> Result<BTreeMap<String, Vec<String>>> 
         if p.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        let text = std::fs::read_to_string(&p).map_err(crate::error::io_at(&p))?;
+        let text = crate::fsutil::read_text(&p)?;
         let v: Value =
             serde_json::from_str(&text).map_err(|e| input(&p, format!("not a ranking: {e}")))?;
         let h = v["heldout"]
@@ -410,7 +416,7 @@ pub fn gather(results: &Path) -> Result<Vec<PointResult>> {
         .collect();
     paths.sort();
     for p in paths {
-        let text = std::fs::read_to_string(&p).map_err(crate::error::io_at(&p))?;
+        let text = crate::fsutil::read_text(&p)?;
         out.push(
             serde_json::from_str(&text)
                 .map_err(|e| input(&p, format!("not a point result: {e}")))?,

@@ -5,7 +5,7 @@
 //! Tensors `params`, `m`, `v` (flat f32, `ParamTable` layout); metadata `ndt_state` = the
 //! `Counters` JSON and `config` = the `ModelConfig` JSON.
 
-use crate::error::{Result, input, internal, io_at};
+use crate::error::{Result, input, internal};
 use crate::model::ModelConfig;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -63,7 +63,7 @@ pub fn save(path: &Path, state: &State) -> Result<()> {
 
 /// Reads a state written by `save`, checking every size.
 pub fn load(path: &Path) -> Result<State> {
-    let buf = std::fs::read(path).map_err(io_at(path))?;
+    let buf = crate::fsutil::read_regular(path)?;
     let bad = |m: String| input(path, m);
     let st = SafeTensors::deserialize(&buf)
         .map_err(|e| bad(format!("not a valid resume state ({e})")))?;
