@@ -156,8 +156,12 @@ struct Source {
 
 enum Kind {
     Folder,
-    /// Members of the archive by name (with the `.npy` suffix), decompressed.
-    Npz(Vec<(String, std::sync::Arc<Vec<u8>>)>),
+    /// The archive, whose members are inflated one at a time when asked for, and the name of
+    /// each member (with the `.npy` suffix) with its index in the archive.
+    Npz(
+        std::sync::Mutex<zip::ZipArchive<std::fs::File>>,
+        Vec<(String, usize)>,
+    ),
 }
 
 impl Source {
@@ -169,17 +173,19 @@ impl Source {
                 kind: Kind::Folder,
             });
         }
-        let file = std::fs::File::open(path).map_err(io_at(path))?;
+        let (file, _) = crate::fsutil::open_regular(path)?;
         let mut zip = zip::ZipArchive::new(file).map_err(|e| {
             input(
                 path,
                 format!("not a session: expected an .npz (zip) archive or a folder ({e})"),
             )
         })?;
-        let mut members = Vec::new();
+        // Only the names are read here (from the central directory); members are inflated
+        // when the session asks for them, so members nobody needs are never decompressed.
+        let mut names = Vec::new();
         for i in 0..zip.len() {
-            let mut f = zip
-                .by_index(i)
+            let f = zip
+                .by_index_raw(i)
                 .map_err(|e| input(path, format!("corrupt .npz archive: {e}")))?;
             if f.is_dir() {
                 continue;
@@ -193,18 +199,13 @@ impl Source {
             } else {
                 format!("{name}.npy")
             };
-            let mut buf = Vec::with_capacity(f.size().min(1 << 32) as usize);
-            f.read_to_end(&mut buf).map_err(|e| {
-                input(
-                    path.join(&name),
-                    format!("corrupt .npz member (cannot decompress: {e})"),
-                )
-            })?;
-            members.push((name, std::sync::Arc::new(buf)));
+            if !names.iter().any(|(n, _)| *n == name) {
+                names.push((name, i));
+            }
         }
         Ok(Source {
             root: path.to_path_buf(),
-            kind: Kind::Npz(members),
+            kind: Kind::Npz(std::sync::Mutex::new(zip), names),
         })
     }
 
@@ -213,16 +214,24 @@ impl Source {
         self.root.join(name)
     }
 
-    /// The bytes of member `name`, or None if the session has no such member.
-    fn member(&self, name: &str) -> Result<Option<Bytes>> {
+    /// The bytes of member `name`, or None if the session has no such member. A folder's
+    /// member is mapped (a regular file only); an archive's is inflated as a stream into memory,
+    /// never past the uncompressed size its header declares, which must be at most `max` and
+    /// fit in the memory available.
+    fn member(&self, name: &str, max: u64) -> Result<Option<Bytes>> {
+        let p = self.path(name);
         match &self.kind {
             Kind::Folder => {
-                let p = self.path(name);
                 if !p.exists() {
                     return Ok(None);
                 }
-                let file = std::fs::File::open(&p).map_err(io_at(&p))?;
-                let len = file.metadata().map_err(io_at(&p))?.len();
+                let (file, len) = crate::fsutil::open_regular(&p)?;
+                if len > max {
+                    return Err(input(
+                        &p,
+                        format!("{len} bytes, more than the {max} accepted"),
+                    ));
+                }
                 if len == 0 {
                     return Ok(Some(Bytes::Owned(Default::default())));
                 }
@@ -231,16 +240,70 @@ impl Source {
                 let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_at(&p))?;
                 Ok(Some(Bytes::Map(map)))
             }
-            Kind::Npz(members) => Ok(members
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, b)| Bytes::Owned(b.clone()))),
+            Kind::Npz(zip, names) => {
+                let Some(&(_, i)) = names.iter().find(|(n, _)| n == name) else {
+                    return Ok(None);
+                };
+                let mut zip = zip
+                    .lock()
+                    .map_err(|_| crate::error::internal("npz archive lock poisoned"))?;
+                let corrupt = |e: &dyn std::fmt::Display| {
+                    input(
+                        &p,
+                        format!("corrupt .npz member (cannot decompress: {e})"),
+                    )
+                };
+                let f = zip.by_index(i).map_err(|e| corrupt(&e))?;
+                let declared = f.size();
+                if declared > max {
+                    return Err(input(
+                        &p,
+                        format!(
+                            "member declares {declared} bytes uncompressed, more than the {max} \
+                             accepted"
+                        ),
+                    ));
+                }
+                if let Some((avail, from)) = crate::fsutil::available_memory()
+                    && declared > avail
+                {
+                    return Err(input(
+                        &p,
+                        format!(
+                            "member declares {declared} bytes uncompressed, more than the \
+                             {avail} bytes of memory available ({from})"
+                        ),
+                    ));
+                }
+                // Grown as it inflates (the declared size only caps it), so a lying header
+                // costs nothing up front.
+                let mut buf = Vec::with_capacity(declared.min(1 << 26) as usize);
+                f.take(declared.saturating_add(1))
+                    .read_to_end(&mut buf)
+                    .map_err(|e| corrupt(&e))?;
+                if buf.len() as u64 != declared {
+                    return Err(input(
+                        &p,
+                        format!(
+                            "corrupt .npz member: inflates to {}{} bytes, its header declares \
+                             {declared}",
+                            if buf.len() as u64 > declared {
+                                "more than "
+                            } else {
+                                ""
+                            },
+                            buf.len()
+                        ),
+                    ));
+                }
+                Ok(Some(Bytes::Owned(std::sync::Arc::new(buf))))
+            }
         }
     }
 
     /// A small array member, read and validated.
     fn array(&self, name: &str) -> Result<Option<NpyArray>> {
-        match self.member(name)? {
+        match self.member(name, u64::MAX)? {
             None => Ok(None),
             Some(b) => NpyArray::from_bytes(b.to_vec(), &self.path(name)).map(Some),
         }
@@ -249,7 +312,7 @@ impl Source {
     /// Reads everything, checks it, and returns the new session plus the counts to stream.
     fn session(&self, args: &Args) -> Result<(NewSession, Counts)> {
         let spikes_path = self.path("spikes.npy");
-        let bytes = self.member("spikes.npy")?.ok_or_else(|| {
+        let bytes = self.member("spikes.npy", u64::MAX)?.ok_or_else(|| {
             input(
                 &self.root,
                 "no spikes.npy: a session needs counts [trials, T, N] in spikes.npy",
@@ -445,7 +508,7 @@ impl Source {
     /// `meta.json` as a JSON object (empty if absent).
     fn meta(&self) -> Result<serde_json::Map<String, Value>> {
         let p = self.path("meta.json");
-        let Some(b) = self.member("meta.json")? else {
+        let Some(b) = self.member("meta.json", crate::fsutil::MAX_TEXT_BYTES)? else {
             return Ok(serde_json::Map::new());
         };
         match serde_json::from_slice::<Value>(&b) {
@@ -462,7 +525,7 @@ impl Source {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned().into())
                 .unwrap_or_default(),
-            Kind::Npz(_) => self
+            Kind::Npz(..) => self
                 .root
                 .file_stem()
                 .map(|n| n.to_string_lossy().into_owned().into())

@@ -160,7 +160,7 @@ impl Dataset {
 /// Maps `spikes.npy` of session `s` and checks it against the manifest.
 fn map_session(dir: &Path, s: &SessionInfo) -> Result<SessionMap> {
     let path = dir.join(&s.dir).join(SPIKES_FILE);
-    let file = std::fs::File::open(&path).map_err(io_at(&path))?;
+    let (file, _) = crate::fsutil::open_regular(&path)?;
     // SAFETY: the map is read-only and the store never rewrites a committed session file in
     // place (imports write new directories and rename them in); a file truncated by another
     // program while mapped is outside what the store can defend against.
@@ -184,9 +184,14 @@ fn map_session(dir: &Path, s: &SessionInfo) -> Result<SessionMap> {
         ));
     }
     h.check_len(map.len(), &path)?;
+    // The header's shape equals the manifest's and its size the file's: the product fits.
+    let trial_len = s
+        .n_bins
+        .checked_mul(s.n_neurons)
+        .ok_or_else(|| input(&path, format!("shape {want:?} is too large to address")))?;
     Ok(SessionMap {
         offset: h.data_offset,
-        trial_len: s.n_bins * s.n_neurons,
+        trial_len,
         map,
     })
 }

@@ -1,7 +1,7 @@
 //! `manifest.json`: the dataset's table of contents (sessions, shapes, regions, splits,
 //! provenance) and its format version.
 
-use crate::error::{Result, input, io_at};
+use crate::error::{Result, input};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -134,15 +134,80 @@ impl Manifest {
         }
     }
 
-    /// Reads and checks `dir/manifest.json`.
+    /// Reads and checks `dir/manifest.json` (a regular file of at most `fsutil::MAX_TEXT_BYTES`):
+    /// first every session's counts against the size of its `spikes.npy` on disk, then the rest
+    /// (`validate`), so that no count is trusted before the file that must hold it is seen.
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
-        let bytes = std::fs::read(&path).map_err(io_at(&path))?;
-        Manifest::from_bytes(&bytes, &path)
+        let bytes = crate::fsutil::read_bounded(&path, crate::fsutil::MAX_TEXT_BYTES)?;
+        let m = Manifest::parse(&bytes, &path)?;
+        m.check_sizes(&path, Some(dir))?;
+        m.validate(&path)?;
+        Ok(m)
     }
 
-    /// Parses and checks a manifest; `path` names it in errors.
+    /// Parses and checks a manifest; `path` names it in errors. Without the dataset's files at
+    /// hand the counts are only checked to be addressable (see `check_sizes`).
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Manifest> {
+        let m = Manifest::parse(bytes, path)?;
+        m.check_sizes(path, None)?;
+        m.validate(path)?;
+        Ok(m)
+    }
+
+    /// Checks every session's counts before anything is sized by them: `n_trials · n_bins ·
+    /// n_neurons` must not overflow, `n_trials` must be addressable by the u32 split indices, and
+    /// with `dir` given, the session's `spikes.npy` must exist as a regular file holding at least
+    /// that many bytes.
+    pub fn check_sizes(&self, path: &Path, dir: Option<&Path>) -> Result<()> {
+        const MAX_TRIALS: u64 = u32::MAX as u64 + 1;
+        for (k, s) in self.sessions.iter().enumerate() {
+            let bad = |msg: String| {
+                input(
+                    path,
+                    format!("corrupt manifest: session {k} (`{}`): {msg}", s.id),
+                )
+            };
+            let shape = [s.n_trials, s.n_bins, s.n_neurons];
+            let Some(cells) = s
+                .n_trials
+                .checked_mul(s.n_bins)
+                .and_then(|c| c.checked_mul(s.n_neurons))
+            else {
+                return Err(bad(format!("shape {shape:?} is too large to address")));
+            };
+            if s.n_trials as u64 > MAX_TRIALS {
+                return Err(bad(format!(
+                    "{} trials, more than split indices (u32) can address",
+                    s.n_trials
+                )));
+            }
+            let Some(dir) = dir else { continue };
+            if !safe_rel_dir(&s.dir) {
+                return Err(bad(format!(
+                    "session dir `{}` is not a relative path inside the dataset",
+                    s.dir
+                )));
+            }
+            let spikes = dir.join(&s.dir).join(super::dataset::SPIKES_FILE);
+            let held = match std::fs::metadata(&spikes) {
+                Ok(m) if m.is_file() => m.len(),
+                Ok(_) => return Err(bad(format!("{} is not a regular file", spikes.display()))),
+                Err(e) => return Err(bad(format!("{}: {e}", spikes.display()))),
+            };
+            if cells as u64 > held {
+                return Err(bad(format!(
+                    "shape {shape:?} needs {cells} bytes of counts, but {} holds {held} bytes",
+                    spikes.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The JSON of a manifest: format and version checked, the schema deserialised; no
+    /// consistency checks yet.
+    fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
         // Read the version before the full schema so that a newer layout reports itself as
         // newer rather than as a schema mismatch.
         let value: serde_json::Value = serde_json::from_slice(bytes)
@@ -175,10 +240,7 @@ impl Manifest {
                 ),
             ));
         }
-        let m: Manifest = serde_json::from_value(value)
-            .map_err(|e| input(path, format!("corrupt manifest: {e}")))?;
-        m.validate(path)?;
-        Ok(m)
+        serde_json::from_value(value).map_err(|e| input(path, format!("corrupt manifest: {e}")))
     }
 
     /// Internal consistency: lengths, unique ids, split indices in range and disjoint.

@@ -2,15 +2,26 @@
 //!
 //! Reading validates before it trusts: the magic string, the version, the header's Python-literal
 //! syntax, the dtype (object/pickled and structured dtypes are refused), and that the data size the
-//! shape implies matches the file exactly. Writing always produces version 1.0 headers padded so the
+//! shape implies matches the file exactly. What a file controls is bounded before it is used: the
+//! header is at most [`MAX_HEADER_LEN`] bytes, its literals nest at most [`MAX_NESTING`] levels
+//! (the parser recurses once per level), element counts and byte sizes are computed with checked
+//! arithmetic, and zero-width string types (which would let a tiny file declare any number of
+//! elements) are refused. Writing always produces version 1.0 headers padded so the
 //! data starts on a 64-byte boundary, as NumPy itself writes them.
 
-use crate::error::{Result, input, io_at};
+use crate::error::{Result, input};
 use std::io::Write;
 use std::path::Path;
 
 /// The six-byte magic string every `.npy` file starts with.
 pub const MAGIC: &[u8; 6] = b"\x93NUMPY";
+
+/// Longest header accepted, in bytes (NumPy writes under 200 for plain arrays; `np.load` itself
+/// refuses headers over 10,000 bytes by default).
+pub const MAX_HEADER_LEN: usize = 1 << 20;
+
+/// Deepest nesting of tuples, lists and dicts accepted in a header (a plain header nests 2).
+pub const MAX_NESTING: usize = 32;
 
 /// Element types the reader understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +51,7 @@ impl DType {
             DType::U16 | DType::I16 => 2,
             DType::U32 | DType::I32 | DType::F32 => 4,
             DType::U64 | DType::I64 | DType::F64 => 8,
-            DType::Unicode(n) => 4 * n,
+            DType::Unicode(n) => n.saturating_mul(4),
             DType::Bytes(n) => n,
         }
     }
@@ -98,6 +109,9 @@ impl DType {
         let size: usize = rest[kind.len_utf8()..]
             .parse()
             .map_err(|_| bad("no element size"))?;
+        if matches!(kind, 'U' | 'S' | 'a') && (size == 0 || size > isize::MAX as usize / 4) {
+            return Err(bad("a string width must be at least 1 and fit in memory"));
+        }
         let dtype = match (kind, size) {
             ('u', 1) => DType::U8,
             ('i', 1) => DType::I8,
@@ -139,19 +153,22 @@ pub struct NpyHeader {
 }
 
 impl NpyHeader {
-    /// Number of elements (1 for a 0-d array).
+    /// Number of elements (1 for a 0-d array); saturates where `parse_header` would refuse.
     pub fn n_elements(&self) -> usize {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
-    /// Size of the data section in bytes.
+    /// Size of the data section in bytes; saturates where `parse_header` would refuse.
     pub fn data_len(&self) -> usize {
-        self.n_elements() * self.dtype.item_size()
+        self.n_elements().saturating_mul(self.dtype.item_size())
     }
 
     /// Checks that a file of `file_len` bytes holds exactly the data this header describes.
     pub fn check_len(&self, file_len: usize, path: &Path) -> Result<()> {
-        let want = self.data_offset + self.data_len();
+        let want = self.data_offset.saturating_add(self.data_len());
         if file_len < want {
             return Err(input(
                 path,
@@ -226,6 +243,15 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
     } else {
         u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
     };
+    if header_len > MAX_HEADER_LEN {
+        return Err(input(
+            path,
+            format!(
+                "corrupt .npy header: {header_len} bytes long, more than the {MAX_HEADER_LEN} \
+                 accepted"
+            ),
+        ));
+    }
     let end = start + header_len;
     if bytes.len() < end {
         return Err(input(
@@ -331,9 +357,9 @@ impl NpyArray {
         Ok(NpyArray { header, bytes })
     }
 
-    /// Reads and validates the `.npy` file at `path`.
+    /// Reads and validates the `.npy` file at `path` (a regular file: see `fsutil::read_regular`).
     pub fn read(path: &Path) -> Result<NpyArray> {
-        let bytes = std::fs::read(path).map_err(io_at(path))?;
+        let bytes = crate::fsutil::read_regular(path)?;
         NpyArray::from_bytes(bytes, path)
     }
 
@@ -547,12 +573,15 @@ mod literal {
     struct P<'a> {
         s: &'a [u8],
         i: usize,
+        /// Containers open around the current position (bounded by `MAX_NESTING`).
+        depth: usize,
     }
 
     pub fn parse_dict(text: &str) -> Result<Vec<(String, Value)>, String> {
         let mut p = P {
             s: text.as_bytes(),
             i: 0,
+            depth: 0,
         };
         let v = p.value()?;
         p.ws();
@@ -586,7 +615,26 @@ mod literal {
             }
         }
 
+        /// Parses one value. Containers recurse, one level per open bracket, so the depth is
+        /// checked before going down: a header cannot drive the recursion past `MAX_NESTING`.
         fn value(&mut self) -> Result<Value, String> {
+            if matches!(self.peek(), Some(b'{' | b'(' | b'[')) {
+                if self.depth >= super::MAX_NESTING {
+                    return Err(format!(
+                        "literals nested deeper than {} levels at byte {}",
+                        super::MAX_NESTING,
+                        self.i
+                    ));
+                }
+                self.depth += 1;
+                let v = self.value_inner();
+                self.depth -= 1;
+                return v;
+            }
+            self.value_inner()
+        }
+
+        fn value_inner(&mut self) -> Result<Value, String> {
             match self.peek() {
                 Some(b'{') => self.dict(),
                 Some(b'(') => {
