@@ -150,12 +150,123 @@ fn default_device() -> String {
     "auto".into()
 }
 
+/// Most random orders a plan may ask for.
+pub const MAX_SHUFFLES: usize = 10_000;
+/// Most entries in each of `sizes`, `seeds` and `heldout` (and the largest `heldout_last`).
+pub const MAX_LIST: usize = 10_000;
+/// Most points (runs) a plan may describe: held-out sessions × sizes × orders (random counted
+/// once per shuffle) × seeds.
+pub const MAX_POINTS: u64 = 1_000_000;
+/// Most CPU threads per job.
+pub const MAX_THREADS: usize = 4096;
+
 impl Plan {
+    /// Checks every value against its range before anything is sized by it: counts bounded,
+    /// learning rates finite, positive and at most 1, epochs and batch sizes within the run
+    /// limits (`train::config`), and the `[model]` table a valid run config. Errors name the
+    /// plan file and the key.
+    pub fn check_values(&self, path: &Path) -> Result<()> {
+        use crate::train::config::{MAX_BATCH, MAX_EPOCHS};
+        let bad = |key: &str, msg: String| input(path, format!("`{key}`: {msg}"));
+        if self.shuffles > MAX_SHUFFLES {
+            return Err(bad(
+                "shuffles",
+                format!("{} is more than {MAX_SHUFFLES}", self.shuffles),
+            ));
+        }
+        for (key, n) in [
+            ("sizes", self.sizes.len()),
+            ("seeds", self.seeds.len()),
+            ("heldout", self.heldout.len()),
+            ("orders", self.orders.len()),
+            ("heldout_last", self.heldout_last.unwrap_or(0)),
+        ] {
+            if n > MAX_LIST {
+                return Err(bad(key, format!("{n} entries, more than {MAX_LIST}")));
+            }
+        }
+        if self.threads > MAX_THREADS {
+            return Err(bad(
+                "threads",
+                format!("{} is more than {MAX_THREADS}", self.threads),
+            ));
+        }
+        let orders = self.orders.iter().try_fold(0u64, |acc, o| {
+            acc.checked_add(match o {
+                Order::Random => self.shuffles as u64,
+                _ => 1,
+            })
+        });
+        let heldout = self.heldout.len().max(self.heldout_last.unwrap_or(0)) as u64;
+        let points = orders
+            .and_then(|o| o.checked_add(1)) // the baseline
+            .and_then(|o| o.checked_mul(self.sizes.len() as u64))
+            .and_then(|p| p.checked_mul(self.seeds.len() as u64))
+            .and_then(|p| p.checked_mul(heldout));
+        if points.is_none_or(|p| p > MAX_POINTS) {
+            return Err(input(
+                path,
+                format!(
+                    "the plan describes more than {MAX_POINTS} runs (held-out sessions × sizes \
+                     × orders and shuffles × seeds); reduce `shuffles`, `sizes` or `seeds`"
+                ),
+            ));
+        }
+        for (name, st) in [
+            ("pretrain", &self.pretrain),
+            ("finetune", &self.finetune),
+            ("single", &self.single),
+            ("rank", &self.rank),
+        ] {
+            let key = |k: &str| format!("{name}.{k}");
+            if !(st.lr.is_finite() && st.lr > 0.0 && st.lr <= 1.0) {
+                return Err(bad(
+                    &key("lr"),
+                    format!("{} is not a learning rate in (0, 1]", st.lr),
+                ));
+            }
+            if st.epochs == 0 || st.epochs > MAX_EPOCHS {
+                return Err(bad(
+                    &key("epochs"),
+                    format!("{} is not in 1..={MAX_EPOCHS}", st.epochs),
+                ));
+            }
+            if st.batch_size == 0 || st.batch_size > MAX_BATCH {
+                return Err(bad(
+                    &key("batch_size"),
+                    format!("{} is not in 1..={MAX_BATCH}", st.batch_size),
+                ));
+            }
+            if st.schemes.is_empty() {
+                return Err(bad(&key("schemes"), "is empty".into()));
+            }
+        }
+        // The `[model]` table as the sweep will read it: a preset (default `small`) plus
+        // overrides, checked as a run config (dimensions, memory) with errors naming the plan.
+        let mut model = self.model.clone();
+        let preset = match model.remove("preset") {
+            None => "small".to_string(),
+            Some(toml::Value::String(s)) => s,
+            Some(v) => return Err(bad("model.preset", format!("{v} is not a string"))),
+        };
+        let mut doc = toml::Table::new();
+        doc.insert("preset".into(), toml::Value::String(preset));
+        if !model.is_empty() {
+            doc.insert("model".into(), toml::Value::Table(model));
+        }
+        crate::train::config::RunConfig::from_toml(&doc.to_string(), path).map_err(|e| match e {
+            crate::error::Error::Input { msg, .. } => input(path, format!("[model]: {msg}")),
+            other => other,
+        })?;
+        Ok(())
+    }
+
     /// Reads and validates a plan; relative paths are resolved against the plan's folder.
     pub fn load(path: &Path) -> Result<Plan> {
-        let text = std::fs::read_to_string(path).map_err(crate::error::io_at(path))?;
+        let text = crate::fsutil::read_text(path)?;
         let mut plan: Plan = toml::from_str(&text)
             .map_err(|e| input(path, format!("not a valid sweep plan: {e}")))?;
+        plan.check_values(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         if plan.dataset.is_relative() {
             plan.dataset = base.join(&plan.dataset);
@@ -253,6 +364,30 @@ mod tests {
             (
                 "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\n[pretrain]\nschemes = [\"sideways\"]\n",
                 "sideways",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\nshuffles = 1000000000000\n",
+                "`shuffles`",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\n[finetune]\nlr = nan\n",
+                "`finetune.lr`",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\n[pretrain]\nlr = inf\n",
+                "`pretrain.lr`",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\n[rank]\nlr = 1e39\n",
+                "lr",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\n[single]\nepochs = 3074457345618258603\n",
+                "`single.epochs`",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\n[model]\nd_model = 0.5\n",
+                "[model]",
             ),
         ] {
             let p = write(&dir, text);

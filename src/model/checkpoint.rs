@@ -2,7 +2,7 @@
 //! `ModelConfig` as JSON in metadata key `config`, plus whatever string metadata the caller adds
 //! (step, epoch, validation loss, ...). Written atomically; `load` trusts nothing in the file.
 
-use crate::error::{Result, input, internal, io_at};
+use crate::error::{Result, input, internal};
 use crate::model::ModelConfig;
 use crate::model::params::ParamTable;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -53,9 +53,10 @@ pub fn save(
 
 /// Reads a checkpoint: its config, the flat parameters (`ParamTable::new(&config)` layout) and the
 /// caller metadata (without `config`). Rejects unknown or missing tensors, wrong dtypes and shapes,
-/// a config that is not valid, and files that are not safetensors, naming the file.
+/// a config that is not valid, non-finite parameters, and files that are not safetensors (or not
+/// regular files: `fsutil::read_regular`), naming the file.
 pub fn load(path: &Path) -> Result<(ModelConfig, Vec<f32>, BTreeMap<String, String>)> {
-    let buf = std::fs::read(path).map_err(io_at(path))?;
+    let buf = crate::fsutil::read_regular(path)?;
     let st = SafeTensors::deserialize(&buf)
         .map_err(|e| input(path, format!("not a valid safetensors file ({e})")))?;
     let (_, header) = SafeTensors::read_metadata(&buf)
@@ -114,6 +115,17 @@ pub fn load(path: &Path) -> Result<(ModelConfig, Vec<f32>, BTreeMap<String, Stri
         {
             *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
+        if let Some(k) = params[e.range()].iter().position(|x| !x.is_finite()) {
+            return Err(input(
+                path,
+                format!(
+                    "tensor '{}' holds a non-finite value ({} at element {k}); a checkpoint \
+                     of a diverged model cannot be used",
+                    e.name,
+                    params[e.offset + k]
+                ),
+            ));
+        }
     }
     Ok((cfg, params, meta))
 }
@@ -156,7 +168,9 @@ pub fn validate_config(cfg: &ModelConfig) -> std::result::Result<(), String> {
     if let Some((sid, _)) = cfg.sessions.iter().find(|(_, n)| **n == 0) {
         return Err(format!("session '{sid}' has 0 neurons"));
     }
-    Ok(())
+    // Every use builds a backend holding parameters, gradients and both moments: refuse a
+    // model that cannot fit before anything is allocated (training checks its batch size too).
+    cfg.check_memory(1)
 }
 
 /// Copies every tensor of `src` (laid out for `src_cfg`) whose name and shape also exist in

@@ -10,7 +10,7 @@
 //! schemes = ["forward"]
 //! ```
 
-use crate::error::{Result, input, io_at, usage};
+use crate::error::{Result, input, usage};
 use crate::model::ModelConfig;
 use crate::scheme::Scheme;
 use crate::train::schedule::OneCycle;
@@ -80,6 +80,13 @@ impl ModelDims {
         }
     }
 }
+
+/// Most epochs a run may ask for (the paper trains 1000). With at most `u32::MAX + 1` trials a
+/// session, epochs × steps per epoch stays far inside a u64 (`schedule::total_steps`).
+pub const MAX_EPOCHS: usize = 1_000_000;
+
+/// Largest batch a run may ask for, in trials (the paper uses 16).
+pub const MAX_BATCH: usize = 1 << 16;
 
 /// Training hyper-parameters (SPEC §4 defaults).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -155,8 +162,20 @@ impl TrainHyper {
         if self.epochs == 0 {
             return Err("epochs must be at least 1".into());
         }
+        if self.epochs > MAX_EPOCHS {
+            return Err(format!(
+                "epochs {} is more than the {MAX_EPOCHS} a run may ask for",
+                self.epochs
+            ));
+        }
         if self.batch_size == 0 {
             return Err("batch_size must be at least 1".into());
+        }
+        if self.batch_size > MAX_BATCH {
+            return Err(format!(
+                "batch_size {} is more than the {MAX_BATCH} trials a batch may hold",
+                self.batch_size
+            ));
         }
         if self.val_every == 0 {
             return Err("val_every must be at least 1".into());
@@ -227,7 +246,7 @@ impl RunConfig {
                 "--config {spec}: neither a preset (small, paper) nor an existing file"
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(io_at(path))?;
+        let text = crate::fsutil::read_text(path)?;
         RunConfig::from_toml(&text, path)
     }
 
@@ -266,6 +285,11 @@ impl RunConfig {
             .try_into()
             .map_err(|e| input(path, format!("{e}")))?;
         cfg.train.check().map_err(|m| input(path, m))?;
+        // The data adds bins and sessions later; the core alone at this batch size must fit.
+        cfg.model
+            .config(1, BTreeMap::new())
+            .check_memory(cfg.train.batch_size)
+            .map_err(|m| input(path, m))?;
         Ok(cfg)
     }
 }
@@ -293,6 +317,9 @@ mod tests {
             "preset = \"huge\"\n",
             "[train]\nlr = -1.0\n",
             "[train]\nschemes = [\"sideways\"]\n",
+            "[train]\nepochs = 3074457345618258603\n",
+            "[train]\nbatch_size = 1000000000000\n",
+            "[model]\nd_model = 131072\nd_ff = 131072\nn_heads = 1\nn_layers = 1\n",
         ] {
             let e = RunConfig::from_toml(text, Path::new("run.toml")).unwrap_err();
             assert!(e.to_string().contains("run.toml"), "{e}");

@@ -38,6 +38,13 @@ pub struct Point {
     pub beta1: f64,
 }
 
+/// Optimizer steps of a run, `epochs × steps_per_epoch`, computed with checked arithmetic: None
+/// where it does not fit in a u64 (a wrapped total would squeeze the whole schedule into a few
+/// steps and train the rest at the final learning rate). `TrainHyper::check` bounds the epochs.
+pub fn total_steps(epochs: usize, steps_per_epoch: usize) -> Option<u64> {
+    (epochs as u64).checked_mul(steps_per_epoch as u64)
+}
+
 /// Cosine annealing from `start` to `end` as `pct` goes from 0 to 1 (PyTorch's `_annealing_cos`).
 fn anneal_cos(start: f64, end: f64, pct: f64) -> f64 {
     let cos_out = (std::f64::consts::PI * pct).cos() + 1.0;
@@ -66,17 +73,49 @@ impl OneCycle {
         let end1 = self.pct_start * total as f64 - 1.0;
         let end2 = total as f64 - 1.0;
         if step <= end1 {
-            let pct = step / end1;
+            // A phase of no length (pct_start · total = 1) has reached its end at step 0, where
+            // PyTorch would divide by zero.
+            let pct = if end1 > 0.0 { step / end1 } else { 1.0 };
             Point {
                 lr: anneal_cos(self.initial_lr(), self.max_lr, pct),
                 beta1: anneal_cos(self.max_momentum, self.base_momentum, pct),
             }
         } else {
-            let pct = (step - end1) / (end2 - end1);
+            let pct = if end2 > end1 {
+                (step - end1) / (end2 - end1)
+            } else {
+                1.0
+            };
             Point {
                 lr: anneal_cos(self.max_lr, self.min_lr(), pct),
                 beta1: anneal_cos(self.base_momentum, self.max_momentum, pct),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_steps_refuses_to_wrap() {
+        assert_eq!(total_steps(1000, 12), Some(12_000));
+        // The epochs of a hostile `--epochs` times 6 batches wrap a u64 to 2.
+        assert_eq!(total_steps(3_074_457_345_618_258_603, 6), None);
+    }
+
+    #[test]
+    fn a_warm_up_of_one_step_is_finite() {
+        // pct_start · total = 1: the warm-up phase ends at step 0.
+        let s = OneCycle {
+            pct_start: 0.05,
+            ..OneCycle::default()
+        };
+        for step in 0..20 {
+            let p = s.at(step, 20);
+            assert!(p.lr.is_finite() && p.beta1.is_finite(), "{step}: {p:?}");
+        }
+        assert_eq!(s.at(0, 20).lr, s.max_lr);
     }
 }
