@@ -317,3 +317,363 @@ fn newer_manifest_version() {
         "written by a newer ndt",
     );
 }
+
+// ---- hostile input: every case below crashed, hung or misreported before the readers were
+// hardened; each now exits 1 naming the file.
+
+/// A `.npy` file (version 1.0) with `dict` as its header text and `data` after it.
+fn npy_with_header(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    let text = format!("{dict}\n");
+    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn deeply_nested_npy_header_is_refused_without_recursing() {
+    // 32,000 nested `(` overflowed the parser's stack (exit 134).
+    let d = TempDir::new("bad-nest-src");
+    let nested = format!(
+        "{{'descr': '|u1', 'fortran_order': False, 'shape': {}}}",
+        "(".repeat(32_000)
+    );
+    let src = altered(&d, |b| *b = npy_with_header(&nested, &[]));
+    refused("bad-nest", &[&src], &[], &src.join("spikes.npy"), "nested");
+}
+
+#[test]
+fn string_widths_that_wrap_or_are_zero_are_refused() {
+    // `<U4611686018427387904`: 4·n wrapped to 0, so no data was needed for any width.
+    // `<U0` with shape (10**15,): zero bytes of data declared 10^15 strings.
+    for (tag, descr, shape) in [
+        ("bad-uwrap", "<U4611686018427387904", "(5,)"),
+        ("bad-u0", "<U0", "(1000000000000000,)"),
+    ] {
+        let d = TempDir::new(&format!("{tag}-src"));
+        let src = d.join("src");
+        copy_tree(&fixture("npy/c_u8"), &src);
+        let p = src.join("regions.npy");
+        let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        std::fs::write(&p, npy_with_header(&header, &[])).unwrap();
+        refused(tag, &[&src], &[], &p, "string width");
+    }
+}
+
+#[test]
+fn manifest_counts_beyond_the_files_are_refused_before_allocating() {
+    // n_trials of 10^15 or 2^63 aborted every command in the allocator.
+    for (tag, n) in [
+        ("bad-ntrials15", "1000000000000000"),
+        ("bad-ntrials63", "9223372036854775808"),
+    ] {
+        bad_manifest(
+            tag,
+            |t| t.replace("\"n_trials\": 20", &format!("\"n_trials\": {n}")),
+            "corrupt manifest",
+        );
+    }
+}
+
+/// Runs `ndt` with `args`, killing it after `secs` seconds; None if it had to be killed.
+fn ndt_within(args: &[&std::ffi::OsStr], secs: u64) -> Option<std::process::Output> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(secs) {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+#[test]
+fn special_files_in_place_of_inputs_are_refused_at_once() {
+    // A FIFO blocked every reader forever; /dev/zero (here behind a symlink) read until memory
+    // ran out. Both are refused as not regular files, naming the path.
+    for special in ["fifo", "zero"] {
+        let make = |p: &Path| {
+            let _ = std::fs::remove_file(p);
+            match special {
+                "fifo" => mkfifo(p),
+                _ => std::os::unix::fs::symlink("/dev/zero", p).unwrap(),
+            }
+        };
+        // The manifest of a dataset, through inspect.
+        let (_d, dir) = existing(&format!("bad-special-m-{special}"));
+        let manifest = dir.join("manifest.json");
+        make(&manifest);
+        let out = ndt_within(&["inspect".as_ref(), dir.as_os_str()], 20)
+            .expect("inspect did not return");
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(&*manifest.to_string_lossy()), "{}", stderr(&out));
+        assert!(stderr(&out).contains("regular file"), "{}", stderr(&out));
+        // spikes.npy of a session to import.
+        let d = TempDir::new(&format!("bad-special-s-{special}"));
+        let src = d.join("src");
+        copy_tree(&fixture("npy/c_u8"), &src);
+        let spikes = src.join("spikes.npy");
+        make(&spikes);
+        let out_dir = d.join("ds");
+        let out = ndt_within(
+            &[
+                "import".as_ref(),
+                "npy".as_ref(),
+                src.as_os_str(),
+                "--out".as_ref(),
+                out_dir.as_os_str(),
+            ],
+            20,
+        )
+        .expect("import did not return");
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(&*spikes.to_string_lossy()), "{}", stderr(&out));
+        // A sweep plan and a run config.
+        let plan = d.join("plan.toml");
+        make(&plan);
+        let out = ndt_within(&["sweep".as_ref(), plan.as_os_str(), "--list".as_ref()], 20)
+            .expect("sweep did not return");
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(&*plan.to_string_lossy()), "{}", stderr(&out));
+        let (_d2, ds) = existing(&format!("bad-special-c-{special}"));
+        let cfg = d.join("run.toml");
+        make(&cfg);
+        let out = ndt_within(
+            &[
+                "train".as_ref(),
+                ds.as_os_str(),
+                "--config".as_ref(),
+                cfg.as_os_str(),
+                "--out".as_ref(),
+                d.join("run").as_os_str(),
+            ],
+            20,
+        )
+        .expect("train did not return");
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(&*cfg.to_string_lossy()), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn hostile_plan_values_are_refused_naming_the_plan_and_key() {
+    // lr = nan / inf / 1e39 passed `--list` and failed later as an internal error (exit 2).
+    let (_d, ds) = existing("bad-plan");
+    for (value, key) in [
+        ("[pretrain]\nlr = nan\n", "pretrain.lr"),
+        ("[finetune]\nlr = inf\n", "finetune.lr"),
+        ("[rank]\nlr = 1e39\n", "rank.lr"),
+        ("shuffles = 1000000000000\n", "shuffles"),
+    ] {
+        let plan = ds.parent().unwrap().join("plan.toml");
+        let text = format!(
+            "dataset = \"{}\"\nresults = \"res\"\nheldout_last = 1\nsizes = [1]\n{value}",
+            ds.display()
+        );
+        // Top-level keys must come before the first table.
+        let text = if value.starts_with('[') {
+            text
+        } else {
+            format!("{value}{}", text.replace(value, ""))
+        };
+        std::fs::write(&plan, text).unwrap();
+        let out = ndt_within(&["sweep".as_ref(), plan.as_os_str(), "--list".as_ref()], 60)
+            .expect("sweep --list did not return");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{key}: {err}");
+        assert!(err.contains(&*plan.to_string_lossy()), "{key}: {err}");
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
+
+#[test]
+fn epochs_that_would_wrap_the_schedule_are_a_usage_error() {
+    // 3074457345618258603 epochs × 6 batches wrapped the step count to 2.
+    let (d, ds) = existing("bad-epochs");
+    let out = ndt_within(
+        &[
+            "train".as_ref(),
+            ds.as_os_str(),
+            "--config".as_ref(),
+            "small".as_ref(),
+            "--epochs".as_ref(),
+            "3074457345618258603".as_ref(),
+            "--stop-after".as_ref(),
+            "1".as_ref(),
+            "--device".as_ref(),
+            "cpu".as_ref(),
+            "--out".as_ref(),
+            d.join("run").as_os_str(),
+        ],
+        120,
+    )
+    .expect("train did not return");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("epochs") && err.contains("1000000"), "{err}");
+    assert!(!d.join("run").join("last.safetensors").exists());
+}
+
+#[test]
+fn a_config_beyond_memory_is_refused_with_both_figures() {
+    // About 10^11 parameters: this aborted in the allocator.
+    let (d, ds) = existing("bad-bigcfg");
+    let cfg = d.join("big.toml");
+    std::fs::write(
+        &cfg,
+        "preset = \"small\"\n[model]\nd_model = 131072\nd_ff = 131072\nn_heads = 1\nn_layers = 2\n",
+    )
+    .unwrap();
+    let out = ndt_within(
+        &[
+            "train".as_ref(),
+            ds.as_os_str(),
+            "--config".as_ref(),
+            cfg.as_os_str(),
+            "--device".as_ref(),
+            "cpu".as_ref(),
+            "--out".as_ref(),
+            d.join("run").as_os_str(),
+        ],
+        60,
+    )
+    .expect("train did not return");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&*cfg.to_string_lossy()), "{err}");
+    assert!(err.contains("needs") && err.contains("available"), "{err}");
+}
+
+#[test]
+fn a_result_that_is_not_an_object_names_the_file() {
+    // A `result.json` holding an array was read as a finished job, then failed unnamed (exit 2).
+    let d = TempDir::new("bad-result");
+    let job = ndt::exp::jobs::Job::new(d.path(), "eval", serde_json::json!({"x": 1}));
+    std::fs::create_dir_all(&job.dir).unwrap();
+    for text in ["[]", "[1, 2]", "3", "\"x\""] {
+        std::fs::write(job.result_path(), text).unwrap();
+        let e = job.result().unwrap_err();
+        assert_eq!(e.exit_code(), 1, "{text}: {e}");
+        assert!(e.to_string().contains("result.json"), "{text}: {e}");
+    }
+}
+
+#[test]
+fn a_checkpoint_with_non_finite_weights_is_refused() {
+    // All-NaN weights: `eval` exited 0 with an accuracy.
+    use ndt::model::{ModelConfig, ParamTable, checkpoint};
+    let d = TempDir::new("bad-nan-ckpt");
+    let cfg = ModelConfig {
+        d_model: 8,
+        d_tok: 8,
+        d_embed_hidden: 8,
+        n_layers: 1,
+        n_heads: 2,
+        d_ff: 8,
+        n_bins: 6,
+        ln_eps: 1e-5,
+        sessions: [("s".to_string(), 5)].into_iter().collect(),
+    };
+    let table = ParamTable::new(&cfg);
+    let p = d.join("nan.safetensors");
+    for bad in [f32::NAN, f32::INFINITY] {
+        let mut params = vec![0.5f32; table.total];
+        params[table.total / 2] = bad;
+        checkpoint::save(&p, &cfg, &table, &params, &Default::default()).unwrap();
+        let e = checkpoint::load(&p).unwrap_err();
+        assert_eq!(e.exit_code(), 1, "{e}");
+        assert!(e.to_string().contains(&*p.to_string_lossy()), "{e}");
+        assert!(e.to_string().contains("non-finite"), "{e}");
+    }
+    let params = vec![0.5f32; table.total];
+    checkpoint::save(&p, &cfg, &table, &params, &Default::default()).unwrap();
+    assert_eq!(checkpoint::load(&p).unwrap().1, params);
+}
+
+#[test]
+fn npz_members_nobody_needs_are_not_inflated() {
+    // Every member used to be inflated up front: here `junk.npy` holds 1.5 GiB of zeros in
+    // about 1.5 MB. Under a 1 GiB address-space limit the import must still succeed.
+    let d = TempDir::new("bad-npz-bomb");
+    let bomb = d.join("bomb.npz");
+    common::run_python(
+        r#"
+import sys, zipfile
+src, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(out, 'w', zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+    for n in ['spikes.npy', 'regions.npy', 'choice.npy']:
+        z.write(src + '/' + n, n)
+    with z.open('junk.npy', 'w', force_zip64=True) as f:
+        block = bytes(1 << 24)
+        for _ in range(96):
+            f.write(block)
+"#,
+        &[&fixture("npy/c_u8"), &bomb],
+    );
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 16 << 20);
+    let out_dir = d.join("ds");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ndt"));
+    cmd.args(["import".as_ref(), "npy".as_ref(), bomb.as_os_str()])
+        .args(["--out".as_ref(), out_dir.as_os_str()]);
+    // SAFETY: setrlimit is async-signal-safe; it only lowers this child's own limit.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    assert!(out_dir.join("manifest.json").exists());
+}
+
+#[test]
+fn an_npz_member_inflating_past_its_declared_size_is_refused() {
+    // The archive's headers say spikes.npy holds 100 bytes; it inflates to 5504.
+    let d = TempDir::new("bad-npz-lie-src");
+    let lie = d.join("lie.npz");
+    common::run_python(
+        r#"
+import sys, struct
+data = bytearray(open(sys.argv[1], 'rb').read())
+# Local header of the first member (spikes.npy): uncompressed size at +22.
+assert data[:4] == b'PK\x03\x04'
+struct.pack_into('<I', data, 22, 100)
+# Its central directory entry: uncompressed size at +24.
+c = data.find(b'PK\x01\x02')
+assert data[c + 46:c + 46 + 10] == b'spikes.npy'
+struct.pack_into('<I', data, c + 24, 100)
+open(sys.argv[2], 'wb').write(data)
+"#,
+        &[&fixture("npy/session.npz"), &lie],
+    );
+    refused(
+        "bad-npz-lie",
+        &[&lie],
+        &[],
+        &lie.join("spikes.npy"),
+        "declare",
+    );
+}
