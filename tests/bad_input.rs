@@ -418,10 +418,14 @@ fn special_files_in_place_of_inputs_are_refused_at_once() {
         let (_d, dir) = existing(&format!("bad-special-m-{special}"));
         let manifest = dir.join("manifest.json");
         make(&manifest);
-        let out = ndt_within(&["inspect".as_ref(), dir.as_os_str()], 20)
-            .expect("inspect did not return");
+        let out =
+            ndt_within(&["inspect".as_ref(), dir.as_os_str()], 20).expect("inspect did not return");
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        assert!(stderr(&out).contains(&*manifest.to_string_lossy()), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&*manifest.to_string_lossy()),
+            "{}",
+            stderr(&out)
+        );
         assert!(stderr(&out).contains("regular file"), "{}", stderr(&out));
         // spikes.npy of a session to import.
         let d = TempDir::new(&format!("bad-special-s-{special}"));
@@ -442,14 +446,22 @@ fn special_files_in_place_of_inputs_are_refused_at_once() {
         )
         .expect("import did not return");
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        assert!(stderr(&out).contains(&*spikes.to_string_lossy()), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&*spikes.to_string_lossy()),
+            "{}",
+            stderr(&out)
+        );
         // A sweep plan and a run config.
         let plan = d.join("plan.toml");
         make(&plan);
         let out = ndt_within(&["sweep".as_ref(), plan.as_os_str(), "--list".as_ref()], 20)
             .expect("sweep did not return");
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        assert!(stderr(&out).contains(&*plan.to_string_lossy()), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&*plan.to_string_lossy()),
+            "{}",
+            stderr(&out)
+        );
         let (_d2, ds) = existing(&format!("bad-special-c-{special}"));
         let cfg = d.join("run.toml");
         make(&cfg);
@@ -466,7 +478,11 @@ fn special_files_in_place_of_inputs_are_refused_at_once() {
         )
         .expect("train did not return");
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        assert!(stderr(&out).contains(&*cfg.to_string_lossy()), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&*cfg.to_string_lossy()),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 

@@ -150,6 +150,18 @@ fn env_u64(name: &str) -> Option<u64> {
     )
 }
 
+/// What one run of cases is: which cases, until when, with which per-case limit, and whether
+/// they are the real cases or the harness's self-check.
+struct Run<'a> {
+    seed: u64,
+    start: u64,
+    end: u64,
+    deadline: Option<Instant>,
+    limit: Duration,
+    selfcheck: bool,
+    work: &'a Path,
+}
+
 fn parent() {
     let seed = env_u64("NDT_FUZZ_SEED").unwrap_or(DEFAULT_SEED);
     let start = env_u64("NDT_FUZZ_START").unwrap_or(0);
@@ -160,101 +172,45 @@ fn parent() {
         DEFAULT_CASES
     });
     let end = start.saturating_add(cases);
-    let t0 = Instant::now();
-    let deadline = seconds.map(|s| t0 + Duration::from_secs(s));
-    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "fuzz-{}",
-        std::process::id()
-    ));
+    let work =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut tally = Tally::default();
-    let mut next = start;
-    while next < end && deadline.is_none_or(|d| Instant::now() < d) {
-        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let mut child = Command::new(&exe)
-            .env(
-                CHILD_ENV,
-                format!(
-                    "{seed},{next},{end},{},{}",
-                    remaining.map_or(0, |r| r.as_millis().max(1)),
-                    work.display()
-                ),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                match line {
-                    Ok(l) => {
-                        if tx.send(l).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        let mut current: Option<u64> = None;
-        let mut last = next;
-        loop {
-            match rx.recv_timeout(CASE_LIMIT) {
-                Ok(line) => {
-                    let mut it = line.splitn(4, ' ');
-                    let tag = it.next().unwrap_or("");
-                    let i: u64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
-                    match tag {
-                        "S" => current = Some(i),
-                        "R" => {
-                            let outcome = it.next().unwrap_or("");
-                            let detail = it.next().unwrap_or("");
-                            record(&mut tally, seed, i, outcome, detail);
-                            current = None;
-                            last = i + 1;
-                        }
-                        _ => {}
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let i = current.unwrap_or(last);
-                    record(&mut tally, seed, i, "hang", "no result within the case limit");
-                    last = i + 1;
-                    break;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait().unwrap();
-                    if let Some(i) = current {
-                        record(
-                            &mut tally,
-                            seed,
-                            i,
-                            "abort",
-                            &format!("the child died: {status}"),
-                        );
-                        last = i + 1;
-                    } else if !status.success() {
-                        panic!("fuzz child failed outside any case: {status}");
-                    }
-                    break;
-                }
-            }
-        }
-        // A child that finished its range (or its time) exits without a current case.
-        if current.is_none() && last == next {
-            break;
-        }
-        next = last;
-        if current.is_none() && (last >= end || deadline.is_some_and(|d| Instant::now() >= d)) {
-            break;
-        }
-    }
+
+    // The harness first shows it catches each kind of failure: a case that returns, panics,
+    // returns an internal error, overflows its stack, hangs, and allocates without bound.
+    let check = run_cases(&Run {
+        seed,
+        start: 0,
+        end: SELFCHECK_CASES,
+        deadline: None,
+        limit: Duration::from_secs(3),
+        selfcheck: true,
+        work: &work,
+    });
+    assert_eq!(
+        (
+            check.accepted,
+            check.panics,
+            check.wrong_kind,
+            check.aborts,
+            check.hangs
+        ),
+        (1, 1, 1, 2, 1),
+        "the harness missed a failure it must catch: {:?}",
+        check.failures
+    );
+
+    let t0 = Instant::now();
+    let tally = run_cases(&Run {
+        seed,
+        start,
+        end,
+        deadline: seconds.map(|s| t0 + Duration::from_secs(s)),
+        limit: CASE_LIMIT,
+        selfcheck: false,
+        work: &work,
+    });
     let _ = std::fs::remove_dir_all(&work);
     let secs = t0.elapsed().as_secs_f64();
     let classes = tally.per_class.len();
@@ -290,8 +246,119 @@ fn parent() {
     }
 }
 
-fn record(t: &mut Tally, _seed: u64, case: u64, outcome: &str, detail: &str) {
-    let (target, mutation) = class_of(case);
+/// Runs cases `run.start..run.end` in child processes, restarting after a child that died or
+/// hung, and tallies them.
+fn run_cases(run: &Run) -> Tally {
+    let exe = std::env::current_exe().unwrap();
+    let mut tally = Tally::default();
+    let mut next = run.start;
+    while next < run.end && run.deadline.is_none_or(|d| Instant::now() < d) {
+        let remaining = run
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let mut child = Command::new(&exe)
+            .env(
+                CHILD_ENV,
+                format!(
+                    "{},{next},{},{},{},{}",
+                    run.seed,
+                    run.end,
+                    remaining.map_or(0, |r| r.as_millis().max(1)),
+                    u8::from(run.selfcheck),
+                    run.work.display()
+                ),
+            )
+            .stdout(Stdio::piped())
+            .stderr(if run.selfcheck {
+                Stdio::null()
+            } else {
+                Stdio::inherit()
+            })
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        let mut current: Option<u64> = None;
+        let mut last = next;
+        loop {
+            match rx.recv_timeout(run.limit) {
+                Ok(line) => {
+                    let mut it = line.splitn(4, ' ');
+                    let tag = it.next().unwrap_or("");
+                    let i: u64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+                    match tag {
+                        "S" => current = Some(i),
+                        "R" => {
+                            let outcome = it.next().unwrap_or("");
+                            let detail = it.next().unwrap_or("");
+                            record(&mut tally, run.selfcheck, i, outcome, detail);
+                            current = None;
+                            last = i + 1;
+                        }
+                        _ => {}
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let i = current.unwrap_or(last);
+                    record(
+                        &mut tally,
+                        run.selfcheck,
+                        i,
+                        "hang",
+                        "no result within the case limit",
+                    );
+                    current = None;
+                    last = i + 1;
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().unwrap();
+                    if let Some(i) = current {
+                        record(
+                            &mut tally,
+                            run.selfcheck,
+                            i,
+                            "abort",
+                            &format!("the child died: {status}"),
+                        );
+                        current = None;
+                        last = i + 1;
+                    } else if !status.success() {
+                        panic!("fuzz child failed outside any case: {status}");
+                    }
+                    break;
+                }
+            }
+        }
+        // A child that ran out of cases or time ends without progress past `next`.
+        if current.is_none() && last == next {
+            break;
+        }
+        next = last;
+    }
+    tally
+}
+
+fn record(t: &mut Tally, selfcheck: bool, case: u64, outcome: &str, detail: &str) {
+    let (target, mutation) = if selfcheck {
+        (Target::Npy, Mutation::Keep)
+    } else {
+        class_of(case)
+    };
     if std::env::var_os("NDT_FUZZ_VERBOSE").is_some() {
         println!("case {case} {target:?}/{mutation:?}: {outcome} {detail}");
     }
@@ -300,8 +367,9 @@ fn record(t: &mut Tally, _seed: u64, case: u64, outcome: &str, detail: &str) {
         .entry(format!("{target:?}/{mutation:?}"))
         .or_default() += 1;
     let fail = |t: &mut Tally| {
-        t.failures
-            .push(format!("case {case} {target:?}/{mutation:?}: {outcome}: {detail}"))
+        t.failures.push(format!(
+            "case {case} {target:?}/{mutation:?}: {outcome}: {detail}"
+        ))
     };
     match outcome {
         "ok" => t.accepted += 1,
@@ -329,9 +397,9 @@ fn record(t: &mut Tally, _seed: u64, case: u64, outcome: &str, detail: &str) {
 // The child: builds the valid inputs once, then runs cases.
 
 fn child(spec: &str) {
-    let mut parts = spec.splitn(5, ',');
+    let mut parts = spec.splitn(6, ',');
     let mut num = || -> u64 { parts.next().and_then(|v| v.parse().ok()).unwrap() };
-    let (seed, start, end, millis) = (num(), num(), num(), num());
+    let (seed, start, end, millis, selfcheck) = (num(), num(), num(), num(), num() == 1);
     let work = PathBuf::from(parts.next().unwrap());
     let deadline = (millis > 0).then(|| Instant::now() + Duration::from_millis(millis));
     let lim = libc::rlimit {
@@ -383,7 +451,11 @@ fn child(spec: &str) {
         let (target, mutation) = class_of(i);
         let mut rng = Rng::for_case(seed, i);
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_case(&bases, &dir, target, mutation, &mut rng)
+            if selfcheck {
+                selfcheck_case(i)
+            } else {
+                run_case(&bases, &dir, target, mutation, &mut rng)
+            }
         }));
         let (outcome, detail) = match res {
             Ok(Ok(())) => ("ok", String::new()),
@@ -398,6 +470,36 @@ fn child(spec: &str) {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// Cases of the harness's self-check.
+const SELFCHECK_CASES: u64 = 6;
+
+/// Self-check case `i`: one of each outcome the harness must tell apart.
+fn selfcheck_case(i: u64) -> R {
+    match i {
+        0 => Ok(()),
+        1 => panic!("a panicking reader"),
+        2 => Err(ndt::error::internal("a reader reporting an internal error")),
+        3 => {
+            fn down(n: u64) -> u64 {
+                let pad = std::hint::black_box([n; 64]);
+                if n == 0 { 0 } else { down(n - 1) + pad[7] }
+            }
+            std::hint::black_box(down(std::hint::black_box(u64::MAX)));
+            Ok(())
+        }
+        4 => {
+            std::thread::sleep(Duration::from_secs(3600));
+            Ok(())
+        }
+        _ => {
+            // An allocation sized by a hostile count: refused by the address-space limit.
+            let v = vec![1u8; std::hint::black_box(ADDRESS_LIMIT as usize * 2)];
+            std::hint::black_box(&v);
+            Ok(())
+        }
+    }
+}
+
 /// An error passes when it is a user error (exit 1); an `Input` or `Io` error must also name a
 /// file of the case.
 fn judge(e: &Error, dir: &Path) -> (&'static str, String) {
@@ -407,7 +509,10 @@ fn judge(e: &Error, dir: &Path) -> (&'static str, String) {
     match e {
         Error::Input { path, .. } | Error::Io { path, .. } if !path.starts_with(dir) => (
             "wrong-kind",
-            format!("names {} instead of a file of the case: {e}", path.display()),
+            format!(
+                "names {} instead of a file of the case: {e}",
+                path.display()
+            ),
         ),
         _ => ("refused", e.to_string()),
     }
@@ -666,7 +771,13 @@ fn run_case(b: &Bases, dir: &Path, target: Target, mutation: Mutation, rng: &mut
                 let job = ndt::exp::jobs::Job::new(&root, "eval", serde_json::json!({"x": 1}));
                 std::fs::create_dir_all(&job.dir).unwrap();
                 let base = rng.pick(&b.results[..2]);
-                place(&job.result_path(), base.as_bytes(), Format::Json, mutation, rng);
+                place(
+                    &job.result_path(),
+                    base.as_bytes(),
+                    Format::Json,
+                    mutation,
+                    rng,
+                );
                 job.result()?;
             }
             Ok(())
@@ -796,9 +907,13 @@ fn replace_numbers(text: &str, rng: &mut Rng, allow_special: bool) -> String {
     let mut spans = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i].is_ascii_digit() && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')) {
+        if b[i].is_ascii_digit()
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+        {
             let s = i;
-            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.' || b[i] == b'e' || b[i] == b'-') {
+            while i < b.len()
+                && (b[i].is_ascii_digit() || b[i] == b'.' || b[i] == b'e' || b[i] == b'-')
+            {
                 i += 1;
             }
             spans.push((s, i));
@@ -809,7 +924,8 @@ fn replace_numbers(text: &str, rng: &mut Rng, allow_special: bool) -> String {
     if spans.is_empty() {
         return text.to_string();
     }
-    let mut chosen: Vec<(usize, usize)> = (0..1 + rng.below(3)).map(|_| *rng.pick(&spans)).collect();
+    let mut chosen: Vec<(usize, usize)> =
+        (0..1 + rng.below(3)).map(|_| *rng.pick(&spans)).collect();
     chosen.sort();
     chosen.dedup();
     let mut out = String::new();
@@ -961,7 +1077,15 @@ fn header_attack(bytes: &mut Vec<u8>, format: Format, rng: &mut Rng) {
                         let repl = if format == Format::Json {
                             *rng.pick(&["[]", "{}", "null", "\"x\"", "true", "[1, 2]", "-0"])
                         } else {
-                            *rng.pick(&["[]", "{}", "\"x\"", "true", "[1, \"a\"]", "1979-05-27T07:32:00Z", "{ a = 1 }"])
+                            *rng.pick(&[
+                                "[]",
+                                "{}",
+                                "\"x\"",
+                                "true",
+                                "[1, \"a\"]",
+                                "1979-05-27T07:32:00Z",
+                                "{ a = 1 }",
+                            ])
                         };
                         let comma = if format == Format::Json && out[k].trim_end().ends_with(',') {
                             ","
@@ -974,8 +1098,17 @@ fn header_attack(bytes: &mut Vec<u8>, format: Format, rng: &mut Rng) {
                 3 => {
                     // The whole document replaced by another shape.
                     out = vec![
-                        rng.pick(&["[]", "[1, 2, 3]", "3", "\"text\"", "null", "x = 1", "[table]", ""])
-                            .to_string(),
+                        rng.pick(&[
+                            "[]",
+                            "[1, 2, 3]",
+                            "3",
+                            "\"text\"",
+                            "null",
+                            "x = 1",
+                            "[table]",
+                            "",
+                        ])
+                        .to_string(),
                     ];
                 }
                 _ => {
@@ -1006,8 +1139,18 @@ fn header_attack(bytes: &mut Vec<u8>, format: Format, rng: &mut Rng) {
                     let text = String::from_utf8_lossy(&bytes[8..8 + n]).into_owned();
                     let text = match rng.below(3) {
                         0 => replace_numbers(&text, rng, false),
-                        1 => text.replacen("\"F32\"", *rng.pick(&["\"F64\"", "\"U8\"", "\"BOOL\"", "\"X\""]), 1),
-                        _ => text.replacen("\"shape\":[", *rng.pick(&["\"shape\":[4611686018427387904,", "\"shape\":[0,", "\"shape\":[1000000000000000,"]), 1),
+                        1 => {
+                            let to = *rng.pick::<&str>(&["\"F64\"", "\"U8\"", "\"BOOL\"", "\"X\""]);
+                            text.replacen("\"F32\"", to, 1)
+                        }
+                        _ => {
+                            let to = *rng.pick::<&str>(&[
+                                "\"shape\":[4611686018427387904,",
+                                "\"shape\":[0,",
+                                "\"shape\":[1000000000000000,",
+                            ]);
+                            text.replacen("\"shape\":[", to, 1)
+                        }
                     };
                     let mut out = (text.len() as u64).to_le_bytes().to_vec();
                     out.extend_from_slice(text.as_bytes());
@@ -1117,7 +1260,9 @@ fn nest(bytes: &mut Vec<u8>, format: Format, rng: &mut Rng) {
         Format::Json => {
             let text = String::from_utf8_lossy(bytes).into_owned();
             *bytes = match text.find(':') {
-                Some(at) if rng.chance(3, 4) => format!("{} {deep}{}", &text[..=at], &text[at + 1..]),
+                Some(at) if rng.chance(3, 4) => {
+                    format!("{} {deep}{}", &text[..=at], &text[at + 1..])
+                }
                 _ => deep,
             }
             .into_bytes();

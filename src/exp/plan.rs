@@ -254,10 +254,12 @@ impl Plan {
         if !model.is_empty() {
             doc.insert("model".into(), toml::Value::Table(model));
         }
-        crate::train::config::RunConfig::from_toml(&doc.to_string(), path).map_err(|e| match e {
-            crate::error::Error::Input { msg, .. } => input(path, format!("[model]: {msg}")),
-            other => other,
-        })?;
+        crate::train::config::RunConfig::from_toml(&doc.to_string(), path).map_err(
+            |e| match e {
+                crate::error::Error::Input { msg, .. } => input(path, format!("[model]: {msg}")),
+                other => other,
+            },
+        )?;
         Ok(())
     }
 

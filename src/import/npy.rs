@@ -248,10 +248,7 @@ impl Source {
                     .lock()
                     .map_err(|_| crate::error::internal("npz archive lock poisoned"))?;
                 let corrupt = |e: &dyn std::fmt::Display| {
-                    input(
-                        &p,
-                        format!("corrupt .npz member (cannot decompress: {e})"),
-                    )
+                    input(&p, format!("corrupt .npz member (cannot decompress: {e})"))
                 };
                 let f = zip.by_index(i).map_err(|e| corrupt(&e))?;
                 let declared = f.size();

@@ -77,7 +77,10 @@ impl ModelConfig {
         for &n in self.sessions.values() {
             let n = u(n);
             // stitch_in [E, N] + [E], stitch_out [N, D] + [N], token [D]
-            add(e.checked_mul(n)?.checked_add(e)?.checked_add(n.checked_mul(d)?))?;
+            add(e
+                .checked_mul(n)?
+                .checked_add(e)?
+                .checked_add(n.checked_mul(d)?))?;
             add(n.checked_add(d))?;
         }
         // embed fc1 [G, E] + [G], fc2 [D, G] + [D], pos [T, D], mask_tokens [4, D]
@@ -188,7 +191,10 @@ impl ModelConfig {
 
 /// `bytes` as `123456789 bytes (0.11 GiB)`.
 fn gib(bytes: u64) -> String {
-    format!("{bytes} bytes ({:.2} GiB)", bytes as f64 / (1u64 << 30) as f64)
+    format!(
+        "{bytes} bytes ({:.2} GiB)",
+        bytes as f64 / (1u64 << 30) as f64
+    )
 }
 
 #[cfg(test)]
@@ -227,11 +233,48 @@ mod tests {
         ws.ensure(&Dims::new(&c, batch, c.n_bins, 9));
         let w = &ws;
         let floats: usize = [
-            &w.x, &w.xin, &w.h, &w.a1, &w.sg, &w.emb, &w.seq, &w.resid, &w.ln1, &w.ln1_mean,
-            &w.ln1_rstd, &w.qkv, &w.att, &w.attd, &w.atty, &w.resid_mid, &w.ln2, &w.ln2_mean,
-            &w.ln2_rstd, &w.fch, &w.fcg, &w.lnf, &w.lnf_mean, &w.lnf_rstd, &w.y, &w.r,
-            &w.branch, &w.dr, &w.dy, &w.dresid, &w.dbranch, &w.dln, &w.dqkv, &w.datty,
-            &w.datt, &w.dfcg, &w.dfch, &w.dseq, &w.demb, &w.dsg, &w.da1, &w.dh,
+            &w.x,
+            &w.xin,
+            &w.h,
+            &w.a1,
+            &w.sg,
+            &w.emb,
+            &w.seq,
+            &w.resid,
+            &w.ln1,
+            &w.ln1_mean,
+            &w.ln1_rstd,
+            &w.qkv,
+            &w.att,
+            &w.attd,
+            &w.atty,
+            &w.resid_mid,
+            &w.ln2,
+            &w.ln2_mean,
+            &w.ln2_rstd,
+            &w.fch,
+            &w.fcg,
+            &w.lnf,
+            &w.lnf_mean,
+            &w.lnf_rstd,
+            &w.y,
+            &w.r,
+            &w.branch,
+            &w.dr,
+            &w.dy,
+            &w.dresid,
+            &w.dbranch,
+            &w.dln,
+            &w.dqkv,
+            &w.datty,
+            &w.datt,
+            &w.dfcg,
+            &w.dfch,
+            &w.dseq,
+            &w.demb,
+            &w.dsg,
+            &w.da1,
+            &w.dh,
         ]
         .iter()
         .map(|v| v.len())
