@@ -548,7 +548,11 @@ fn frozen_core_steps_skip_the_frozen_work_with_the_bits_of_the_full_steps() {
         check_bits(&format!("{prec:?} skip vs full second moments"), &vs, &vf);
         for (i, (&a, &p)) in ps.iter().zip(&params).enumerate() {
             if tr[i] == 0 {
-                assert_eq!(a.to_bits(), p.to_bits(), "{prec:?}: frozen element {i} moved");
+                assert_eq!(
+                    a.to_bits(),
+                    p.to_bits(),
+                    "{prec:?}: frozen element {i} moved"
+                );
             }
         }
         // The trainable tensors' updates against the CPU's (tolerances of the full steps).
@@ -600,7 +604,9 @@ fn a_frozen_core_step_launches_no_frozen_work() {
     let mut removed = Vec::new();
     for op in &frozen {
         loop {
-            let f = rest.next().unwrap_or_else(|| panic!("{} not in the full step", key(op)));
+            let f = rest
+                .next()
+                .unwrap_or_else(|| panic!("{} not in the full step", key(op)));
             if key(f) == key(op) {
                 break;
             }
@@ -650,10 +656,22 @@ fn graphs_follow_the_trainable_set() {
         let a = graphed.train_step(&bt, &hp).unwrap();
         let b = eager.train_step(&bt, &hp).unwrap();
         assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {i} loss");
-        assert_eq!(a.grad_norm.to_bits(), b.grad_norm.to_bits(), "step {i} norm");
+        assert_eq!(
+            a.grad_norm.to_bits(),
+            b.grad_norm.to_bits(),
+            "step {i} norm"
+        );
         let after = graphed.params().unwrap();
-        check_bits(&format!("step {i} parameters"), &after, &eager.params().unwrap());
+        check_bits(
+            &format!("step {i} parameters"),
+            &after,
+            &eager.params().unwrap(),
+        );
         let core_moved = after[qkv.clone()] != before[qkv.clone()];
-        assert_eq!(core_moved, mask == &all, "step {i}: the core moved: {core_moved}");
+        assert_eq!(
+            core_moved,
+            mask == &all,
+            "step {i}: the core moved: {core_moved}"
+        );
     }
 }

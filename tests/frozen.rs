@@ -44,17 +44,7 @@ fn batch(cfg: &ModelConfig, sid: &str, b: usize, t: usize, scheme: Scheme, seed:
     let (mut mask, mut target) = (vec![0u8; b * t * n], vec![0u8; b * t * n]);
     let key = ndt::rng::key(seed, 9);
     let regions = Regions::single(n);
-    make_masks(
-        scheme,
-        b,
-        t,
-        n,
-        &regions,
-        0.3,
-        key,
-        &mut mask,
-        &mut target,
-    );
+    make_masks(scheme, b, t, n, &regions, 0.3, key, &mut mask, &mut target);
     Batch {
         session: 0,
         session_id: sid.to_string(),
@@ -169,7 +159,11 @@ fn skip_gives_the_full_steps(what: &str, mask_of: fn(&ParamTable) -> Vec<u8>) {
     same_bits(&format!("{what} second moments"), &vs, &vf);
     for (i, ((&p, &p0), &t)) in ps.iter().zip(&params).zip(&mask).enumerate() {
         if t == 0 {
-            assert_eq!(p.to_bits(), p0.to_bits(), "{what}: frozen element {i} moved");
+            assert_eq!(
+                p.to_bits(),
+                p0.to_bits(),
+                "{what}: frozen element {i} moved"
+            );
             assert_eq!(ms[i], 0.0, "{what}: frozen element {i} has a moment");
         }
     }
@@ -177,7 +171,11 @@ fn skip_gives_the_full_steps(what: &str, mask_of: fn(&ParamTable) -> Vec<u8>) {
         let r = table.entry(name).range();
         ps[r.clone()] != params[r]
     };
-    for name in ["sessions.b.stitch_in.weight", "sessions.b.stitch_out.weight", "sessions.b.token"] {
+    for name in [
+        "sessions.b.stitch_in.weight",
+        "sessions.b.stitch_out.weight",
+        "sessions.b.token",
+    ] {
         assert!(moved(name), "{what}: {name} did not train");
     }
 }
@@ -265,15 +263,16 @@ fn norm_and_adamw_over_runs_are_the_masked_forms_bit_for_bit() {
     let p0: Vec<f32> = (0..n).map(|_| r.random_range(-1.0..1.0f32)).collect();
     let m0: Vec<f32> = (0..n).map(|_| r.random_range(-0.1..0.1f32)).collect();
     let v0: Vec<f32> = (0..n).map(|_| r.random_range(0.0..0.01f32)).collect();
-    let run = |a: usize, b: usize, whole: bool| TrainRun {
-        range: a..b,
-        whole,
-    };
+    let run = |a: usize, b: usize, whole: bool| TrainRun { range: a..b, whole };
     let cases: Vec<Vec<TrainRun>> = vec![
         vec![run(0, n, true)],
         vec![run(10, 20, true)],
         vec![run(B - 7, 3 * B + 5, true)],
-        vec![run(5, 100, true), run(300, 301, true), run(B - 1, B + 1, false)],
+        vec![
+            run(5, 100, true),
+            run(300, 301, true),
+            run(B - 1, B + 1, false),
+        ],
         vec![run(17, 2 * B, false), run(2 * B + 9, n, true)],
         vec![],
     ];

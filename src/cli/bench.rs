@@ -276,7 +276,9 @@ impl FrozenCore {
 
 /// `path` with `.suffix` before its extension (`p.csv` → `p.full.csv`).
 fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
-    let stem = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let stem = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let name = match path.extension() {
         Some(ext) => format!("{stem}.{suffix}.{}", ext.to_string_lossy()),
         None => format!("{stem}.{suffix}"),
@@ -723,7 +725,9 @@ pub fn run(a: Args) -> Result<()> {
         }
         println!("{}", memory_line(peak_what, peak, workspace));
         if let Some(p) = &profile {
-            let step = frozen_core.as_ref().map_or(train.median_ms, |fc| fc.frozen.median_ms);
+            let step = frozen_core
+                .as_ref()
+                .map_or(train.median_ms, |fc| fc.frozen.median_ms);
             p.print(step);
         }
         if let (Some(full), Some(frozen)) = (&full_profile, &profile) {

@@ -129,7 +129,11 @@ pub fn adamw_update_runs(
     for run in runs {
         let r = run.range.start.min(n)..run.range.end.min(n);
         // A run of whole tensors has no frozen element: the mask is not read.
-        let tr = if run.whole { None } else { trainable.get(r.clone()) };
+        let tr = if run.whole {
+            None
+        } else {
+            trainable.get(r.clone())
+        };
         let (p, m, v, g) = (
             &mut params[r.clone()],
             &mut m[r.clone()],

@@ -434,7 +434,12 @@ pub fn model_backward_trainable<F: Float>(
                     bl.fc2_b.clone(),
                 ])
                 .expect("disjoint parameter ranges");
-            let (dw1, db1, dw2, db2) = (keep(dw1, trains(&bl.fc1_w)), keep(db1, trains(&bl.fc1_b)), keep(dw2, trains(&bl.fc2_w)), keep(db2, trains(&bl.fc2_b)));
+            let (dw1, db1, dw2, db2) = (
+                keep(dw1, trains(&bl.fc1_w)),
+                keep(db1, trains(&bl.fc1_b)),
+                keep(dw2, trains(&bl.fc2_w)),
+                keep(db2, trains(&bl.fc2_b)),
+            );
             mlp_backward(
                 &mut ws.dln,
                 &mut ws.dfcg,
@@ -592,7 +597,12 @@ pub fn model_backward_trainable<F: Float>(
                 lay.emb_fc2_b.clone(),
             ])
             .expect("disjoint parameter ranges");
-        let (dw1, db1, dw2, db2) = (keep(dw1, trains(&lay.emb_fc1_w)), keep(db1, trains(&lay.emb_fc1_b)), keep(dw2, trains(&lay.emb_fc2_w)), keep(db2, trains(&lay.emb_fc2_b)));
+        let (dw1, db1, dw2, db2) = (
+            keep(dw1, trains(&lay.emb_fc1_w)),
+            keep(db1, trains(&lay.emb_fc1_b)),
+            keep(dw2, trains(&lay.emb_fc2_w)),
+            keep(db2, trains(&lay.emb_fc2_b)),
+        );
         embed_backward(
             &mut ws.dh,
             &mut ws.dsg,

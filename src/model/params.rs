@@ -364,7 +364,10 @@ mod trainable_tests {
                 whole: true
             }]
         );
-        assert_eq!(set.trainable_len(), b("token").end - b("stitch_in.weight").start);
+        assert_eq!(
+            set.trainable_len(),
+            b("token").end - b("stitch_in.weight").start
+        );
     }
 
     #[test]
