@@ -67,12 +67,14 @@ extern "C" __global__ void embed_assemble_backward(float* demb, float* dtoken, f
                 acc += g;
                 if (si >= 2) demb[((long long)bi * t + (si - 2)) * d + j] = g;
             }
+        // A null dtoken, dmask_tokens or dpos (a frozen tensor's) is not written.
         if (si == 0) {
-            dtoken[j] = acc;
+            if (dtoken) dtoken[j] = acc;
         } else if (si == 1) {
-            for (int r = 0; r < 4; r++) dmask_tokens[r * d + j] = (r == scheme) ? acc : 0.0f;
+            if (dmask_tokens)
+                for (int r = 0; r < 4; r++) dmask_tokens[r * d + j] = (r == scheme) ? acc : 0.0f;
         } else {
-            dpos[(long long)(si - 2) * d + j] = acc;
+            if (dpos) dpos[(long long)(si - 2) * d + j] = acc;
         }
     }
 }

@@ -123,6 +123,7 @@ extern "C" __global__ void layernorm_param_final(float* dw, float* db, const flo
         tw += pw[(long long)i * c + col];
         tb += pb[(long long)i * c + col];
     }
-    dw[col] = accumulate ? dw[col] + tw : tw;
-    db[col] = accumulate ? db[col] + tb : tb;
+    // A null dw or db (a frozen tensor's) is not written.
+    if (dw) dw[col] = accumulate ? dw[col] + tw : tw;
+    if (db) db[col] = accumulate ? db[col] + tb : tb;
 }

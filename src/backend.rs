@@ -65,8 +65,15 @@ pub trait Backend {
     fn moments(&self) -> Result<(Vec<f32>, Vec<f32>)>;
     /// Restores the AdamW moments (for resuming).
     fn set_moments(&mut self, m: &[f32], v: &[f32]) -> Result<()>;
-    /// Which parameter elements train (1) and which are frozen (0), flat `ParamTable` layout.
-    /// Frozen elements get no update and do not count in the gradient norm.
+    /// Which parameter elements train (nonzero) and which are frozen (0), flat `ParamTable`
+    /// layout; it holds for every later `train_step` (the default: all train). Frozen elements
+    /// get no update and do not count in the gradient norm. A tensor frozen whole (every
+    /// element 0, e.g. the core under `ParamTable::session_only_mask`) costs a training step
+    /// no work (SPEC §4): no gradient product or reduction, no norm term, no optimizer update;
+    /// the gradient of the activations still flows through it to the trainable tensors below.
+    /// A tensor frozen in part has its gradient computed whole and the mask applied. Either
+    /// way the trainable elements get the bits of the full computation with the mask.
+    /// `loss_and_grad` ignores the mask: it returns every gradient.
     fn set_trainable(&mut self, trainable: &[u8]) -> Result<()>;
     /// Forward, backward and one AdamW update on `batch`.
     fn train_step(&mut self, batch: &Batch, hp: &StepHyper) -> Result<StepStats>;

@@ -475,3 +475,203 @@ fn a_batch_without_targets_has_a_nan_loss_and_no_update() {
     assert_eq!(st.n_targets, 0);
     check_bits("params after a NaN loss", &be.params().unwrap(), &params);
 }
+
+/// Frozen-core finetuning (session b trains, the core and session a are frozen) in both
+/// precisions: steps that skip the frozen work (graphs) give the bits of the full computation
+/// with the mask (`set_skip_frozen(false)`, eager launches): losses, norms, parameters and
+/// moments; no frozen element moves in four steps; and the steps track the CPU's.
+#[test]
+fn frozen_core_steps_skip_the_frozen_work_with_the_bits_of_the_full_steps() {
+    let Some(g) = gpu("frozen_core_steps_skip_the_frozen_work_with_the_bits_of_the_full_steps")
+    else {
+        return;
+    };
+    drop(g);
+    let cfg = config();
+    let table = ParamTable::new(&cfg);
+    let params = init_params(&cfg, &table, 12);
+    let tr = table.session_only_mask("b");
+    let batches = [
+        batch(&cfg, "b", 3, 20, Scheme::Forward, 1),
+        batch(&cfg, "b", 4, 17, Scheme::CoSmooth, 2),
+        batch(&cfg, "a", 3, 20, Scheme::Forward, 3),
+        batch(&cfg, "b", 3, 20, Scheme::CoSmooth, 4),
+    ];
+    for prec in [Precision::F32, Precision::Bf16] {
+        let mut skip = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+        let mut full = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+        full.set_skip_frozen(false);
+        full.set_use_graphs(false);
+        let mut cpu = cpu_backend(&cfg, &params);
+        for be in [&mut skip as &mut dyn Backend, &mut full, &mut cpu] {
+            be.set_trainable(&tr).unwrap();
+        }
+        for (i, bt) in batches.iter().enumerate() {
+            let hp = hyper(i as u64 + 1);
+            let s = skip.train_step(bt, &hp).unwrap();
+            let f = full.train_step(bt, &hp).unwrap();
+            let c = cpu.train_step(bt, &hp).unwrap();
+            let what = format!("{prec:?} step {i}");
+            assert_eq!(s.loss.to_bits(), f.loss.to_bits(), "{what} loss");
+            assert_eq!(
+                s.grad_norm.to_bits(),
+                f.grad_norm.to_bits(),
+                "{what} grad norm {} vs {}",
+                s.grad_norm,
+                f.grad_norm
+            );
+            let (t_loss, t_norm) = match prec {
+                Precision::F32 => (1e-5, 1e-4),
+                Precision::Bf16 => (2e-2, 1e-1),
+            };
+            check(
+                &format!("{what} loss vs cpu"),
+                &[s.loss],
+                &[c.loss as f64],
+                t_loss,
+            );
+            check(
+                &format!("{what} norm vs cpu"),
+                &[s.grad_norm],
+                &[c.grad_norm as f64],
+                t_norm,
+            );
+        }
+        let (ps, pf, pc) = (
+            skip.params().unwrap(),
+            full.params().unwrap(),
+            cpu.params().unwrap(),
+        );
+        check_bits(&format!("{prec:?} skip vs full parameters"), &ps, &pf);
+        let ((ms, vs), (mf, vf)) = (skip.moments().unwrap(), full.moments().unwrap());
+        check_bits(&format!("{prec:?} skip vs full first moments"), &ms, &mf);
+        check_bits(&format!("{prec:?} skip vs full second moments"), &vs, &vf);
+        for (i, (&a, &p)) in ps.iter().zip(&params).enumerate() {
+            if tr[i] == 0 {
+                assert_eq!(
+                    a.to_bits(),
+                    p.to_bits(),
+                    "{prec:?}: frozen element {i} moved"
+                );
+            }
+        }
+        // The trainable tensors' updates against the CPU's (tolerances of the full steps).
+        let tol = if prec == Precision::F32 { 2e-2 } else { 2e-1 };
+        for e in table.entries.iter().filter(|e| tr[e.offset] != 0) {
+            let d = |p: &[f32]| -> Vec<f32> {
+                p[e.range()]
+                    .iter()
+                    .zip(&params[e.range()])
+                    .map(|(a, b)| a - b)
+                    .collect()
+            };
+            check(
+                &format!("{prec:?} update of {}", e.name),
+                &d(&ps),
+                &to64(&d(&pc)),
+                tol,
+            );
+        }
+    }
+}
+
+/// A frozen-core step launches the full step's operations less exactly the frozen work:
+/// per block the four weight products, the four bias column sums (two launches each), the two
+/// LayerNorm parameter reductions (two launches each), the two LayerNorm outputs and the GELU
+/// activation rebuilt for weight products only; the final LayerNorm's reduction; the
+/// embedding's two weight products and bias sums. Everything else is the same, in the same
+/// order.
+#[test]
+fn a_frozen_core_step_launches_no_frozen_work() {
+    let Some(g) = gpu("a_frozen_core_step_launches_no_frozen_work") else {
+        return;
+    };
+    let cfg = config();
+    let table = ParamTable::new(&cfg);
+    let params = init_params(&cfg, &table, 13);
+    let mut be = cuda(g, &cfg, Precision::Bf16, &params);
+    let bt = batch(&cfg, "b", 3, 20, Scheme::Forward, 5);
+    let full = be.profile_step(&bt, &hyper(1)).unwrap();
+    be.set_trainable(&table.session_only_mask("b")).unwrap();
+    let frozen = be.profile_step(&bt, &hyper(2)).unwrap();
+    // A memset's note is its size, and the frozen step zeroes only the trainable gradients.
+    let key = |o: &ndt::cuda::profile::OpTime| match o.name {
+        "memset" => o.name.to_string(),
+        _ => format!("{} {} {}", o.name, o.note, o.flops),
+    };
+    // The frozen step's operations are the full step's with some left out.
+    let mut rest = full.iter();
+    let mut removed = Vec::new();
+    for op in &frozen {
+        loop {
+            let f = rest
+                .next()
+                .unwrap_or_else(|| panic!("{} not in the full step", key(op)));
+            if key(f) == key(op) {
+                break;
+            }
+            removed.push(f);
+        }
+    }
+    removed.extend(rest);
+    let count = |k: &str| removed.iter().filter(|o| o.name.starts_with(k)).count();
+    let l = cfg.n_layers;
+    let products = removed.iter().filter(|o| o.file == "gemm.cu").count();
+    assert_eq!(products, 4 * l + 2, "weight products removed");
+    assert_eq!(count("col_sum_partial"), 4 * l + 2);
+    assert_eq!(count("col_sum_final"), 4 * l + 2);
+    assert_eq!(count("layernorm_param_partial"), 2 * l + 1);
+    assert_eq!(count("layernorm_param_final"), 2 * l + 1);
+    assert_eq!(count("layernorm_affine"), 2 * l);
+    assert_eq!(count("gelu_forward"), l);
+    assert_eq!(removed.len(), 19 * l + 8, "{removed:?}");
+    let flops = |ops: &[ndt::cuda::profile::OpTime]| ops.iter().map(|o| o.flops).sum::<f64>();
+    let saved: f64 = removed.iter().map(|o| o.flops).sum();
+    assert!(saved > 0.0 && flops(&frozen) + saved == flops(&full));
+}
+
+/// A training step is captured per trainable set: a graph captured for the frozen core is not
+/// replayed once everything trains again (the core would not move), and back; the graphed
+/// steps are the eager ones bit for bit.
+#[test]
+fn graphs_follow_the_trainable_set() {
+    let Some(g) = gpu("graphs_follow_the_trainable_set") else {
+        return;
+    };
+    let cfg = config();
+    let table = ParamTable::new(&cfg);
+    let params = init_params(&cfg, &table, 14);
+    let mut graphed = cuda(g, &cfg, Precision::F32, &params);
+    let mut eager = cuda(Gpu::open(0).unwrap(), &cfg, Precision::F32, &params);
+    eager.set_use_graphs(false);
+    let (frozen, all) = (table.session_only_mask("b"), vec![1u8; table.total]);
+    let bt = batch(&cfg, "b", 3, 20, Scheme::Forward, 6);
+    let qkv = table.entry("blocks.0.attn.qkv.weight").range();
+    for (i, mask) in [&frozen, &all, &frozen, &all].into_iter().enumerate() {
+        let before = graphed.params().unwrap();
+        for be in [&mut graphed, &mut eager] {
+            be.set_trainable(mask).unwrap();
+        }
+        let hp = hyper(i as u64 + 1);
+        let a = graphed.train_step(&bt, &hp).unwrap();
+        let b = eager.train_step(&bt, &hp).unwrap();
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {i} loss");
+        assert_eq!(
+            a.grad_norm.to_bits(),
+            b.grad_norm.to_bits(),
+            "step {i} norm"
+        );
+        let after = graphed.params().unwrap();
+        check_bits(
+            &format!("step {i} parameters"),
+            &after,
+            &eager.params().unwrap(),
+        );
+        let core_moved = after[qkv.clone()] != before[qkv.clone()];
+        assert_eq!(
+            core_moved,
+            mask == &all,
+            "step {i}: the core moved: {core_moved}"
+        );
+    }
+}

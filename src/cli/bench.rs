@@ -1,7 +1,9 @@
 //! `ndt bench`: times training steps and evaluation passes of a model config on a device, on a
 //! synthetic batch (Poisson counts, masks of the chosen scheme), and prints ms/step, tokens/s
 //! (tokens = trials × bins of the batch) and peak memory (device memory allocated by ndt on a
-//! GPU, the process's resident high-water mark on the CPU).
+//! GPU, the process's resident high-water mark on the CPU). `--mode frozen-core` times the step
+//! of a frozen-core finetune (only the session's tensors train) beside the full step, the two
+//! alternating step by step in one run, and prints their ratio.
 
 use crate::backend::{Backend, ForwardOpts, StepHyper};
 use crate::batch::Batch;
@@ -63,9 +65,22 @@ pub struct Args {
     pub memory_only: bool,
     /// After the timed steps, launch a few training steps operation by operation with CUDA
     /// events around each, print the GPU time per kernel and per product shape, and write
-    /// every operation's time to this CSV file (GPU only).
+    /// every operation's time to this CSV file (GPU only). With `--mode frozen-core`, the CSV
+    /// holds the frozen-core step and `CSV` with `.full` before its extension the full one.
     #[arg(long, value_name = "CSV")]
     pub profile: Option<std::path::PathBuf>,
+    /// What a timed step trains: `full` (every tensor), or `frozen-core`: the step of a
+    /// frozen-core finetune (the session's stitchers and token train, the core is frozen)
+    /// timed beside the full step, alternating, with the ratio of the two.
+    #[arg(long, value_enum, default_value = "full")]
+    pub mode: Mode,
+}
+
+/// `--mode`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Full,
+    FrozenCore,
 }
 
 /// The backend under test, concrete so that its memory can be read.
@@ -168,28 +183,145 @@ fn synthetic_batch(sid: &str, b: usize, t: usize, n: usize, scheme: Scheme, seed
     }
 }
 
+#[derive(Clone)]
 struct Timing {
     mean_ms: f64,
     min_ms: f64,
     median_ms: f64,
 }
 
-fn time(n: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<Timing> {
-    let mut all = Vec::with_capacity(n);
-    for i in 0..n {
-        let t0 = Instant::now();
-        f(i)?;
-        all.push(t0.elapsed().as_secs_f64() * 1e3);
+impl Timing {
+    /// Mean, min and median of `ms`.
+    fn of(mut all: Vec<f64>) -> Timing {
+        let mean_ms = all.iter().sum::<f64>() / all.len().max(1) as f64;
+        let min_ms = all.iter().copied().fold(f64::INFINITY, f64::min);
+        Timing {
+            mean_ms,
+            min_ms,
+            median_ms: median(&mut all),
+        }
     }
-    let mean_ms = all.iter().sum::<f64>() / n.max(1) as f64;
-    let min_ms = all.iter().copied().fold(f64::INFINITY, f64::min);
-    all.sort_by(f64::total_cmp);
-    let median_ms = all.get(all.len() / 2).copied().unwrap_or(f64::NAN);
-    Ok(Timing {
-        mean_ms,
-        min_ms,
-        median_ms,
+}
+
+/// The median (the upper one of an even count; NaN for none).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Milliseconds of `f`.
+fn ms(f: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let t0 = Instant::now();
+    f()?;
+    Ok(t0.elapsed().as_secs_f64() * 1e3)
+}
+
+fn time(n: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<Timing> {
+    let all = (0..n).map(|i| ms(|| f(i))).collect::<Result<Vec<_>>>()?;
+    Ok(Timing::of(all))
+}
+
+/// `--mode frozen-core`: the frozen-core step timed beside the full one, and their ratios.
+struct FrozenCore {
+    full: Timing,
+    frozen: Timing,
+    /// Median of the full step's time over the frozen-core step's, pair by pair (each pair
+    /// run back to back, so a change of the machine's load touches both).
+    pair_ratio: f64,
+    /// Fraction of the parameters that train in the frozen-core step.
+    trainable_share: f64,
+}
+
+impl FrozenCore {
+    /// The full step's median over the frozen-core step's.
+    fn ratio(&self) -> f64 {
+        self.full.median_ms / self.frozen.median_ms
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mode": "frozen-core",
+            "full_ms_per_step": self.full.median_ms,
+            "full_ms_min": self.full.min_ms,
+            "frozen_core_ms_per_step": self.frozen.median_ms,
+            "frozen_core_ms_mean": self.frozen.mean_ms,
+            "frozen_core_ms_min": self.frozen.min_ms,
+            "frozen_core_speedup": self.ratio(),
+            "frozen_core_speedup_pairs": self.pair_ratio,
+            "frozen_core_trainable_share": self.trainable_share,
+        })
+    }
+
+    fn print(&self, tps: impl Fn(f64) -> f64) {
+        let (f, z) = (&self.full, &self.frozen);
+        println!(
+            "frozen-core step: {:.2} ms/step median (mean {:.2}, min {:.2}), {:.0} tokens/s; \
+             full step {:.2} ms/step median (min {:.2}); {:.1} % of the parameters train",
+            z.median_ms,
+            z.mean_ms,
+            z.min_ms,
+            tps(z.median_ms),
+            f.median_ms,
+            f.min_ms,
+            100.0 * self.trainable_share
+        );
+        println!(
+            "frozen-core speedup: {:.2}x (median full / median frozen-core; median of the \
+             pairs' ratios {:.2}x)",
+            self.ratio(),
+            self.pair_ratio
+        );
+    }
+}
+
+/// `path` with `.suffix` before its extension (`p.csv` → `p.full.csv`).
+fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{suffix}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{suffix}"),
+    };
+    path.with_file_name(name)
+}
+
+/// Operations, products and FLOPs of one profiled step.
+fn op_counts(p: &Profiled) -> (usize, usize, f64) {
+    let products = p.ops.iter().filter(|o| o.flops > 0.0).count();
+    (p.ops.len(), products, p.ops.iter().map(|o| o.flops).sum())
+}
+
+fn saving_json(full: &Profiled, frozen: &Profiled) -> serde_json::Value {
+    let ((fo, fp, ff), (zo, zp, zf)) = (op_counts(full), op_counts(frozen));
+    serde_json::json!({
+        "profile_full_operations": fo,
+        "profile_full_products": fp,
+        "profile_full_flops": ff,
+        "profile_full_ms_per_step": full.secs() * 1e3,
+        "profile_full_csv": full.csv.display().to_string(),
+        "profile_operations_saved": fo.saturating_sub(zo),
+        "profile_products": zp,
+        "profile_flops": zf,
     })
+}
+
+/// What the frozen-core step saves against the full step, from their profiles.
+fn print_saving(full: &Profiled, frozen: &Profiled) {
+    let ((fo, fp, ff), (zo, zp, zf)) = (op_counts(full), op_counts(frozen));
+    println!(
+        "frozen-core vs full step: {zo} vs {fo} operations ({} fewer), {zp} vs {fp} products, \
+         {:.3} vs {:.3} GFLOP ({:.3} GFLOP, {:.1} % fewer), {:.3} vs {:.3} ms in the profile; \
+         the full step's operations in {}",
+        fo.saturating_sub(zo),
+        zf / 1e9,
+        ff / 1e9,
+        (ff - zf) / 1e9,
+        100.0 * (ff - zf) / ff.max(f64::MIN_POSITIVE),
+        frozen.secs() * 1e3,
+        full.secs() * 1e3,
+        full.csv.display()
+    );
 }
 
 /// `--memory-only`: the device memory of a training step on `batch`, allocated, not run.
@@ -468,14 +600,51 @@ pub fn run(a: Args) -> Result<()> {
         seed: 1000 + step as u64,
     };
     let mut last_loss = f32::NAN;
-    time(a.warmup, |i| {
-        last_loss = backend.train_step(&batch, &hp(i))?.loss;
-        Ok(())
-    })?;
-    let train = time(a.steps, |i| {
-        last_loss = backend.train_step(&batch, &hp(a.warmup + i))?.loss;
-        Ok(())
-    })?;
+    let all = vec![1u8; table.total];
+    let frozen_mask = table.session_only_mask(&sid);
+    let mut frozen_core = None;
+    let train = match a.mode {
+        Mode::Full => {
+            time(a.warmup, |i| {
+                last_loss = backend.train_step(&batch, &hp(i))?.loss;
+                Ok(())
+            })?;
+            time(a.steps, |i| {
+                last_loss = backend.train_step(&batch, &hp(a.warmup + i))?.loss;
+                Ok(())
+            })?
+        }
+        Mode::FrozenCore => {
+            // Full and frozen-core steps alternate (the warm-up captures both graphs on a GPU);
+            // only the steps are timed, not the change of trainable set between them.
+            let (mut full, mut frozen) = (Vec::new(), Vec::new());
+            for i in 0..a.warmup + a.steps {
+                backend.set_trainable(&all)?;
+                let f = ms(|| {
+                    last_loss = backend.train_step(&batch, &hp(i))?.loss;
+                    Ok(())
+                })?;
+                backend.set_trainable(&frozen_mask)?;
+                let z = ms(|| backend.train_step(&batch, &hp(i)).map(|_| ()))?;
+                if i >= a.warmup {
+                    full.push(f);
+                    frozen.push(z);
+                }
+            }
+            backend.set_trainable(&all)?;
+            let mut ratios: Vec<f64> = full.iter().zip(&frozen).map(|(f, z)| f / z).collect();
+            let trainable = frozen_mask.iter().filter(|&&t| t != 0).count();
+            let fc = FrozenCore {
+                full: Timing::of(full),
+                frozen: Timing::of(frozen),
+                pair_ratio: median(&mut ratios),
+                trainable_share: trainable as f64 / table.total.max(1) as f64,
+            };
+            let full = fc.full.clone();
+            frozen_core = Some(fc);
+            full
+        }
+    };
     let opts = ForwardOpts::default();
     backend.forward(&batch, &opts)?;
     let eval = time(a.evals.max(1), |_| {
@@ -483,7 +652,7 @@ pub fn run(a: Args) -> Result<()> {
     })?;
     let (peak, peak_what) = under.peak_memory();
     let workspace = under.workspace_bytes();
-    let mut profile = None;
+    let (mut profile, mut full_profile) = (None, None);
     if let Some(csv) = &a.profile {
         let Under::Cuda(b) = &mut under else {
             return Err(usage(
@@ -491,10 +660,20 @@ pub fn run(a: Args) -> Result<()> {
             ));
         };
         let first = a.warmup + a.steps;
-        let steps = (0..PROFILE_STEPS)
-            .map(|i| b.profile_step(&batch, &hp(first + i)))
-            .collect::<Result<Vec<_>>>()?;
-        profile = Some(Profiled::new(&steps, csv, b.gpu().is_emulated())?);
+        let emulated = b.gpu().is_emulated();
+        let run = |b: &mut CudaBackend, mask: &[u8], csv: &std::path::Path| {
+            b.set_trainable(mask)?;
+            let steps = (0..PROFILE_STEPS)
+                .map(|i| b.profile_step(&batch, &hp(first + i)))
+                .collect::<Result<Vec<_>>>()?;
+            Profiled::new(&steps, csv, emulated)
+        };
+        if a.mode == Mode::FrozenCore {
+            full_profile = Some(run(b, &all, &with_suffix(csv, "full"))?);
+            profile = Some(run(b, &frozen_mask, csv)?);
+        } else {
+            profile = Some(run(b, &all, csv)?);
+        }
     }
 
     let tokens = (a.batch_size * a.bins) as f64;
@@ -516,8 +695,14 @@ pub fn run(a: Args) -> Result<()> {
             "last_loss": last_loss,
         });
         let mut v = report_json(&a, &label, scheme, fields);
+        if let Some(fc) = &frozen_core {
+            extend_json(&mut v, fc.json());
+        }
         if let Some(p) = &profile {
             extend_json(&mut v, p.json());
+        }
+        if let (Some(full), Some(frozen)) = (&full_profile, &profile) {
+            extend_json(&mut v, saving_json(full, frozen));
         }
         println!("{v}");
     } else {
@@ -535,9 +720,18 @@ pub fn run(a: Args) -> Result<()> {
             eval.min_ms,
             tps(eval.mean_ms)
         );
+        if let Some(fc) = &frozen_core {
+            fc.print(tps);
+        }
         println!("{}", memory_line(peak_what, peak, workspace));
         if let Some(p) = &profile {
-            p.print(train.median_ms);
+            let step = frozen_core
+                .as_ref()
+                .map_or(train.median_ms, |fc| fc.frozen.median_ms);
+            p.print(step);
+        }
+        if let (Some(full), Some(frozen)) = (&full_profile, &profile) {
+            print_saving(full, frozen);
         }
     }
     Ok(())

@@ -1,15 +1,24 @@
 //! `CpuBackend`: the reference model behind the `Backend` trait.
 //!
 //! It owns the parameters, their gradients and the AdamW moments (one flat f32 allocation per
-//! role, `ParamTable` layout), the trainable mask, a rayon pool of `threads` threads on which
-//! every pass runs, and the activation workspace reused from step to step.
+//! role, `ParamTable` layout), the trainable mask and the trainable set derived from it, a
+//! rayon pool of `threads` threads on which every pass runs, and the activation workspace
+//! reused from step to step.
+//!
+//! A training step does no work for a frozen tensor (SPEC §4): its gradient is not computed,
+//! it is not in the norm and AdamW does not visit it (`model_backward_trainable`,
+//! `adamw_update_runs`); the trainable tensors get the same bits as the full computation with
+//! the mask, which `set_skip_frozen(false)` still runs.
 
 use crate::backend::{Backend, ForwardOpts, ForwardOut, StepHyper, StepStats};
 use crate::batch::Batch;
-use crate::cpu::adamw::{adamw_update, clip_coef, grad_norm};
-use crate::cpu::model::{DropoutCfg, block_features, check_batch, model_backward, model_forward};
+use crate::cpu::adamw::{adamw_update_runs, clip_coef, grad_norm_runs};
+use crate::cpu::model::{
+    DropoutCfg, block_features, check_batch, model_backward_trainable, model_forward,
+};
 use crate::cpu::workspace::{Layout, Workspace};
 use crate::error::{Result, internal, usage};
+use crate::model::params::{TrainRun, TrainableSet};
 use crate::model::{ModelConfig, ParamTable};
 
 /// The CPU reference backend.
@@ -24,6 +33,11 @@ pub struct CpuBackend {
     m: Vec<f32>,
     v: Vec<f32>,
     trainable: Vec<u8>,
+    /// The tensors `trainable` freezes whole, and the runs of the others.
+    set: TrainableSet,
+    runs: Vec<TrainRun>,
+    /// Skip the work of frozen tensors (else the full computation, with the mask).
+    skip_frozen: bool,
     ws: Workspace<f32>,
 }
 
@@ -44,7 +58,11 @@ impl CpuBackend {
             .build()
             .ok();
         let n = table.total;
+        let set = TrainableSet::all(&table);
         CpuBackend {
+            runs: set.runs(),
+            set,
+            skip_frozen: true,
             cfg,
             table,
             layout,
@@ -71,6 +89,14 @@ impl CpuBackend {
         self.threads
     }
 
+    /// Whether a training step skips the work of frozen tensors (default: yes). Off, it
+    /// computes every gradient and runs the norm and AdamW over the whole vector, the mask
+    /// picking the elements: the same parameters, moments, loss and norm, bit for bit (the
+    /// reference the skip is tested and timed against).
+    pub fn set_skip_frozen(&mut self, on: bool) {
+        self.skip_frozen = on;
+    }
+
     fn run<R: Send>(pool: &Option<rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
         match pool {
             Some(p) => p.install(f),
@@ -79,7 +105,9 @@ impl CpuBackend {
     }
 
     /// Forward (dropout per `drop`) and backward into `self.grads`; returns (loss, |target|).
-    fn forward_backward(&mut self, batch: &Batch, drop: DropoutCfg) -> (f64, usize) {
+    /// With `skip`, the gradients of frozen tensors are neither computed nor zeroed (what
+    /// `grads` holds there is then stale; nothing reads it), else every gradient is.
+    fn forward_backward(&mut self, batch: &Batch, drop: DropoutCfg, skip: bool) -> (f64, usize) {
         let CpuBackend {
             cfg,
             layout,
@@ -87,15 +115,21 @@ impl CpuBackend {
             pool,
             params,
             grads,
+            set,
+            runs,
             ws,
             ..
         } = self;
         let threads = *threads;
+        let set = skip.then_some(&*set);
         Self::run(pool, || {
             let (loss, n_target) = model_forward(ws, params, layout, cfg, batch, drop, threads);
-            grads.fill(0.0);
-            model_backward(
-                ws, grads, params, layout, cfg, batch, n_target, drop, threads,
+            match set {
+                Some(_) => runs.iter().for_each(|r| grads[r.range.clone()].fill(0.0)),
+                None => grads.fill(0.0),
+            }
+            model_backward_trainable(
+                ws, grads, params, layout, cfg, batch, n_target, drop, threads, set,
             );
             (loss, n_target)
         })
@@ -138,6 +172,8 @@ impl Backend for CpuBackend {
     fn set_trainable(&mut self, trainable: &[u8]) -> Result<()> {
         check_len("trainable mask", trainable.len(), self.table.total)?;
         self.trainable.copy_from_slice(trainable);
+        self.set = TrainableSet::from_mask(&self.table, trainable);
+        self.runs = self.set.runs();
         Ok(())
     }
 
@@ -153,7 +189,8 @@ impl Backend for CpuBackend {
             p: hp.dropout,
             seed: hp.seed,
         };
-        let (loss, n_targets) = self.forward_backward(batch, drop);
+        let skip = self.skip_frozen;
+        let (loss, n_targets) = self.forward_backward(batch, drop, skip);
         let CpuBackend {
             pool,
             params,
@@ -161,13 +198,20 @@ impl Backend for CpuBackend {
             m,
             v,
             trainable,
+            runs,
             ..
         } = self;
-        let norm = Self::run(pool, || grad_norm(grads, trainable)) as f32;
+        // Without the skip: one run over everything, the mask read throughout.
+        let all = [TrainRun {
+            range: 0..params.len(),
+            whole: false,
+        }];
+        let runs: &[TrainRun] = if skip { runs } else { &all };
+        let norm = Self::run(pool, || grad_norm_runs(grads, trainable, runs)) as f32;
         if loss.is_finite() && norm.is_finite() {
             let coef = clip_coef(norm, hp.clip);
             Self::run(pool, || {
-                adamw_update(params, m, v, grads, trainable, hp, coef)
+                adamw_update_runs(params, m, v, grads, trainable, hp, coef, runs)
             });
         }
         Ok(StepStats {
@@ -213,7 +257,7 @@ impl Backend for CpuBackend {
 
     fn loss_and_grad(&mut self, batch: &Batch) -> Result<(ForwardOut, Vec<f32>)> {
         check_batch(&self.cfg, batch)?;
-        let (loss, _) = self.forward_backward(batch, DropoutCfg::OFF);
+        let (loss, _) = self.forward_backward(batch, DropoutCfg::OFF, false);
         let out = ForwardOut {
             log_rates: self.log_rates(batch),
             loss: loss as f32,

@@ -56,7 +56,7 @@ pub fn embed_forward<F: Float>(
 }
 
 /// backward of `embed_forward`. `dsg` [R, G] is scratch; `dh` is overwritten; weight
-/// gradients accumulate.
+/// gradients accumulate (an empty one, a frozen tensor's, is skipped).
 pub fn embed_backward<F: Float>(
     dh: &mut [F],  // [R, E]
     dsg: &mut [F], // [R, G] scratch

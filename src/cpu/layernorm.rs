@@ -43,7 +43,8 @@ pub fn layernorm_forward<F: Float>(
 
 /// backward of `out = (inp − mean) · rstd · w + b`, with x̂ = (inp − mean) · rstd:
 /// dinp += rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)), dx̂ = dout · w;
-/// dw += Σ_rows dout · x̂; db += Σ_rows dout.
+/// dw += Σ_rows dout · x̂; db += Σ_rows dout. An empty `dw` or `db` (a frozen tensor's) is
+/// not computed.
 pub fn layernorm_backward<F: Float>(
     dinp: &mut [F], // [R, C] accumulated
     dw: &mut [F],   // [C] accumulated
@@ -76,6 +77,23 @@ pub fn layernorm_backward<F: Float>(
                 *dx += s * (g * w - mean_d - xhat * mean_dx);
             }
         });
+    if dw.is_empty() && db.is_empty() {
+        return;
+    }
+    // One of the two frozen: its sums go to scratch (a mixed case, not a hot path).
+    let (mut sw, mut sb) = (Vec::new(), Vec::new());
+    let dw = if dw.is_empty() {
+        sw.resize(c, F::ZERO);
+        &mut sw[..]
+    } else {
+        dw
+    };
+    let db = if db.is_empty() {
+        sb.resize(c, F::ZERO);
+        &mut sb[..]
+    } else {
+        db
+    };
     // Parameter gradients: column sums over rows, in blocks of columns, f64 accumulators.
     const W: usize = 32;
     dw[..c]

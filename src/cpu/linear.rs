@@ -31,6 +31,7 @@ pub fn linear_forward<F: Float>(
 
 /// backward of `out = inp · wᵀ + b`:
 /// dinp = dout · w (overwritten, skipped when `None`); dw += doutᵀ · inp; db += Σ_rows dout.
+/// An empty `dw` or `db` (a frozen tensor's) skips its product or reduction.
 pub fn linear_backward<F: Float>(
     dinp: Option<&mut [F]>, // [R, I]
     dw: &mut [F],           // [O, I]
@@ -53,14 +54,18 @@ pub fn linear_backward<F: Float>(
             threads,
         );
     }
-    matmul(
-        MatMut::new(dw, o, i),
-        Mat::new(dout, r, o).t(),
-        Mat::new(&inp[..r * i], r, i),
-        Accum::Add,
-        threads,
-    );
-    col_sum_add(db, dout, r, o);
+    if !dw.is_empty() {
+        matmul(
+            MatMut::new(dw, o, i),
+            Mat::new(dout, r, o).t(),
+            Mat::new(&inp[..r * i], r, i),
+            Accum::Add,
+            threads,
+        );
+    }
+    if !db.is_empty() {
+        col_sum_add(db, dout, r, o);
+    }
 }
 
 /// Columns summed over rows in f64: out[c] += Σ_r x[r, c].

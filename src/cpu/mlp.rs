@@ -106,7 +106,8 @@ pub fn mlp_forward<F: Float>(
     linear_forward(out, act, w2, b2, r, f, d, threads);
 }
 
-/// backward of `mlp_forward`: dx overwritten, dact/dpre scratch, weight gradients accumulate.
+/// backward of `mlp_forward`: dx overwritten, dact/dpre scratch, weight gradients accumulate
+/// (an empty one, a frozen tensor's, is skipped).
 pub fn mlp_backward<F: Float>(
     dx: &mut [F],   // [R, D]
     dact: &mut [F], // [R, F] scratch

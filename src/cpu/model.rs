@@ -31,7 +31,9 @@ use crate::cpu::poisson::{poisson_backward, poisson_forward};
 use crate::cpu::workspace::{Dims, Layout, Workspace, layer};
 use crate::error::{Result, internal, usage};
 use crate::model::ModelConfig;
+use crate::model::params::TrainableSet;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Dropout of one pass: probability and step seed (p = 0: off, e.g. evaluation).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -328,6 +330,33 @@ pub fn model_backward<F: Float>(
     drop: DropoutCfg,
     threads: usize,
 ) {
+    model_backward_trainable(
+        ws, grads, params, lay, cfg, batch, n_target, drop, threads, None,
+    );
+}
+
+/// `model_backward` for the trainable set `set` (None: every tensor): a frozen tensor's
+/// gradient is not computed (no weight product, no bias, LayerNorm, position or token
+/// reduction) and its part of `grads` is not touched; the gradient of every activation still
+/// flows down to the input layer. The trainable tensors' gradients are the same bits as
+/// without the set.
+pub fn model_backward_trainable<F: Float>(
+    ws: &mut Workspace<F>,
+    grads: &mut [F],
+    params: &[F],
+    lay: &Layout,
+    cfg: &ModelConfig,
+    batch: &Batch,
+    n_target: usize,
+    drop: DropoutCfg,
+    threads: usize,
+    set: Option<&TrainableSet>,
+) {
+    // The gradient slice of a tensor, or an empty one (skip) when the tensor is frozen.
+    let trains = |r: &Range<usize>| set.is_none_or(|s| s.trains(r));
+    fn keep<F>(g: &mut [F], on: bool) -> &mut [F] {
+        if on { g } else { &mut [] }
+    }
     let dm = Dims::new(cfg, batch.b, batch.t, batch.n);
     let (bt, bs, d, s, t, n) = (dm.bt(), dm.bs(), dm.d, dm.s, dm.t, dm.n);
     let sess = &lay.sessions[&batch.session_id];
@@ -345,6 +374,7 @@ pub fn model_backward<F: Float>(
         let [dw, db] = grads
             .get_disjoint_mut([sess.out_w.clone(), sess.out_b.clone()])
             .expect("disjoint parameter ranges");
+        let (dw, db) = (keep(dw, trains(&sess.out_w)), keep(db, trains(&sess.out_b)));
         linear_backward(
             Some(&mut ws.dy[..]),
             dw,
@@ -371,6 +401,7 @@ pub fn model_backward<F: Float>(
         let [dw, db] = grads
             .get_disjoint_mut([lay.lnf_w.clone(), lay.lnf_b.clone()])
             .expect("disjoint parameter ranges");
+        let (dw, db) = (keep(dw, trains(&lay.lnf_w)), keep(db, trains(&lay.lnf_b)));
         layernorm_backward(
             &mut ws.dresid,
             dw,
@@ -403,6 +434,12 @@ pub fn model_backward<F: Float>(
                     bl.fc2_b.clone(),
                 ])
                 .expect("disjoint parameter ranges");
+            let (dw1, db1, dw2, db2) = (
+                keep(dw1, trains(&bl.fc1_w)),
+                keep(db1, trains(&bl.fc1_b)),
+                keep(dw2, trains(&bl.fc2_w)),
+                keep(db2, trains(&bl.fc2_b)),
+            );
             mlp_backward(
                 &mut ws.dln,
                 &mut ws.dfcg,
@@ -428,6 +465,7 @@ pub fn model_backward<F: Float>(
             let [dw, db] = grads
                 .get_disjoint_mut([bl.ln2_w.clone(), bl.ln2_b.clone()])
                 .expect("disjoint parameter ranges");
+            let (dw, db) = (keep(dw, trains(&bl.ln2_w)), keep(db, trains(&bl.ln2_b)));
             layernorm_backward(
                 &mut ws.dresid,
                 dw,
@@ -452,6 +490,7 @@ pub fn model_backward<F: Float>(
             let [dw, db] = grads
                 .get_disjoint_mut([bl.out_w.clone(), bl.out_b.clone()])
                 .expect("disjoint parameter ranges");
+            let (dw, db) = (keep(dw, trains(&bl.out_w)), keep(db, trains(&bl.out_b)));
             linear_backward(
                 Some(&mut ws.datty[..]),
                 dw,
@@ -485,6 +524,7 @@ pub fn model_backward<F: Float>(
             let [dw, db] = grads
                 .get_disjoint_mut([bl.qkv_w.clone(), bl.qkv_b.clone()])
                 .expect("disjoint parameter ranges");
+            let (dw, db) = (keep(dw, trains(&bl.qkv_w)), keep(db, trains(&bl.qkv_b)));
             linear_backward(
                 Some(&mut ws.dln[..]),
                 dw,
@@ -503,6 +543,7 @@ pub fn model_backward<F: Float>(
             let [dw, db] = grads
                 .get_disjoint_mut([bl.ln1_w.clone(), bl.ln1_b.clone()])
                 .expect("disjoint parameter ranges");
+            let (dw, db) = (keep(dw, trains(&bl.ln1_w)), keep(db, trains(&bl.ln1_b)));
             layernorm_backward(
                 &mut ws.dresid,
                 dw,
@@ -535,10 +576,16 @@ pub fn model_backward<F: Float>(
         let [dtok, dmask, dpos] = grads
             .get_disjoint_mut([sess.token.clone(), lay.mask_tokens.clone(), lay.pos.clone()])
             .expect("disjoint parameter ranges");
-        let dprompt = &mut dmask[batch.scheme.index() * d..][..d];
-        sum_rows_at(dtok, dseq, s * d, 0, d);
-        sum_rows_at(dprompt, dseq, s * d, d, d);
-        sum_rows_at(&mut dpos[..t * d], dseq, s * d, 2 * d, t * d);
+        if trains(&sess.token) {
+            sum_rows_at(dtok, dseq, s * d, 0, d);
+        }
+        if trains(&lay.mask_tokens) {
+            let dprompt = &mut dmask[batch.scheme.index() * d..][..d];
+            sum_rows_at(dprompt, dseq, s * d, d, d);
+        }
+        if trains(&lay.pos) {
+            sum_rows_at(&mut dpos[..t * d], dseq, s * d, 2 * d, t * d);
+        }
     }
     // emb = fc2(softsign(fc1(h)))
     {
@@ -550,6 +597,12 @@ pub fn model_backward<F: Float>(
                 lay.emb_fc2_b.clone(),
             ])
             .expect("disjoint parameter ranges");
+        let (dw1, db1, dw2, db2) = (
+            keep(dw1, trains(&lay.emb_fc1_w)),
+            keep(db1, trains(&lay.emb_fc1_b)),
+            keep(dw2, trains(&lay.emb_fc2_w)),
+            keep(db2, trains(&lay.emb_fc2_b)),
+        );
         embed_backward(
             &mut ws.dh,
             &mut ws.dsg,
@@ -576,6 +629,7 @@ pub fn model_backward<F: Float>(
         let [dw, db] = grads
             .get_disjoint_mut([sess.in_w.clone(), sess.in_b.clone()])
             .expect("disjoint parameter ranges");
+        let (dw, db) = (keep(dw, trains(&sess.in_w)), keep(db, trains(&sess.in_b)));
         linear_backward(
             None,
             dw,

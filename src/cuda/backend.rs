@@ -3,9 +3,16 @@
 //! State on the device, one allocation per role (`ParamTable` layout): parameters (the f32
 //! master copy), gradients, the two AdamW moments, the trainable mask; plus the step scalars,
 //! the step result and the activation workspace. A training step (forward, backward, norm,
-//! clipping, AdamW) is enqueued once per (session, batch shape) while the stream is captured
-//! into a CUDA graph; later steps upload the batch and the step scalars and replay the graph.
-//! Evaluation passes and gradient checks run the same launches without a graph.
+//! clipping, AdamW) is enqueued once per (session, batch shape, trainable set) while the
+//! stream is captured into a CUDA graph; later steps upload the batch and the step scalars and
+//! replay the graph. Evaluation passes and gradient checks run the same launches without a
+//! graph.
+//!
+//! A training step launches nothing for a frozen tensor (SPEC §4): no weight product, no
+//! bias or LayerNorm reduction, no rebuild of an input only such a product reads, and the norm
+//! and AdamW run over the runs of tensors that are not frozen (`TrainableSet::runs`). The
+//! launches depend on the trainable set, so a graph is captured per set; `set_skip_frozen(false)`
+//! restores the full computation with the mask.
 //!
 //! Precision: `Bf16` runs the GEMMs on tensor cores (bf16 operands, f32 accumulation), `F32`
 //! runs everything in f32 (for exact comparisons with the CPU reference).
@@ -21,16 +28,19 @@ use crate::batch::Batch;
 use crate::cpu::model::check_batch;
 use crate::cpu::workspace::{Dims, Layout};
 use crate::error::{Result, internal, usage};
+use crate::model::params::TrainableSet;
 use crate::model::{ModelConfig, ParamTable};
 use cudarc::driver::DeviceRepr;
 use std::collections::HashMap;
 
-/// A captured training step: one per session and batch shape.
+/// A captured training step: one per session, batch shape and trainable set.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct GraphKey {
     session: String,
     b: usize,
     t: usize,
+    /// The set whose frozen tensors the step skips (None: the full computation).
+    set: Option<TrainableSet>,
 }
 
 /// The CUDA backend.
@@ -57,6 +67,10 @@ pub struct CudaBackend {
     m: Buffer<f32>,
     v: Buffer<f32>,
     trainable: Buffer<u8>,
+    /// The tensors the mask freezes whole, in the device layout.
+    set: TrainableSet,
+    /// Skip the work of frozen tensors (else the full computation, with the mask).
+    skip_frozen: bool,
     sc: Buffer<StepScalars>,
     res: Buffer<StepResult>,
     ws: Option<DeviceWorkspace>,
@@ -94,6 +108,8 @@ impl CudaBackend {
             m: gpu.alloc(n)?,
             v: gpu.alloc(n)?,
             trainable,
+            set: TrainableSet::from_mask(&dev_table, &all),
+            skip_frozen: true,
             sc: gpu.alloc(1)?,
             res: gpu.alloc(1)?,
             ws: None,
@@ -155,6 +171,19 @@ impl CudaBackend {
         }
     }
 
+    /// Whether a training step skips the work of frozen tensors (default: yes). Off, it
+    /// launches every gradient and runs the norm and AdamW over the whole vector, the mask
+    /// picking the elements (the reference the skip is tested and timed against). Changing it
+    /// needs no recapture: graphs are keyed by what they skip.
+    pub fn set_skip_frozen(&mut self, on: bool) {
+        self.skip_frozen = on;
+    }
+
+    /// The trainable set a training step works from (None: the full computation).
+    fn step_set(&self) -> Option<&TrainableSet> {
+        self.skip_frozen.then_some(&self.set)
+    }
+
     pub fn precision(&self) -> Precision {
         self.prec
     }
@@ -206,7 +235,7 @@ impl CudaBackend {
                 &self.gpu,
                 &self.cfg,
                 cap,
-                self.dev_table.total,
+                adamw::max_run_parts(self.dev_table.total, self.dev_table.entries.len()),
                 self.keep_att,
                 self.bf16_store && self.prec == Precision::Bf16,
             )?);
@@ -218,7 +247,13 @@ impl CudaBackend {
         Ok(batch.target.iter().filter(|&&t| t != 0).count())
     }
 
-    fn pass<'a>(&'a self, batch: &Batch, train: bool, features: Option<usize>) -> Result<Pass<'a>> {
+    fn pass<'a>(
+        &'a self,
+        batch: &Batch,
+        train: bool,
+        features: Option<usize>,
+        set: Option<&'a TrainableSet>,
+    ) -> Result<Pass<'a>> {
         let ws = self.ws.as_ref().ok_or_else(|| internal("no workspace"))?;
         let session = self
             .layout
@@ -240,26 +275,33 @@ impl CudaBackend {
             train,
             fused_att: self.fused_att,
             features,
+            set,
         })
     }
 
-    /// Enqueues one whole training step: forward, backward, norm, clip, AdamW.
-    fn enqueue_step(&self, batch: &Batch) -> Result<()> {
-        let ps = self.pass(batch, true, None)?;
+    /// Enqueues one whole training step: forward, backward, norm, clip, AdamW; with `set`,
+    /// nothing for its frozen tensors.
+    fn enqueue_step(&self, batch: &Batch, set: Option<&TrainableSet>) -> Result<()> {
+        let ps = self.pass(batch, true, None, set)?;
         model_forward(&ps)?;
         model_backward(&ps)?;
         let ws = ps.ws;
         let n = self.dev_table.total;
-        adamw::grad_norm(
+        let runs: Vec<std::ops::Range<usize>> = match set {
+            Some(s) => s.runs().into_iter().map(|r| r.range).collect(),
+            None => vec![0..n],
+        };
+        adamw::grad_norm_runs(
             &self.gpu,
             self.res.dev(),
             self.grads.dev(),
             self.trainable.dev(),
             n,
+            &runs,
             self.sc.dev(),
             ws.parts.dev(),
         )?;
-        adamw::adamw_update(
+        adamw::adamw_update_runs(
             &self.gpu,
             self.params.dev(),
             self.m.dev(),
@@ -267,6 +309,7 @@ impl CudaBackend {
             self.grads.dev(),
             self.trainable.dev(),
             n,
+            &runs,
             self.sc.dev(),
             self.res.dev(),
         )
@@ -277,7 +320,7 @@ impl CudaBackend {
     pub fn profile_step(&mut self, batch: &Batch, hp: &StepHyper) -> Result<Vec<OpTime>> {
         self.begin_step(batch, hp)?;
         self.gpu.profile_start()?;
-        let run = self.enqueue_step(batch);
+        let run = self.enqueue_step(batch, self.step_set());
         let times = self.gpu.profile_finish();
         run?;
         times
@@ -294,8 +337,8 @@ impl CudaBackend {
     }
 
     /// Captures `enqueue_step` into a graph.
-    fn capture_step(&self, batch: &Batch) -> Result<Graph> {
-        self.gpu.capture(|| self.enqueue_step(batch))
+    fn capture_step(&self, batch: &Batch, set: Option<&TrainableSet>) -> Result<Graph> {
+        self.gpu.capture(|| self.enqueue_step(batch, set))
     }
 
     fn read_result(&self) -> Result<StepResult> {
@@ -321,7 +364,7 @@ impl CudaBackend {
         let n_targets = self.load_batch(batch)?;
         let sc = StepScalars::inference(n_targets, batch.scheme.index(), batch.causal());
         self.gpu.upload(self.sc.dev(), &[sc])?;
-        let ps = self.pass(batch, false, features)?;
+        let ps = self.pass(batch, false, features, None)?;
         model_forward(&ps)?;
         let len = batch.b * batch.t * batch.n;
         let log_rates = self.gpu.download(ps.ws.r.dev().slice(0, len))?;
@@ -358,8 +401,12 @@ impl Backend for CudaBackend {
         self.gpu.sync()
     }
 
+    /// Uploads the mask (the gaps of the device layout frozen) and derives the trainable set
+    /// from it; a step on a set not seen before captures its own graph.
     fn set_trainable(&mut self, trainable: &[u8]) -> Result<()> {
-        self.put("trainable mask", self.trainable.dev(), trainable)?;
+        let dev = self.to_device("trainable mask", trainable)?;
+        self.gpu.upload(self.trainable.dev(), &dev)?;
+        self.set = TrainableSet::from_mask(&self.dev_table, &dev);
         self.gpu.sync()
     }
 
@@ -373,9 +420,10 @@ impl Backend for CudaBackend {
                 session: batch.session_id.clone(),
                 b: batch.b,
                 t: batch.t,
+                set: self.step_set().cloned(),
             };
             if !self.graphs.contains_key(&key) {
-                let g = self.capture_step(batch)?;
+                let g = self.capture_step(batch, key.set.as_ref())?;
                 self.graphs.insert(key.clone(), g);
             }
             let g = self
@@ -384,7 +432,7 @@ impl Backend for CudaBackend {
                 .ok_or_else(|| internal("graph vanished"))?;
             self.gpu.replay(g)?;
         } else {
-            self.enqueue_step(batch)?;
+            self.enqueue_step(batch, self.step_set())?;
         }
         let r = self.read_result()?;
         Ok(StepStats {
@@ -441,10 +489,16 @@ impl CudaBackend {
         dst: Dev<T>,
         host: &[T],
     ) -> Result<()> {
+        let dev = self.to_device(what, host)?;
+        self.gpu.upload(dst, &dev)
+    }
+
+    /// `host` (API layout) in the device layout, gaps zero.
+    fn to_device<T: Copy + Default>(&self, what: &str, host: &[T]) -> Result<Vec<T>> {
         check_len(what, host.len(), self.table.total)?;
         let mut dev = vec![T::default(); self.dev_table.total];
         self.dev_table.scatter(&self.table, host, &mut dev);
-        self.gpu.upload(dst, &dev)
+        Ok(dev)
     }
 
     /// Downloads `src` (device layout) into the API layout.

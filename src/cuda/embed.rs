@@ -72,7 +72,7 @@ pub fn embed_forward(
 }
 
 /// backward of `embed_forward`: dh overwritten, dsg/da1 scratch (they may be the same
-/// buffer), weight gradients per `accum`.
+/// buffer), weight gradients per `accum` (a null one, a frozen tensor's, skipped).
 #[allow(clippy::too_many_arguments)]
 pub fn embed_backward(
     gpu: &Gpu,
@@ -180,7 +180,8 @@ pub fn assemble_forward(
 }
 
 /// backward of `assemble_forward`: demb written; dtoken, dmask_tokens (all 4 rows, zeros but
-/// the scheme's) and dpos (all P rows, zeros from T on) written, summed over the batch.
+/// the scheme's) and dpos (all P rows, zeros from T on) written, summed over the batch. A null
+/// dtoken, dmask_tokens or dpos (a frozen tensor's) is not written.
 #[allow(clippy::too_many_arguments)]
 pub fn assemble_backward(
     gpu: &Gpu,
@@ -203,9 +204,15 @@ pub fn assemble_backward(
     }
     let s = t + 2;
     demb.need(b * t * d, "assemble_backward demb")?;
-    dtoken.need(d, "assemble_backward dtoken")?;
-    dmask_tokens.need(4 * d, "assemble_backward dmask_tokens")?;
-    dpos.need(p_rows * d, "assemble_backward dpos")?;
+    for (v, n, what) in [
+        (dtoken, d, "dtoken"),
+        (dmask_tokens, 4 * d, "dmask_tokens"),
+        (dpos, p_rows * d, "dpos"),
+    ] {
+        if !v.is_null() {
+            v.need(n, &format!("assemble_backward {what}"))?;
+        }
+    }
     dz0.need(b * s * d, "assemble_backward dz0")?;
     sc.need(1, "assemble_backward scalars")?;
     let args = Args::new()
@@ -221,7 +228,8 @@ pub fn assemble_backward(
         .ptr(sc)
         .u64(stream);
     // SAFETY: (float* demb, float* dtoken, float* dmask_tokens, float* dpos, const float* dz0,
-    // int b, int t, int p_rows, int d, const StepScalars*, unsigned long long).
+    // int b, int t, int p_rows, int d, const StepScalars*, unsigned long long); the three
+    // parameter gradients may be null (not written).
     unsafe {
         gpu.launch(
             &EMBED,

@@ -112,7 +112,8 @@ pub fn layernorm_affine(
 
 /// backward of `layernorm_forward` from its saved x̂ and rstd:
 /// dinp += rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)); dw (+)= Σ_rows dout · x̂;
-/// db (+)= Σ_rows dout.
+/// db (+)= Σ_rows dout. A null `dw` or `db` (a frozen tensor's) is not written; both null, the
+/// parameter reductions are not launched.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
     gpu: &Gpu,
@@ -140,6 +141,9 @@ pub fn layernorm_backward(
         (db, c, "db"),
         (rstd, r, "rstd"),
     ] {
+        if (what == "dw" || what == "db") && v.is_null() {
+            continue;
+        }
         v.need(n, &format!("layernorm_backward {what}"))?;
     }
     let (nch, per) = chunks(r);
@@ -156,6 +160,9 @@ pub fn layernorm_backward(
     // SAFETY: (float* dinp, const float* dout, const float* xhat, const float* w,
     // const float* rstd, int rows, int c); extents checked above.
     unsafe { gpu.launch(&LAYERNORM, "layernorm_backward_f32", warp_rows(r), &args)? };
+    if dw.is_null() && db.is_null() {
+        return Ok(());
+    }
     let cfg = LaunchConfig {
         grid_dim: (c.div_ceil(32) as u32, nch as u32, 1),
         block_dim: (32, 8, 1),
@@ -186,6 +193,6 @@ pub fn layernorm_backward(
         .i32(c as i32)
         .i32(accum.flag());
     // SAFETY: (float* dw, float* db, const float* pw, const float* pb, int chunks, int c,
-    // int accumulate).
+    // int accumulate); dw or db may be null (not written).
     unsafe { gpu.launch(&LAYERNORM, "layernorm_param_final", cfg, &args) }
 }

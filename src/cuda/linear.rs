@@ -92,7 +92,8 @@ pub fn linear_forward(
 
 /// backward of `out = inp · wᵀ + b`: dw (+)= doutᵀ · inp; db (+)= Σ_rows dout; then
 /// dinp = dout · w (skipped when `None`). dw is taken before dinp is written, so `dinp` may be
-/// the buffer that holds `inp`.
+/// the buffer that holds `inp`. A null `dw` or `db` (a frozen tensor's) skips its product or
+/// column sum.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_backward(
     gpu: &Gpu,
@@ -109,12 +110,16 @@ pub fn linear_backward(
     o: usize,
     accum: Accum,
 ) -> Result<()> {
-    gemm(
-        gpu,
-        prec,
-        &Gemm::linear_dw(dw, dout, inp, r, o, i).accum(accum),
-    )?;
-    col_sum(gpu, db, dout, scratch, r, o, o, accum)?;
+    if !dw.is_null() {
+        gemm(
+            gpu,
+            prec,
+            &Gemm::linear_dw(dw, dout, inp, r, o, i).accum(accum),
+        )?;
+    }
+    if !db.is_null() {
+        col_sum(gpu, db, dout, scratch, r, o, o, accum)?;
+    }
     match dinp {
         Some(dx) => gemm(gpu, prec, &Gemm::linear_dx(dx, dout, w, r, o, i)),
         None => Ok(()),

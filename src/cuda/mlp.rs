@@ -85,7 +85,9 @@ pub fn gelu_backward(
 /// backward of `mlp_forward` (given d out) from the saved pre-activation only: the activation
 /// is rebuilt in `ff`, read by fc2's weight gradient, then overwritten by its gradient and, in
 /// place, the pre-activation's. dx is overwritten after fc1's weight gradient has read x, so
-/// it may be the buffer holding x. Weight gradients are written per `accum`.
+/// it may be the buffer holding x. Weight gradients are written per `accum`; a null one (a
+/// frozen tensor's) is skipped, and with `dw2` null the activation is not rebuilt (only fc2's
+/// weight gradient reads it).
 #[allow(clippy::too_many_arguments)]
 pub fn mlp_backward(
     gpu: &Gpu,
@@ -108,7 +110,9 @@ pub fn mlp_backward(
     accum: Accum,
 ) -> Result<()> {
     // act = gelu(pre), rebuilt
-    gelu_forward(gpu, ff, pre, r * f)?;
+    if !dw2.is_null() {
+        gelu_forward(gpu, ff, pre, r * f)?;
+    }
     // out = fc2(act)  =>  dw2, db2 from act, then dact over it
     linear_backward(
         gpu,

@@ -34,6 +34,7 @@ use crate::cpu::dropout::dropout_streams;
 use crate::cpu::workspace::{Dims, Layout, SessionRanges};
 use crate::error::Result;
 use crate::model::ModelConfig;
+use crate::model::params::TrainableSet;
 use std::ops::Range;
 
 /// Everything one pass reads and writes.
@@ -57,14 +58,27 @@ pub struct Pass<'a> {
     /// Block whose output (prefix dropped, `[B, T, D]`) the forward copies to `ws.dy`: the
     /// residual stream is not kept, so features are taken as they pass.
     pub features: Option<usize>,
+    /// The trainable set (device layout) whose frozen tensors the backward skips: no weight
+    /// product, no bias, LayerNorm, token, prompt or position reduction, no rebuild of an
+    /// input only such a product reads, and their gradients neither zeroed nor written. None:
+    /// every gradient.
+    pub set: Option<&'a TrainableSet>,
 }
 
 impl Pass<'_> {
     fn p(&self, r: &Range<usize>) -> Dev<f32> {
         self.params.slice(r.start, r.len())
     }
+    /// The gradient of the tensor at `r`, or null when it is frozen (skipped).
     fn g(&self, r: &Range<usize>) -> Dev<f32> {
-        self.grads.slice(r.start, r.len())
+        if self.trains(r) {
+            self.grads.slice(r.start, r.len())
+        } else {
+            Dev::null()
+        }
+    }
+    fn trains(&self, r: &Range<usize>) -> bool {
+        self.set.is_none_or(|s| s.trains(r))
     }
     fn attn(&self) -> AttnDims {
         AttnDims {
@@ -225,7 +239,8 @@ pub fn model_forward(ps: &Pass) -> Result<()> {
 }
 
 /// Backward pass after `model_forward` on the same batch: the gradient of the loss in `grads`
-/// (the whole flat vector is rewritten: zeros for other sessions' tensors).
+/// (the whole flat vector is rewritten: zeros for other sessions' tensors; with `ps.set`, only
+/// the runs of tensors that are not frozen).
 pub fn model_backward(ps: &Pass) -> Result<()> {
     let (gpu, prec, ws, dm) = (ps.gpu, ps.prec, ps.ws, ps.dims);
     let (bt, bs, d, t, n) = (dm.bt(), dm.bs(), dm.d, dm.t, dm.n);
@@ -233,7 +248,14 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
     let bsd = bs * d;
     let scratch = ws.scratch.dev();
     let set = Accum::Set;
-    gpu.zero(ps.grads)?;
+    match ps.set {
+        None => gpu.zero(ps.grads)?,
+        Some(s) => {
+            for run in s.runs() {
+                gpu.zero(ps.grads.slice(run.range.start, run.range.len()))?;
+            }
+        }
+    }
 
     // ℓ = Σ_target (exp(r) − x·r) / |target|  (dr over r)
     let dr = ws.r.dev();
@@ -298,7 +320,9 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
         )?;
         // m rebuilt in `ln`; fc1's weight gradient reads it before dm overwrites it
         let (xh2, r2) = (layer(&ws.xh2, l, bsd), layer(&ws.ln2_rstd, l, bs));
-        layernorm_affine(gpu, dln, xh2, ps.p(&bl.ln2_w), ps.p(&bl.ln2_b), bs, d)?;
+        if ps.trains(&bl.fc1_w) {
+            layernorm_affine(gpu, dln, xh2, ps.p(&bl.ln2_w), ps.p(&bl.ln2_b), bs, d)?;
+        }
         mlp_backward(
             gpu,
             prec,
@@ -381,7 +405,9 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
         )?;
         // qkv = a · Wqkvᵀ + bqkv  (a rebuilt in `ln`, read before da overwrites it)
         let (xh1, r1) = (layer(&ws.xh1, l, bsd), layer(&ws.ln1_rstd, l, bs));
-        layernorm_affine(gpu, dln, xh1, ps.p(&bl.ln1_w), ps.p(&bl.ln1_b), bs, d)?;
+        if ps.trains(&bl.qkv_w) {
+            layernorm_affine(gpu, dln, xh1, ps.p(&bl.ln1_w), ps.p(&bl.ln1_b), bs, d)?;
+        }
         linear_backward(
             gpu,
             prec,
@@ -456,8 +482,10 @@ pub fn model_backward(ps: &Pass) -> Result<()> {
         d,
         set,
     )?;
-    // h = stitch_in[s](x̃)   (no gradient to the data; x̃ rebuilt)
-    mask_input(gpu, late.xin, ws.x.dev(), ws.mask.dev(), bt * n)?;
+    // h = stitch_in[s](x̃)   (no gradient to the data; x̃ rebuilt for the weight gradient)
+    if ps.trains(&sess.in_w) {
+        mask_input(gpu, late.xin, ws.x.dev(), ws.mask.dev(), bt * n)?;
+    }
     let (dw, db) = (ps.g(&sess.in_w), ps.g(&sess.in_b));
     let w = ps.p(&sess.in_w);
     linear_backward(

@@ -36,7 +36,7 @@
 //! D d_model, E d_tok, G d_embed_hidden, F d_ff, H heads, L blocks.
 
 use super::device::{Buffer, Dev, Gpu, Tensor, TensorBuf};
-use super::{adamw, layernorm, linear, poisson};
+use super::{layernorm, linear, poisson};
 use crate::error::Result;
 use crate::model::ModelConfig;
 
@@ -95,13 +95,14 @@ workspace!(
 );
 
 impl DeviceWorkspace {
-    /// Buffers for batches up to `cap` through `cfg`, zeroed; `keep_att` and `bf16_store` as
-    /// the fields.
+    /// Buffers for batches up to `cap` through `cfg`, zeroed, with room for `norm_parts`
+    /// partial sums of the gradient norm (`adamw::max_run_parts`); `keep_att` and
+    /// `bf16_store` as the fields.
     pub fn new(
         gpu: &Gpu,
         cfg: &ModelConfig,
         cap: Capacity,
-        n_params: usize,
+        norm_parts: usize,
         keep_att: bool,
         bf16_store: bool,
     ) -> Result<DeviceWorkspace> {
@@ -122,7 +123,7 @@ impl DeviceWorkspace {
         let widest = [n, d, e, g, f, 3 * d].into_iter().max().unwrap_or(1);
         let scratch =
             linear::col_sum_scratch(bs.max(bt), widest).max(layernorm::layernorm_scratch(bs, d));
-        let parts = poisson::poisson_parts(bt * n).max(adamw::norm_parts(n_params));
+        let parts = poisson::poisson_parts(bt * n).max(norm_parts);
         Ok(DeviceWorkspace {
             cap,
             keep_att,

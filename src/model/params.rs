@@ -151,6 +151,125 @@ impl ParamTable {
     }
 }
 
+/// What a per-element trainable mask says of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TensorTrain {
+    /// Every element trains.
+    Trainable,
+    /// No element trains: the tensor costs no gradient, reduction or optimizer work.
+    Frozen,
+    /// Some elements train: the tensor's gradient is computed whole and the mask picks the
+    /// elements that count in the norm and get an update.
+    Mixed,
+}
+
+/// A run of consecutive tensors that are not frozen: the optimizer and the gradient norm work
+/// over runs only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrainRun {
+    /// From the first tensor's first element to the last tensor's end (the gaps between the
+    /// tensors of an aligned table included).
+    pub range: std::ops::Range<usize>,
+    /// Every element of `range` trains (no `Mixed` tensor, no gap): the mask need not be read.
+    pub whole: bool,
+}
+
+/// The trainable set of a backend, derived per tensor from a per-element mask
+/// (`Backend::set_trainable`) over one `ParamTable` (the table whose ranges the backend's
+/// layers address). A range that is not exactly one tensor of the table reads as `Mixed`
+/// (its gradient computed, the mask applied), so an unknown range never loses work.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TrainableSet {
+    /// (first element, end, state) per tensor of the table, in layout order.
+    tensors: Vec<(usize, usize, TensorTrain)>,
+}
+
+impl TrainableSet {
+    /// Every tensor of `table` trains.
+    pub fn all(table: &ParamTable) -> TrainableSet {
+        TrainableSet {
+            tensors: table
+                .entries
+                .iter()
+                .map(|e| (e.offset, e.offset + e.len, TensorTrain::Trainable))
+                .collect(),
+        }
+    }
+
+    /// Per tensor of `table`: trainable when every element of `mask` (flat, `table`'s layout;
+    /// nonzero = trains) over it is nonzero, frozen when none is, mixed otherwise. Elements
+    /// `mask` does not cover count as trainable (the caller checks the length).
+    pub fn from_mask(table: &ParamTable, mask: &[u8]) -> TrainableSet {
+        let tensors = table
+            .entries
+            .iter()
+            .map(|e| {
+                let end = e.offset + e.len;
+                let state = match mask.get(e.offset..end) {
+                    None => TensorTrain::Trainable,
+                    Some(m) if m.iter().all(|&t| t != 0) => TensorTrain::Trainable,
+                    Some(m) if m.iter().all(|&t| t == 0) => TensorTrain::Frozen,
+                    Some(_) => TensorTrain::Mixed,
+                };
+                (e.offset, end, state)
+            })
+            .collect();
+        TrainableSet { tensors }
+    }
+
+    /// The state of the tensor whose range is `r` (`Mixed` for a range that is no tensor's).
+    pub fn state(&self, r: &std::ops::Range<usize>) -> TensorTrain {
+        match self.tensors.binary_search_by_key(&r.start, |t| t.0) {
+            Ok(i) if self.tensors[i].1 == r.end => self.tensors[i].2,
+            _ => TensorTrain::Mixed,
+        }
+    }
+
+    /// Whether the tensor at `r` needs its gradient (it is not frozen).
+    pub fn trains(&self, r: &std::ops::Range<usize>) -> bool {
+        self.state(r) != TensorTrain::Frozen
+    }
+
+    /// Whether some tensor is frozen.
+    pub fn has_frozen(&self) -> bool {
+        self.tensors.iter().any(|t| t.2 == TensorTrain::Frozen)
+    }
+
+    /// Elements of the tensors that are not frozen.
+    pub fn trainable_len(&self) -> usize {
+        self.tensors
+            .iter()
+            .filter(|t| t.2 != TensorTrain::Frozen)
+            .map(|t| t.1 - t.0)
+            .sum()
+    }
+
+    /// The maximal runs of consecutive tensors that are not frozen, in layout order.
+    pub fn runs(&self) -> Vec<TrainRun> {
+        let mut runs: Vec<TrainRun> = Vec::new();
+        let mut open = false;
+        for &(start, end, state) in &self.tensors {
+            if state == TensorTrain::Frozen {
+                open = false;
+                continue;
+            }
+            let whole = state == TensorTrain::Trainable;
+            match runs.last_mut() {
+                Some(run) if open => {
+                    run.whole &= whole && run.range.end == start;
+                    run.range.end = end;
+                }
+                _ => runs.push(TrainRun {
+                    range: start..end,
+                    whole,
+                }),
+            }
+            open = true;
+        }
+        runs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +328,102 @@ mod tests {
         let mut back = vec![0f32; t.total];
         t.scatter(&a, &dev, &mut back);
         assert_eq!(back, host);
+    }
+}
+
+#[cfg(test)]
+mod trainable_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn two_sessions() -> ModelConfig {
+        let sessions = BTreeMap::from([("a".to_string(), 7), ("b".to_string(), 3)]);
+        ModelConfig::paper(20, sessions)
+    }
+
+    #[test]
+    fn a_session_only_mask_freezes_every_other_tensor() {
+        let cfg = two_sessions();
+        let t = ParamTable::new(&cfg);
+        let set = TrainableSet::from_mask(&t, &t.session_only_mask("b"));
+        for e in &t.entries {
+            let want = if e.session.as_deref() == Some("b") {
+                TensorTrain::Trainable
+            } else {
+                TensorTrain::Frozen
+            };
+            assert_eq!(set.state(&e.range()), want, "{}", e.name);
+        }
+        assert!(set.has_frozen());
+        let b = |n: &str| t.entry(&format!("sessions.b.{n}")).range();
+        // Session b's five tensors are one run that needs no mask.
+        assert_eq!(
+            set.runs(),
+            vec![TrainRun {
+                range: b("stitch_in.weight").start..b("token").end,
+                whole: true
+            }]
+        );
+        assert_eq!(
+            set.trainable_len(),
+            b("token").end - b("stitch_in.weight").start
+        );
+    }
+
+    #[test]
+    fn all_trainable_is_one_whole_run_and_unknown_ranges_are_mixed() {
+        let cfg = two_sessions();
+        let t = ParamTable::new(&cfg);
+        let set = TrainableSet::all(&t);
+        assert_eq!(set, TrainableSet::from_mask(&t, &vec![1; t.total]));
+        assert!(!set.has_frozen());
+        assert_eq!(
+            set.runs(),
+            vec![TrainRun {
+                range: 0..t.total,
+                whole: true
+            }]
+        );
+        let e = t.entry("pos").range();
+        assert_eq!(set.state(&(e.start..e.end - 1)), TensorTrain::Mixed);
+        assert_eq!(set.state(&(e.start + 1..e.end)), TensorTrain::Mixed);
+    }
+
+    #[test]
+    fn mixed_tensors_and_gaps_make_runs_that_read_the_mask() {
+        let cfg = two_sessions();
+        let t = ParamTable::new(&cfg);
+        let mut mask = vec![0u8; t.total];
+        let pos = t.entry("pos").range();
+        mask[pos.start] = 1; // pos: mixed
+        mask[t.entry("mask_tokens").range()].fill(1); // next to pos
+        mask[t.entry("ln_f.bias").range()].fill(1);
+        let set = TrainableSet::from_mask(&t, &mask);
+        assert_eq!(set.state(&pos), TensorTrain::Mixed);
+        assert_eq!(
+            set.state(&t.entry("mask_tokens").range()),
+            TensorTrain::Trainable
+        );
+        assert_eq!(
+            set.runs(),
+            vec![
+                TrainRun {
+                    range: pos.start..t.entry("mask_tokens").range().end,
+                    whole: false
+                },
+                TrainRun {
+                    range: t.entry("ln_f.bias").range(),
+                    whole: true
+                },
+            ]
+        );
+        // In an aligned table the gaps between trainable tensors are inside a run, read
+        // through the mask (they are 0 there).
+        let a = ParamTable::aligned(&cfg, 4);
+        let set = TrainableSet::all(&a);
+        let runs = set.runs();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].range, 0..a.total);
+        assert!(!runs[0].whole, "the aligned table has gaps");
     }
 }
