@@ -14,6 +14,11 @@
 //! only the row groups / record batches that hold it and checking each CSR matrix against its
 //! shape. Any error names the file and the row; nothing is committed, so the dataset is left
 //! as it was.
+//!
+//! Splits: a file that names its split (`train-*`/`validation-*`/`val-*`/`test-*` shards, or
+//! the `train/`, `val/`|`validation/`, `test/` folders of `save_to_disk`) keeps each of its trials
+//! in that split; with `--resplit`, or when no file names one, each session is split 8:1:1 with
+//! `--split-seed`. The manifest's provenance records which (`split.source`).
 
 pub(crate) mod columns;
 mod source;
@@ -557,12 +562,27 @@ pub fn run(args: Args) -> Result<()> {
             fill_trial(&mut cache, &sources, s, t, args.clip, &mut csr, out)
         };
         match mode {
-            SplitMode::Release => writer.add_session_ordered_with_split(
-                k as u64,
-                ns,
-                release_split(&args, &splits, s),
-                &mut fill,
-            )?,
+            SplitMode::Release => {
+                let split = release_split(&args, &splits, s);
+                let empty: Vec<&str> = [
+                    ("train", &split.train),
+                    ("val", &split.val),
+                    ("test", &split.test),
+                ]
+                .iter()
+                .filter(|(_, v)| v.is_empty())
+                .map(|(n, _)| *n)
+                .collect();
+                if !empty.is_empty() {
+                    eprintln!(
+                        "warning: eid {}: no {} trials in the files given (the release's split is \
+                         kept; pass --resplit to split 8:1:1)",
+                        s.id,
+                        empty.join("/")
+                    );
+                }
+                writer.add_session_ordered_with_split(k as u64, ns, split, &mut fill)?
+            }
             SplitMode::Resplit => writer.add_session_ordered(k as u64, ns, &mut fill)?,
         }
         trials += s.trials.len();
