@@ -182,7 +182,7 @@ fn provenance_names_the_newest_revision_with_its_hash() {
     let out = tmp.join("ds");
     let e = &expected()[0];
     let dir = session_dir(e);
-    import_ok(&[dir.clone()], &out, &[]);
+    import_ok(std::slice::from_ref(&dir), &out, &[]);
     let ds = Dataset::open(&out).unwrap();
     let files = ds.session(0).provenance["files"]
         .as_array()
@@ -223,7 +223,11 @@ fn good_only_and_min_rate_select_units_by_cluster_id() {
     let e = &expected()[0];
     let dir = session_dir(e);
     let min_rate = 4.0;
-    import_ok(&[dir.clone()], &out, &["--good-only", "--min-rate", "4"]);
+    import_ok(
+        std::slice::from_ref(&dir),
+        &out,
+        &["--good-only", "--min-rate", "4"],
+    );
     let ds = Dataset::open(&out).unwrap();
     let info = ds.session(0);
     let kept = u64s(&e["kept"]);
@@ -275,7 +279,11 @@ fn align_to_go_cue_drops_its_nan_trials() {
     let out = tmp.join("ds");
     let e = &expected()[1];
     let dir = session_dir(e);
-    import_ok(&[dir.clone()], &out, &["--align", "goCue_times"]);
+    import_ok(
+        std::slice::from_ref(&dir),
+        &out,
+        &["--align", "goCue_times"],
+    );
     let ds = Dataset::open(&out).unwrap();
     let info = ds.session(0);
     // Trial 0's goCue is NaN: kept when aligned to stimOn, dropped here.
@@ -422,7 +430,7 @@ fn missing_files_and_columns() {
     // The same session imports once the filters needing it are off.
     let out = tmp.join("relaxed");
     import_ok(
-        &[d.clone()],
+        std::slice::from_ref(&d),
         &out,
         &[
             "--min-rt",
@@ -538,7 +546,11 @@ fn overlapping_windows_are_allowed_unless_refused() {
     let ds = Dataset::open(&out).unwrap();
     assert_eq!(ds.session(0).provenance["trials"]["overlapping_windows"], 1);
     let d = session_dir(e);
-    let o = import(&[d.clone()], &tmp.join("refused"), &["--no-overlap"]);
+    let o = import(
+        std::slice::from_ref(&d),
+        &tmp.join("refused"),
+        &["--no-overlap"],
+    );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -568,9 +580,10 @@ fn flag_errors() {
             "unknown trial attribute `bogus`",
         ),
         (vec!["--min-rate=-1"], "--min-rate"),
+        (vec!["--bin-size", "0.0001"], "more than 10000"),
     ] {
         let out = tmp.join("ds");
-        let o = import(&[d.clone()], &out, &extra);
+        let o = import(std::slice::from_ref(&d), &out, &extra);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{extra:?}: {err}");
         assert!(err.contains(want), "{extra:?}: {err}");

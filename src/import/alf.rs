@@ -4,7 +4,8 @@
 //! Per session: the trials (`trials`), each probe's spike sorting (`probe`), the trial filters,
 //! the unit filters, a first pass over the kept trials that checks every count (and the firing
 //! rates), then the counts streamed into the store through `DatasetWriter`. All sessions of one
-//! command go through one writer, so an error anywhere leaves the dataset as it was.
+//! command go through one writer (one session read at a time), so an error anywhere leaves the
+//! dataset as it was.
 
 mod allen;
 mod files;
@@ -27,6 +28,9 @@ use trials::Trials;
 /// The events a trial may not have NaN in, by default (the IBL brain-wide map's and MtM's list).
 pub const DEFAULT_NAN_EXCLUDE: &str =
     "stimOn_times,choice,feedback_times,probabilityLeft,firstMovement_times,feedbackType";
+
+/// Most bins a trial window may hold (bounds the per-trial buffers).
+pub const MAX_BINS: usize = 10_000;
 
 /// A time limit that can be switched off with `none`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -152,9 +156,14 @@ fn plan(args: &Args) -> Result<Plan> {
         )));
     }
     let n = ((e - s) / b).round();
-    if ((e - s) - n * b).abs() > 1e-9 * (e - s).max(1.0) || n < 1.0 || n > 1e6 {
+    if ((e - s) - n * b).abs() > 1e-9 * (e - s).max(1.0) || n < 1.0 {
         return Err(usage(format!(
             "the window {s} s .. {e} s is not a whole number of {b} s bins"
+        )));
+    }
+    if n > MAX_BINS as f64 {
+        return Err(usage(format!(
+            "the window {s} s .. {e} s holds {n} bins of {b} s, more than {MAX_BINS}"
         )));
     }
     let onset = (-s / b).round();
@@ -227,14 +236,12 @@ pub fn import(args: &Args) -> Result<Vec<Imported>> {
         ));
     }
     let plan = plan(args)?;
-    // Read and check every session before the dataset is opened.
-    let mut prepared = Vec::with_capacity(args.sessions.len());
-    for dir in &args.sessions {
-        prepared.push(Session::prepare(dir, args, &plan)?);
-    }
+    // One session in memory at a time: each is read, checked and staged before the next is
+    // read; an error drops the writer, which removes what was staged.
     let writer = DatasetWriter::open(&args.out, args.split_seed)?;
     let mut done = Vec::new();
-    for s in prepared {
+    for dir in &args.sessions {
+        let s = Session::prepare(dir, args, &plan)?;
         let new = s.new_session(args, &plan);
         let shape = [new.n_trials, new.n_bins, new.n_neurons];
         let id = new.id.clone();
