@@ -643,3 +643,32 @@ fn session_ids() {
     assert!(stderr(&o).contains("already in the dataset"));
     assert_eq!(before, snapshot(&out));
 }
+
+#[test]
+fn a_bad_second_session_leaves_the_dataset_as_it_was() {
+    let tmp = TempDir::new("alf-second");
+    let bad = mutated(
+        &tmp,
+        1,
+        "c = np.load(os.path.join(d, 'alf/probe00/spikes.clusters.npy'))\nc[3] = 77\n\
+         np.save(os.path.join(d, 'alf/probe00/spikes.clusters.npy'), c)",
+    );
+    let good = session_dir(&expected()[0]);
+    // A new dataset is not created.
+    let out = tmp.join("new");
+    let o = import(&[good.clone(), bad.clone()], &out, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("has cluster 77"), "{}", stderr(&o));
+    assert!(!out.exists());
+    // An existing one keeps its bytes: the first session, already staged, is not committed.
+    let existing = tmp.join("existing");
+    import_ok(
+        &[session_dir(&expected()[1])],
+        &existing,
+        &["--id", "other"],
+    );
+    let before = snapshot(&existing);
+    let o = import(&[good, bad], &existing, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(before, snapshot(&existing));
+}
