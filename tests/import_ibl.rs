@@ -273,3 +273,116 @@ fn existing_ids_and_missing_paths_are_refused() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/file.parquet"));
     std::fs::remove_dir_all(out).unwrap();
 }
+
+fn split_expected(which: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(fixtures().join("splits/expected.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v[which].as_array().unwrap().clone()
+}
+
+/// The sessions of `dir` keep the split their files name: every trial is in the split of its
+/// file, and its counts are those of the trial it came from.
+fn check_release_split(dir: &Path, which: &str) {
+    let ds = Dataset::open(dir).unwrap();
+    let want = split_expected(which);
+    let dense = expected();
+    assert_eq!(ds.n_sessions(), want.len());
+    for (s, w) in want.iter().enumerate() {
+        let info = ds.session(s);
+        assert_eq!(info.id, w["eid"].as_str().unwrap());
+        let trials = w["trials"].as_array().unwrap();
+        assert_eq!(info.n_trials, trials.len());
+        let source = dense
+            .iter()
+            .find(|d| d["eid"] == w["eid"])
+            .expect("session in good/expected.json");
+        let mut by_split: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for (t, tr) in trials.iter().enumerate() {
+            by_split
+                .entry(tr["split"].as_str().unwrap())
+                .or_default()
+                .push(t as u32);
+            let k = tr["trial"].as_u64().unwrap() as usize;
+            let flat: Vec<u8> = serde_json::from_value::<Vec<Vec<u8>>>(source["spikes"][k].clone())
+                .unwrap()
+                .into_iter()
+                .flatten()
+                .collect();
+            assert_eq!(ds.trial(s, t), flat.as_slice(), "session {s} trial {t}");
+        }
+        let get = |k: &str| by_split.get(k).cloned().unwrap_or_default();
+        assert_eq!(info.split.train, get("train"), "{which} session {s}");
+        assert_eq!(info.split.val, get("val"), "{which} session {s}");
+        assert_eq!(info.split.test, get("test"), "{which} session {s}");
+        assert!(!info.split.val.is_empty() && !info.split.test.is_empty());
+        assert_eq!(info.provenance["split"]["source"], "release");
+    }
+}
+
+#[test]
+fn huggingface_shards_keep_their_split() {
+    let out = tmp("splits-hf");
+    ok(&import(&[fixtures().join("splits/hf")], &out, &[]));
+    check_release_split(&out, "hf");
+    let ds = Dataset::open(&out).unwrap();
+    let files = &ds.session(0).provenance["split"]["val_files"];
+    assert!(
+        files[0]
+            .as_str()
+            .unwrap()
+            .ends_with("validation-00000-of-00001.parquet"),
+        "{files}"
+    );
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn save_to_disk_folders_keep_their_split() {
+    let out = tmp("splits-saved");
+    ok(&import(&[fixtures().join("splits/saved")], &out, &[]));
+    check_release_split(&out, "saved");
+    std::fs::remove_dir_all(&out).unwrap();
+    // The split folders given one by one name their split too.
+    let dirs: Vec<PathBuf> = ["train", "val", "test"]
+        .iter()
+        .map(|d| fixtures().join("splits/saved").join(d))
+        .collect();
+    ok(&import(&dirs, &out, &[]));
+    let ds = Dataset::open(&out).unwrap();
+    for s in ds.sessions() {
+        assert_eq!(s.provenance["split"]["source"], "release");
+        assert!(!s.split.val.is_empty() && !s.split.test.is_empty());
+    }
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn resplit_merges_and_splits_again() {
+    let out = tmp("splits-resplit");
+    ok(&import(
+        &[fixtures().join("splits/hf")],
+        &out,
+        &["--resplit", "--split-seed", "7"],
+    ));
+    let ds = Dataset::open(&out).unwrap();
+    for s in ds.sessions() {
+        assert_eq!(s.split, ndt::store::writer::split_trials(s.n_trials, 7));
+        assert_eq!(s.provenance["split"]["source"], "resplit");
+        assert_eq!(s.provenance["split"]["seed"], 7);
+    }
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn files_naming_no_split_beside_named_ones_are_refused() {
+    let out = tmp("splits-mixed");
+    let dir = fixtures().join("splits/mixed");
+    let o = import(std::slice::from_ref(&dir), &out, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("extra.parquet"), "{err}");
+    assert!(err.contains("--resplit"), "{err}");
+    assert!(!out.exists());
+    ok(&import(&[dir], &out, &["--resplit"]));
+    std::fs::remove_dir_all(out).unwrap();
+}

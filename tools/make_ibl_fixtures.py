@@ -15,6 +15,13 @@ good/arrow/     the same trials as an Arrow IPC stream, as `datasets.save_to_dis
 good/expected.json  the dense counts [trials][bins][neurons] per session (the arrays the CSR
                 matrices were made from), regions, choices and behaviour, in import order.
 bad/*.parquet, bad/*.arrow  one defect each (see BAD below).
+splits/hf/      the same trials as HuggingFace shards that name their split
+                (train-00000-of-00001.parquet, validation-..., test-...).
+splits/saved/   the same as a `save_to_disk` DatasetDict: train/, val/, test/ folders of
+                data-00000-of-00001.arrow (plus dataset_dict.json).
+splits/mixed/   a train- shard beside a file that names no split (refused without --resplit).
+splits/expected.json  per session, in import order: each trial's split and its index among the
+                session's trials in good/expected.json.
 
 Only numpy and pyarrow are needed: python tools/make_ibl_fixtures.py
 """
@@ -203,6 +210,50 @@ def bad_cases(rows):
     return cases
 
 
+# Release split of each session's trials (by trial index): A 3/1/1, B 2/1/1.
+SPLIT_OF = [["train", "train", "val", "train", "test"], ["train", "test", "train", "val"]]
+
+
+def write_splits(rows):
+    """The good trials again, each in the file of its split."""
+    root = os.path.join(ROOT, "splits")
+    by_split = {"train": [], "val": [], "test": []}
+    where = {}
+    for k, (eid, *_rest) in enumerate(SESSIONS):
+        trials = [r for r in rows if r["eid"] == eid]
+        for t, r in enumerate(trials):
+            by_split[SPLIT_OF[k][t]].append(r)
+            where[id(r)] = (k, t)
+    hf = os.path.join(root, "hf")
+    names = {"train": "train", "val": "validation", "test": "test"}
+    for sp, rs in by_split.items():
+        write_parquet(os.path.join(hf, f"{names[sp]}-00000-of-00001.parquet"), rs)
+    saved = os.path.join(root, "saved")
+    for sp, rs in by_split.items():
+        write_stream(os.path.join(saved, sp, "data-00000-of-00001.arrow"), rs,
+                     schema=narrow_schema())
+    with open(os.path.join(saved, "dataset_dict.json"), "w") as f:
+        json.dump({"splits": ["train", "val", "test"]}, f)
+    write_parquet(os.path.join(root, "mixed", "train-00000-of-00001.parquet"), by_split["train"])
+    write_parquet(os.path.join(root, "mixed", "extra.parquet"), by_split["test"])
+
+    # Import order: files sorted by path, rows in file order; sessions by first appearance.
+    def order(files):
+        sessions = {}
+        for sp in files:
+            for r in by_split[sp]:
+                k, t = where[id(r)]
+                sessions.setdefault(k, []).append(dict(split=sp, trial=t))
+        return [dict(eid=SESSIONS[k][0], trials=v) for k, v in sessions.items()]
+
+    expected = {
+        "hf": order(["test", "train", "val"]),       # test-, train-, validation-
+        "saved": order(["test", "train", "val"]),    # test/, train/, val/
+    }
+    with open(os.path.join(root, "expected.json"), "w") as f:
+        json.dump(expected, f, indent=1)
+
+
 def main():
     rng = np.random.default_rng(20240611)
     rows, expected = make_rows(rng)
@@ -224,6 +275,8 @@ def main():
         json.dump({"features": {}}, f)
     with open(os.path.join(good, "expected.json"), "w") as f:
         json.dump({"sessions": expected}, f)
+
+    write_splits(rows)
 
     bad = os.path.join(ROOT, "bad")
     for name, r, schema, drop in bad_cases(rows):

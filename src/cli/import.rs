@@ -8,11 +8,14 @@ pub enum Command {
     Npy(crate::import::npy::Args),
     /// HuggingFace parquet shards / Arrow IPC files of the IBL releases.
     IblHf(crate::import::ibl_hf::Args),
+    /// IBL sessions as the ONE API downloads them (ALF folders), binned into trials.
+    Alf(crate::import::alf::Args),
 }
 
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Npy(a) => crate::import::npy::run(a),
         Command::IblHf(a) => crate::import::ibl_hf::run(a),
+        Command::Alf(a) => crate::import::alf::run(a),
     }
 }

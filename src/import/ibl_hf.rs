@@ -14,12 +14,17 @@
 //! only the row groups / record batches that hold it and checking each CSR matrix against its
 //! shape. Any error names the file and the row; nothing is committed, so the dataset is left
 //! as it was.
+//!
+//! Splits: a file that names its split (`train-*`/`validation-*`/`val-*`/`test-*` shards, or
+//! the `train/`, `val/`|`validation/`, `test/` folders of `save_to_disk`) keeps each of its trials
+//! in that split; with `--resplit`, or when no file names one, each session is split 8:1:1 with
+//! `--split-seed`. The manifest's provenance records which (`split.source`).
 
-mod columns;
+pub(crate) mod columns;
 mod source;
 
 use crate::error::{Result, input, usage};
-use crate::store::{DatasetWriter, NewSession};
+use crate::store::{DatasetWriter, NewSession, Split, SplitName};
 use arrow_array::RecordBatch;
 use columns::Expect;
 use source::{Source, UnitCache};
@@ -38,9 +43,14 @@ pub struct Args {
     /// Saturate counts above 255 at 255 instead of failing.
     #[arg(long)]
     pub clip: bool,
-    /// Seed of the stored train/val/test split of each session.
+    /// Seed of the 8:1:1 train/val/test split drawn when the files name no split, or with
+    /// --resplit.
     #[arg(long, default_value_t = 42)]
     pub split_seed: u64,
+    /// Merge the release's train/val/test files and split each session again 8:1:1 with
+    /// --split-seed, instead of keeping the split the files name.
+    #[arg(long)]
+    pub resplit: bool,
     /// Bin width in seconds of the released counts.
     #[arg(long, default_value_t = 0.02)]
     pub bin_size: f64,
@@ -86,6 +96,15 @@ struct TrialRef {
     row_in_unit: usize,
     /// Row number within the file, for messages.
     file_row: u64,
+}
+
+/// How the stored splits are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SplitMode {
+    /// Each trial keeps the split its file names.
+    Release,
+    /// 8:1:1, drawn with --split-seed.
+    Resplit,
 }
 
 /// One session gathered by the first pass.
@@ -398,7 +417,31 @@ fn fill_trial(
     densify(csr, s.shape, clip, out).map_err(at)
 }
 
-fn new_session(args: &Args, sources: &[Source], s: &SessionScan) -> NewSession {
+/// The release's split of session `s`: trial indices by the split of the file each came from.
+fn release_split(args: &Args, splits: &[Option<SplitName>], s: &SessionScan) -> Split {
+    let mut sp = Split {
+        seed: args.split_seed,
+        train: Vec::new(),
+        val: Vec::new(),
+        test: Vec::new(),
+    };
+    for (t, tr) in s.trials.iter().enumerate() {
+        match splits.get(tr.file).copied().flatten() {
+            Some(SplitName::Train) => sp.train.push(t as u32),
+            Some(SplitName::Val) => sp.val.push(t as u32),
+            Some(SplitName::Test) | None => sp.test.push(t as u32),
+        }
+    }
+    sp
+}
+
+fn new_session(
+    args: &Args,
+    sources: &[Source],
+    splits: &[Option<SplitName>],
+    mode: SplitMode,
+    s: &SessionScan,
+) -> NewSession {
     let mut behaviour = Vec::new();
     for (b, vals) in s.behaviour.iter().enumerate() {
         let have = vals.iter().filter(|v| v.is_some()).count();
@@ -439,6 +482,28 @@ fn new_session(args: &Args, sources: &[Source], s: &SessionScan) -> NewSession {
             "importer": "ibl-hf",
             "files": files,
             "clip": args.clip,
+            "split": match mode {
+                SplitMode::Release => {
+                    let of = |want: SplitName| -> Vec<String> {
+                        s.files
+                            .iter()
+                            .filter(|&&f| splits.get(f).copied().flatten() == Some(want))
+                            .map(|&f| sources[f].path.display().to_string())
+                            .collect()
+                    };
+                    serde_json::json!({
+                        "source": "release",
+                        "train_files": of(SplitName::Train),
+                        "val_files": of(SplitName::Val),
+                        "test_files": of(SplitName::Test),
+                    })
+                }
+                SplitMode::Resplit => serde_json::json!({
+                    "source": "resplit",
+                    "ratio": "8:1:1",
+                    "seed": args.split_seed,
+                }),
+            },
         }),
     }
 }
@@ -453,8 +518,22 @@ pub fn run(args: Args) -> Result<()> {
     let files = source::discover(&args.paths)?;
     let sources: Vec<Source> = files
         .iter()
-        .map(|p| Source::open(p))
+        .map(|(p, _)| Source::open(p))
         .collect::<Result<_>>()?;
+    let splits: Vec<Option<SplitName>> = files.iter().map(|(_, s)| *s).collect();
+    let mode = if args.resplit || splits.iter().all(|s| s.is_none()) {
+        SplitMode::Resplit
+    } else if let Some(k) = splits.iter().position(|s| s.is_none()) {
+        let named = splits.iter().position(|s| s.is_some()).unwrap_or(0);
+        return Err(usage(format!(
+            "{} names no split (train/val/test) while {} does; keep the release's split by \
+             giving only files that name one, or pass --resplit to split every session 8:1:1",
+            files[k].0.display(),
+            files[named].0.display()
+        )));
+    } else {
+        SplitMode::Release
+    };
     for s in &sources {
         check_schema(s)?;
     }
@@ -478,19 +557,47 @@ pub fn run(args: Args) -> Result<()> {
     let mut csr = Csr::default();
     let mut trials = 0;
     for (k, s) in sessions.iter().enumerate() {
-        let ns = new_session(&args, &sources, s);
-        writer.add_session_ordered(k as u64, ns, &mut |t, out| {
+        let ns = new_session(&args, &sources, &splits, mode, s);
+        let mut fill = |t: usize, out: &mut [u8]| {
             fill_trial(&mut cache, &sources, s, t, args.clip, &mut csr, out)
-        })?;
+        };
+        match mode {
+            SplitMode::Release => {
+                let split = release_split(&args, &splits, s);
+                let empty: Vec<&str> = [
+                    ("train", &split.train),
+                    ("val", &split.val),
+                    ("test", &split.test),
+                ]
+                .iter()
+                .filter(|(_, v)| v.is_empty())
+                .map(|(n, _)| *n)
+                .collect();
+                if !empty.is_empty() {
+                    eprintln!(
+                        "warning: eid {}: no {} trials in the files given (the release's split is \
+                         kept; pass --resplit to split 8:1:1)",
+                        s.id,
+                        empty.join("/")
+                    );
+                }
+                writer.add_session_ordered_with_split(k as u64, ns, split, &mut fill)?
+            }
+            SplitMode::Resplit => writer.add_session_ordered(k as u64, ns, &mut fill)?,
+        }
         trials += s.trials.len();
     }
     writer.commit()?;
     println!(
-        "imported {} sessions ({} trials) from {} files into {}",
+        "imported {} sessions ({} trials) from {} files into {} ({})",
         sessions.len(),
         trials,
         sources.len(),
-        args.out.display()
+        args.out.display(),
+        match mode {
+            SplitMode::Release => "the release's train/val/test split kept",
+            SplitMode::Resplit => "trials split 8:1:1",
+        }
     );
     Ok(())
 }

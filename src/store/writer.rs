@@ -200,7 +200,7 @@ impl DatasetWriter {
         fill: &mut dyn FnMut(usize, &mut [u8]) -> Result<()>,
     ) -> Result<()> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.add(s, (1, seq), fill)
+        self.add(s, (1, seq), None, fill)
     }
 
     /// As [`add_session`](Self::add_session), but the new sessions are ordered by `slot` in the
@@ -211,7 +211,19 @@ impl DatasetWriter {
         s: NewSession,
         fill: &mut dyn FnMut(usize, &mut [u8]) -> Result<()>,
     ) -> Result<()> {
-        self.add(s, (0, slot), fill)
+        self.add(s, (0, slot), None, fill)
+    }
+
+    /// As [`add_session_ordered`](Self::add_session_ordered), with the session's split given
+    /// (a release's own train/val/test assignment) instead of drawn with the writer's seed.
+    pub fn add_session_ordered_with_split(
+        &self,
+        slot: u64,
+        s: NewSession,
+        split: Split,
+        fill: &mut dyn FnMut(usize, &mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.add(s, (0, slot), Some(split), fill)
     }
 
     /// Sets `extra[key]` of the manifest (dataset-level free-form data).
@@ -296,9 +308,24 @@ impl DatasetWriter {
         &self,
         s: NewSession,
         key: (u8, u64),
+        split: Option<Split>,
         fill: &mut dyn FnMut(usize, &mut [u8]) -> Result<()>,
     ) -> Result<()> {
         self.check(&s)?;
+        if let Some(sp) = &split {
+            let mut seen = vec![false; s.n_trials];
+            for &t in sp.train.iter().chain(&sp.val).chain(&sp.test) {
+                match seen.get_mut(t as usize) {
+                    Some(x) if !*x => *x = true,
+                    _ => {
+                        return Err(internal(format!(
+                            "session `{}`: the given split lists trial {t} twice or outside {} trials",
+                            s.id, s.n_trials
+                        )));
+                    }
+                }
+            }
+        }
         {
             let mut st = self.lock_state();
             if !st.ids.insert(s.id.clone()) {
@@ -324,7 +351,7 @@ impl DatasetWriter {
                     bin_size_s: s.bin_size_s,
                     onset_bin: s.onset_bin,
                     regions: s.regions,
-                    split: split_trials(s.n_trials, self.split_seed),
+                    split: split.unwrap_or_else(|| split_trials(s.n_trials, self.split_seed)),
                     dir: String::new(),
                     behaviour: s.behaviour.into_iter().map(|(n, _)| n).collect(),
                     provenance: s.provenance,

@@ -5,6 +5,7 @@
 //! record batch, so that the second pass can load only the units holding one session's trials.
 
 use crate::error::{Result, input, io_at};
+use crate::store::SplitName;
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::{FileReader, StreamReader};
 use arrow_schema::SchemaRef;
@@ -38,9 +39,10 @@ const DECODE: &str = "cannot decode (the file is truncated or corrupt)";
 const EXTENSIONS: [&str; 2] = ["parquet", "arrow"];
 
 /// The files named by `paths`: files as given, folders searched recursively for `*.parquet`
-/// and `*.arrow` (sorted by path). Each file appears once.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out: Vec<PathBuf> = Vec::new();
+/// and `*.arrow` (sorted by path). Each file appears once, with the split it names (see
+/// [`split_of`]).
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Option<SplitName>)>> {
+    let mut out: Vec<(PathBuf, Option<SplitName>)> = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(io_at(p))?;
         if meta.is_dir() {
@@ -50,14 +52,44 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             if found.is_empty() {
                 return Err(input(p, "holds no .parquet or .arrow files"));
             }
-            out.extend(found);
+            out.extend(found.into_iter().map(|f| {
+                let split = split_of(&f, p);
+                (f, split)
+            }));
         } else {
-            out.push(p.clone());
+            let split = split_of(p, p.parent().unwrap_or(Path::new("")));
+            out.push((p.clone(), split));
         }
     }
     let mut seen = std::collections::HashSet::new();
-    out.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+    out.retain(|(p, _)| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
     Ok(out)
+}
+
+/// The split a release file names: the start of its file name (HuggingFace shards
+/// `train-00000-of-00002.parquet`, `validation-…`, `val-…`, `test-…`), else the nearest folder
+/// between it and `given` (the folder it was found in, itself included) named `train`, `val`,
+/// `validation` or `test` (the folders of a `save_to_disk` DatasetDict).
+pub fn split_of(file: &Path, given: &Path) -> Option<SplitName> {
+    let name = |s: &str| match s {
+        "train" => Some(SplitName::Train),
+        "val" | "validation" => Some(SplitName::Val),
+        "test" => Some(SplitName::Test),
+        _ => None,
+    };
+    let stem = file.file_stem()?.to_str()?;
+    let head = stem.split(['-', '.']).next().unwrap_or(stem);
+    if let Some(s) = name(head) {
+        return Some(s);
+    }
+    let rel = file.parent()?.strip_prefix(given).ok()?;
+    let mut folders: Vec<&str> = given
+        .file_name()
+        .and_then(|n| n.to_str())
+        .into_iter()
+        .collect();
+    folders.extend(rel.components().filter_map(|c| c.as_os_str().to_str()));
+    folders.iter().rev().find_map(|f| name(f))
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -331,5 +363,40 @@ impl<'a> UnitCache<'a> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_named_by_files_and_folders() {
+        let s = |f: &str, g: &str| split_of(Path::new(f), Path::new(g));
+        assert_eq!(
+            s("d/train-00000-of-00002.parquet", "d"),
+            Some(SplitName::Train)
+        );
+        assert_eq!(
+            s("d/validation-00000-of-00001.parquet", "d"),
+            Some(SplitName::Val)
+        );
+        assert_eq!(s("d/val-00000-of-00001.parquet", "d"), Some(SplitName::Val));
+        assert_eq!(
+            s("d/data/test-00000-of-00001.parquet", "d"),
+            Some(SplitName::Test)
+        );
+        assert_eq!(
+            s("saved/train/data-00000-of-00001.arrow", "saved"),
+            Some(SplitName::Train)
+        );
+        assert_eq!(
+            s("saved/test/data-00000-of-00001.arrow", "saved/test"),
+            Some(SplitName::Test)
+        );
+        assert_eq!(s("x/data-00000-of-00001.arrow", "x"), None);
+        assert_eq!(s("x/trainer-0.parquet", "x"), None);
+        // Folders above the PATH given do not count.
+        assert_eq!(s("/test/x/data-0.arrow", "/test/x"), None);
     }
 }
