@@ -7,10 +7,12 @@ Two modes.
       Writes fixtures/bwb_vectors.json: seeded log-rates and counts, and what
       `ibl_bwb_eval.metrics.PoissonD2Score` (per-unit mean D²) and `ibl_bwb_eval.metrics.BPS`
       (pooled bits per spike over units with spikes) return for them. Each scorer runs twice:
-        - in float64: the metric states set to float64 (`Metric.set_dtype`) and the counts handed
-          over as a tensor whose `.float()` keeps float64, so that the scorer's own formulas run in
-          f64 end to end (its `update` casts the counts with `.float()`, which would round
-          `x·ln x` to float32); these values are what ndt must match to 1e-9;
+        - in float64: torch's default dtype float64 (the scorer's constants, e.g. the ln 2 of
+          `BPS.compute`, which is float32 under the stock default: a 2.7e-9 relative error), the
+          metric states set to float64 (`Metric.set_dtype`) and the counts handed over as a
+          tensor whose `.float()` keeps float64 (its `update` casts them with `.float()`, which
+          would round `x·ln x` to float32), so that the scorer's own formulas run in f64 end to
+          end; these values are what ndt must match to 1e-9;
         - stock, as `ibl_bwb_eval.scoring.ts2.score_file` runs it (float32 predictions, float32
           states): recorded for reference.
       Also the pooled D² (ndt's: one minus the sum of the units' model deviances over the sum of
@@ -49,6 +51,17 @@ class _KeepF64(torch.Tensor):
 
 
 def score_f64(log_rates, counts):
+    # torch's default dtype float64 for the scorers' own constants (`BPS.compute` divides by
+    # `torch.log(torch.tensor(2.0))`, float32 ln 2 under the stock default).
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return _score_f64(log_rates, counts)
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _score_f64(log_rates, counts):
     n = log_rates.shape[1]
     preds = torch.tensor(log_rates, dtype=torch.float64)
     target = torch.tensor(counts, dtype=torch.float64).as_subclass(_KeepF64)

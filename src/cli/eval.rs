@@ -50,7 +50,7 @@ pub struct Args {
     pub glm_alpha: f64,
     /// Write co-smoothing and forward predictions in IBL BrainWideBench's layout under this
     /// directory: DIR/LABEL/ts2-{co_smoothing,forecasting}/SESSION/seed_SEED.safetensors.
-    #[arg(long, requires = "bwb_seed")]
+    #[arg(long)]
     pub bwb: Option<PathBuf>,
     /// The submission label BrainWideBench files the predictions under.
     #[arg(long, default_value = "ndt")]
@@ -60,7 +60,7 @@ pub struct Args {
     pub bwb_seed: Option<u64>,
     /// Also write the matching ground truth (counts) for BrainWideBench's scorer under this
     /// directory: DIR/ts2-{co_smoothing,forecasting}/SESSION/ground_truth.safetensors.
-    #[arg(long, requires = "bwb")]
+    #[arg(long)]
     pub bwb_ground_truth: Option<PathBuf>,
     /// Rows (mask x trial) per forward pass.
     #[arg(long, default_value_t = 64)]
@@ -115,7 +115,14 @@ pub fn run(a: Args) -> Result<()> {
             crate::eval::bwb::check_names(&o, &ds.session(session[0]).id)?;
             Some(o)
         }
-        (Some(_), None) => return Err(usage("--bwb needs --bwb-seed")),
+        (Some(_), None) => {
+            return Err(usage(
+                "--bwb needs --bwb-seed (the training seed the predictions are filed under)",
+            ));
+        }
+        (None, _) if a.bwb_seed.is_some() || a.bwb_ground_truth.is_some() => {
+            return Err(usage("--bwb-seed and --bwb-ground-truth go with --bwb DIR"));
+        }
         _ => None,
     };
     let opts = EvalOpts {

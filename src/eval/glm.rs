@@ -270,7 +270,12 @@ pub fn fit_glm(d: &Design, y: &[f64], s: &GlmSettings) -> PoissonGlm {
                 *nb = b - step * dk;
             }
             let fn_ = objective(&next, d, y, s.alpha, None);
-            if fn_.is_finite() && fn_ <= f - 1e-4 * step * slope {
+            // Near the optimum the decrease is below the objective's rounding: the full
+            // Newton step is then taken as long as it does not raise the objective beyond it.
+            let rounding = 16.0 * f64::EPSILON * f.abs().max(1.0);
+            if fn_.is_finite()
+                && (fn_ <= f - 1e-4 * step * slope || (step == 1.0 && fn_ <= f + rounding))
+            {
                 accepted = true;
                 break;
             }
