@@ -104,7 +104,9 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
         bin_size_s: 0.02,
         onset_bin: Some(ONSET),
         regions: vec!["X".into(); N],
-        choice: (0..TRIALS).map(|t| if t % 2 == 0 { 1 } else { -1 }).collect(),
+        choice: (0..TRIALS)
+            .map(|t| if t % 2 == 0 { 1 } else { -1 })
+            .collect(),
         behaviour: Vec::new(),
         provenance: serde_json::json!({}),
     };
@@ -135,7 +137,12 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     (ds, ckpt)
 }
 
-fn read_st(path: &Path) -> (BTreeMap<String, String>, BTreeMap<String, (Dtype, Vec<usize>)>) {
+fn read_st(
+    path: &Path,
+) -> (
+    BTreeMap<String, String>,
+    BTreeMap<String, (Dtype, Vec<usize>)>,
+) {
     let buf = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (_, header) = SafeTensors::read_metadata(&buf).unwrap();
     let meta = header
@@ -187,7 +194,10 @@ fn ndt_eval_bwb_writes_files_that_the_bwb_scorer_scores_as_ndt_does() {
     // The layout: label/task/recording_id/seed_{s}.safetensors, the writer's metadata keys,
     // predictions F32 [windows, time, units] and window_timestamps [windows].
     for (task, time) in [("ts2-co_smoothing", T), ("ts2-forecasting", T - ONSET)] {
-        let f = pred.join("ndt-test").join(task).join("rec-a/seed_43.safetensors");
+        let f = pred
+            .join("ndt-test")
+            .join(task)
+            .join("rec-a/seed_43.safetensors");
         let (meta, tensors) = read_st(&f);
         assert_eq!(meta["label"], "ndt-test");
         assert_eq!(meta["task"], task);
@@ -276,7 +286,10 @@ fn the_check_fails_when_ndts_numbers_differ_from_the_scorers() {
         if std::env::var("NDT_SKIP_BWB_SCORER").as_deref() == Ok("1") {
             return;
         }
-        panic!("{} cannot import ibl_bwb_eval: run tools/setup.sh", py.display());
+        panic!(
+            "{} cannot import ibl_bwb_eval: run tools/setup.sh",
+            py.display()
+        );
     }
     let mut report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let d2 = report["tasks"]["co-smooth"]["d2"].as_f64().unwrap();
@@ -322,12 +335,18 @@ fn bad_bwb_and_choice_block_flags_are_usage_errors() {
     let o = base(&["--choice-block", "3"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);
-    assert!(e.contains("--choice-block 3") && e.contains("2 blocks"), "{e}");
+    assert!(
+        e.contains("--choice-block 3") && e.contains("2 blocks"),
+        "{e}"
+    );
     let o = base(&["--choice-block", "0"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     // Without the flag the paper's block 3 is skipped with its reason, not an error.
     let text = String::from_utf8_lossy(&base(&[]).stdout).into_owned();
-    assert!(text.contains("choice decoding: skipped (block 3 does not exist"), "{text}");
+    assert!(
+        text.contains("choice decoding: skipped (block 3 does not exist"),
+        "{text}"
+    );
 
     let dir = p(&tmp.join("bwb"));
     let o = base(&["--bwb", &dir]);

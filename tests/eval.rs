@@ -380,7 +380,14 @@ fn d2_and_baselines_are_reported_beside_bits_per_spike() {
         tasks: vec![Scheme::CoSmooth, Scheme::Forward],
         ..EvalOpts::default()
     };
-    let r = evaluate(&mut Recorder { rows: Vec::new() }, &config("a", T), &ds, s, &opts).unwrap();
+    let r = evaluate(
+        &mut Recorder { rows: Vec::new() },
+        &config("a", T),
+        &ds,
+        s,
+        &opts,
+    )
+    .unwrap();
     let test: Vec<u32> = ds.session(s).split(SplitName::Test).to_vec();
     for task in [Scheme::CoSmooth, Scheme::Forward] {
         let t = &r.tasks[task.name()];
@@ -417,7 +424,13 @@ fn d2_and_baselines_are_reported_beside_bits_per_spike() {
     assert_eq!((g.window_bins, g.window_sd_bins), (15, 2)); // 50 ms kernel, 20 ms bins
     assert_eq!(g.n_units_fit, N - 1);
     let m = r.metrics();
-    for k in ["co-smooth.d2", "co-smooth.d2.pooled", "co-smooth.glm", "co-smooth.glm.d2", "forward.d2"] {
+    for k in [
+        "co-smooth.d2",
+        "co-smooth.d2.pooled",
+        "co-smooth.glm",
+        "co-smooth.glm.d2",
+        "forward.d2",
+    ] {
         assert!(m.contains_key(k), "{k}");
     }
     assert!(!m.contains_key("forward.glm"));
@@ -427,7 +440,14 @@ fn d2_and_baselines_are_reported_beside_bits_per_spike() {
     assert!(r.conventions["per_neuron"].contains("per-neuron mean (MtM)"));
     assert!(r.conventions["pooled"].contains("pooled (nlb_tools)"));
     let table = ndt::eval::tasks::format_table(&r);
-    for s in ["(MtM)", "(nlb_tools)", "D²", "mean-rate", "smoothed-glm", "alpha 0.01"] {
+    for s in [
+        "(MtM)",
+        "(nlb_tools)",
+        "D²",
+        "mean-rate",
+        "smoothed-glm",
+        "alpha 0.01",
+    ] {
         assert!(table.contains(s), "{s}:\n{table}");
     }
     // Without baselines none are computed.
@@ -435,7 +455,14 @@ fn d2_and_baselines_are_reported_beside_bits_per_spike() {
         baselines: false,
         ..opts
     };
-    let r = evaluate(&mut Recorder { rows: Vec::new() }, &config("a", T), &ds, s, &opts).unwrap();
+    let r = evaluate(
+        &mut Recorder { rows: Vec::new() },
+        &config("a", T),
+        &ds,
+        s,
+        &opts,
+    )
+    .unwrap();
     assert!(r.tasks.values().all(|t| t.baselines.is_empty()) && r.glm_baseline.is_none());
 }
 

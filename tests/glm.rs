@@ -70,7 +70,11 @@ fn glm_baseline_matches_scikit_learn() {
             let g = g.as_ref().expect("every unit spiked in the fit trials");
             assert!(g.grad_norm <= s.tol, "{name} unit {j}: {g:?}");
             let b = u["intercept"].as_f64().unwrap();
-            assert!((g.intercept - b).abs() < 1e-6, "{name} unit {j}: intercept {} vs {b}", g.intercept);
+            assert!(
+                (g.intercept - b).abs() < 1e-6,
+                "{name} unit {j}: intercept {} vs {b}",
+                g.intercept
+            );
             for (a, b) in g.coef.iter().zip(floats(&u["coef"])) {
                 assert!((a - b).abs() < 1e-6, "{name} unit {j}: coef {a} vs {b}");
             }

@@ -102,7 +102,10 @@ pub fn run(a: Args) -> Result<()> {
     };
     if !a.no_baselines && tasks.contains(&Scheme::CoSmooth) {
         // A kernel the session's bins cannot carry is a usage error here (sweeps skip it).
-        crate::eval::glm::gaussian_window(glm.kernel_sd_ms, bin_ms(ds.session(session[0]).bin_size_s))?;
+        crate::eval::glm::gaussian_window(
+            glm.kernel_sd_ms,
+            bin_ms(ds.session(session[0]).bin_size_s),
+        )?;
     }
     let bwb = match (&a.bwb, a.bwb_seed) {
         (Some(dir), Some(seed)) => {

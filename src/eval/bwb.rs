@@ -62,11 +62,20 @@ pub struct TaskPredictions {
     pub targets: Vec<f32>,
 }
 
-fn view<'a>(name: &str, dtype: Dtype, shape: Vec<usize>, bytes: &'a [u8]) -> Result<TensorView<'a>> {
+fn view<'a>(
+    name: &str,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: &'a [u8],
+) -> Result<TensorView<'a>> {
     TensorView::new(dtype, shape, bytes).map_err(|e| internal(format!("tensor {name}: {e}")))
 }
 
-fn write(path: &Path, tensors: Vec<(String, TensorView<'_>)>, meta: HashMap<String, String>) -> Result<()> {
+fn write(
+    path: &Path,
+    tensors: Vec<(String, TensorView<'_>)>,
+    meta: HashMap<String, String>,
+) -> Result<()> {
     let buf = safetensors::tensor::serialize(tensors, Some(meta))
         .map_err(|e| internal(format!("serialize {}: {e}", path.display())))?;
     if let Some(parent) = path.parent() {
@@ -153,7 +162,12 @@ pub fn write_task(opts: &BwbOpts, p: &TaskPredictions) -> Result<PathBuf> {
             vec![
                 (
                     "targets".into(),
-                    view("targets", Dtype::F32, shape, bytemuck::cast_slice(&p.targets))?,
+                    view(
+                        "targets",
+                        Dtype::F32,
+                        shape,
+                        bytemuck::cast_slice(&p.targets),
+                    )?,
                 ),
                 (
                     "window_timestamps".into(),

@@ -372,7 +372,10 @@ mod tests {
     fn newton_reaches_a_stationary_point() {
         // y depends on one feature; the fit's gradient vanishes.
         let xs: Vec<f64> = (0..200).map(|i| ((i * 37) % 17) as f64 / 17.0).collect();
-        let y: Vec<f64> = xs.iter().map(|&x| ((1.0 + 2.0 * x) as u32) as f64).collect();
+        let y: Vec<f64> = xs
+            .iter()
+            .map(|&x| ((1.0 + 2.0 * x) as u32) as f64)
+            .collect();
         let d = Design {
             n: 200,
             q: 2,

@@ -25,9 +25,9 @@ use crate::batch::{Batch, session_regions};
 use crate::error::{Result, internal, usage};
 use crate::eval::bps::BpsAccum;
 use crate::eval::bwb::{BwbOpts, TaskPredictions};
+use crate::eval::choice::{ChoiceOpts, ChoiceResult, decode_choice};
 use crate::eval::d2::{XlogxAccum, d2};
 use crate::eval::glm::GlmSettings;
-use crate::eval::choice::{ChoiceOpts, ChoiceResult, decode_choice};
 use crate::mask::{EvalMask, eval_masks, supports};
 use crate::model::ModelConfig;
 use crate::scheme::Scheme;
@@ -87,7 +87,6 @@ pub const CONVENTIONS: [(&str, &str); 6] = [
         "mean-rate: each unit's mean count over the scored entries (the null model: 0 bps and 0 D² by definition, the reference); smoothed-glm (co-smoothing only): NLB's smoothing baseline, settings in glm_baseline",
     ),
 ];
-
 
 impl Default for EvalOpts {
     fn default() -> Self {
@@ -447,7 +446,10 @@ pub fn run_task_capture(
     let d = d2(&acc, &xl.0);
     let mut baselines = BTreeMap::new();
     if opts.baselines {
-        baselines.insert("mean-rate".to_string(), Scores::of(&mean_rate_accum(&acc), &xl));
+        baselines.insert(
+            "mean-rate".to_string(),
+            Scores::of(&mean_rate_accum(&acc), &xl),
+        );
     }
     let result = TaskResult {
         per_neuron: finite(r.per_neuron_mean),
@@ -686,22 +688,8 @@ pub fn run_choice(
             test.len()
         )));
     }
-    let (x_fit, d) = block_features(
-        backend,
-        ds,
-        session,
-        &fit,
-        block,
-        opts.rows_per_pass,
-    )?;
-    let (x_test, _) = block_features(
-        backend,
-        ds,
-        session,
-        &test,
-        block,
-        opts.rows_per_pass,
-    )?;
+    let (x_fit, d) = block_features(backend, ds, session, &fit, block, opts.rows_per_pass)?;
+    let (x_test, _) = block_features(backend, ds, session, &test, block, opts.rows_per_pass)?;
     Ok(Ok(decode_choice(
         &x_fit,
         &y_fit,
