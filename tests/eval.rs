@@ -342,10 +342,42 @@ fn choice_decoding_reads_the_asked_block_on_unmasked_trials() {
             "unknown choices are left out"
         );
     }
-    // A block the model does not have is reported, not fatal.
+    // A block the model does not have, asked for, is a usage error naming the flag and the
+    // number of blocks; nothing is evaluated.
+    for block in [4, 0] {
+        let opts = EvalOpts {
+            tasks: vec![Scheme::CoSmooth],
+            choice_block: Some(block),
+            ..EvalOpts::default()
+        };
+        let mut be = Recorder { rows: Vec::new() };
+        let e = evaluate(&mut be, &config("a", T), &ds, s, &opts).unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("--choice-block {block}")) && msg.contains("3 blocks"),
+            "{msg}"
+        );
+        assert!(be.rows.is_empty());
+    }
+    // The default block on a model with fewer blocks is reported, not fatal.
+    let mut small = config("a", T);
+    small.n_layers = 2;
     let opts = EvalOpts {
         tasks: vec![],
-        choice_block: 4,
+        ..EvalOpts::default()
+    };
+    let r = evaluate(&mut Recorder { rows: Vec::new() }, &small, &ds, s, &opts).unwrap();
+    assert!(r.choice.is_none() && r.choice_skipped.unwrap().contains("block 3"));
+}
+
+#[test]
+fn d2_and_baselines_are_reported_beside_bits_per_spike() {
+    let ds = Dataset::open(dataset()).unwrap();
+    let s = ds.find("a").unwrap();
+    let opts = EvalOpts {
+        choice: false,
+        tasks: vec![Scheme::CoSmooth, Scheme::Forward],
         ..EvalOpts::default()
     };
     let r = evaluate(
@@ -356,7 +388,82 @@ fn choice_decoding_reads_the_asked_block_on_unmasked_trials() {
         &opts,
     )
     .unwrap();
-    assert!(r.choice.is_none() && r.choice_skipped.unwrap().contains("block 4"));
+    let test: Vec<u32> = ds.session(s).split(SplitName::Test).to_vec();
+    for task in [Scheme::CoSmooth, Scheme::Forward] {
+        let t = &r.tasks[task.name()];
+        // D² over exactly the scored entries, from the same rates.
+        let mut rates = Vec::new();
+        let mut spikes = Vec::new();
+        let bins = scored(task, T, ONSET);
+        for &tr in &test {
+            for b in 0..T {
+                for j in 0..N {
+                    rates.push(rate(tr, b, j) as f32 as f64);
+                    let x = count(tr as usize, b, j) as f64;
+                    spikes.push(if bins.contains(&(b, j)) { x } else { f64::NAN });
+                }
+            }
+        }
+        let d = ndt::eval::d2::poisson_d2(&rates, &spikes, N);
+        assert!((t.d2.unwrap() - d.mean).abs() < 1e-6, "{task}");
+        assert!((t.d2_pooled.unwrap() - d.pooled).abs() < 1e-6, "{task}");
+        assert!(t.per_neuron_d2[6].is_none(), "the silent neuron has no D²");
+        let b = accumulate(&rates, &spikes, N).finish();
+        assert!((t.pooled_bwb.unwrap() - b.pooled_spiking).abs() < 1e-6);
+        // The mean-rate reference scores 0 on every measure.
+        let m = &t.baselines["mean-rate"];
+        for v in [m.per_neuron, m.pooled, m.pooled_bwb, m.d2, m.d2_pooled] {
+            assert!(v.unwrap().abs() < 1e-12, "{task}: {m:?}");
+        }
+    }
+    // The GLM baseline: co-smoothing only, settings recorded, in the flat metrics.
+    assert!(r.tasks["co-smooth"].baselines.contains_key("smoothed-glm"));
+    assert!(!r.tasks["forward"].baselines.contains_key("smoothed-glm"));
+    let g = r.glm_baseline.as_ref().expect("GLM baseline ran");
+    assert_eq!(g.fit_splits, ["train", "val"]);
+    assert_eq!((g.window_bins, g.window_sd_bins), (15, 2)); // 50 ms kernel, 20 ms bins
+    assert_eq!(g.n_units_fit, N - 1);
+    let m = r.metrics();
+    for k in [
+        "co-smooth.d2",
+        "co-smooth.d2.pooled",
+        "co-smooth.glm",
+        "co-smooth.glm.d2",
+        "forward.d2",
+    ] {
+        assert!(m.contains_key(k), "{k}");
+    }
+    assert!(!m.contains_key("forward.glm"));
+    for k in ["per_neuron", "pooled", "pooled_bwb", "d2", "d2_pooled"] {
+        assert!(r.conventions.contains_key(k));
+    }
+    assert!(r.conventions["per_neuron"].contains("per-neuron mean (MtM)"));
+    assert!(r.conventions["pooled"].contains("pooled (nlb_tools)"));
+    let table = ndt::eval::tasks::format_table(&r);
+    for s in [
+        "(MtM)",
+        "(nlb_tools)",
+        "D²",
+        "mean-rate",
+        "smoothed-glm",
+        "alpha 0.01",
+    ] {
+        assert!(table.contains(s), "{s}:\n{table}");
+    }
+    // Without baselines none are computed.
+    let opts = EvalOpts {
+        baselines: false,
+        ..opts
+    };
+    let r = evaluate(
+        &mut Recorder { rows: Vec::new() },
+        &config("a", T),
+        &ds,
+        s,
+        &opts,
+    )
+    .unwrap();
+    assert!(r.tasks.values().all(|t| t.baselines.is_empty()) && r.glm_baseline.is_none());
 }
 
 #[test]

@@ -1,9 +1,13 @@
-//! `ndt eval`: the evaluation tasks of SPEC §5 on a session's test split: bits per spike of
-//! co-smoothing, forward prediction, inter- and intra-region prediction (per-neuron and pooled)
-//! and choice decoding from intermediate features.
+//! `ndt eval`: the evaluation tasks of SPEC §5 on a session's test split: bits per spike
+//! (per-neuron mean (MtM), pooled (nlb_tools), pooled over units with spikes (BrainWideBench))
+//! and Poisson D² of co-smoothing, forward prediction, inter- and intra-region prediction, the
+//! classical baselines beside them, choice decoding from intermediate features, and (`--bwb`)
+//! the co-smoothing and forward predictions in IBL BrainWideBench's submission layout.
 
 use crate::error::{Result, internal, usage};
-use crate::eval::tasks::{EvalOpts, format_table};
+use crate::eval::bwb::BwbOpts;
+use crate::eval::glm::GlmSettings;
+use crate::eval::tasks::{EvalOpts, bin_ms, format_table};
 use crate::scheme::Scheme;
 use crate::store::{Dataset, SplitName};
 use crate::train::device::Device;
@@ -30,9 +34,34 @@ pub struct Args {
     /// Skip choice decoding.
     #[arg(long)]
     pub no_choice: bool,
-    /// Block (1-based) whose output feeds choice decoding.
-    #[arg(long, default_value_t = 3)]
-    pub choice_block: usize,
+    /// Block (1-based) whose output feeds choice decoding [default: 3, the paper's; skipped
+    /// with the reason when the model has fewer blocks]. A block the model does not have is an
+    /// error.
+    #[arg(long)]
+    pub choice_block: Option<usize>,
+    /// Skip the classical baselines (mean rate; smoothed-spikes GLM for co-smoothing).
+    #[arg(long)]
+    pub no_baselines: bool,
+    /// Gaussian kernel standard deviation (ms) of the smoothed-spikes GLM baseline.
+    #[arg(long, default_value_t = 50.0)]
+    pub glm_kernel_ms: f64,
+    /// L2 penalty alpha of the baseline's Poisson GLMs (scikit-learn PoissonRegressor's scaling).
+    #[arg(long, default_value_t = 0.01)]
+    pub glm_alpha: f64,
+    /// Write co-smoothing and forward predictions in IBL BrainWideBench's layout under this
+    /// directory: DIR/LABEL/ts2-{co_smoothing,forecasting}/SESSION/seed_SEED.safetensors.
+    #[arg(long)]
+    pub bwb: Option<PathBuf>,
+    /// The submission label BrainWideBench files the predictions under.
+    #[arg(long, default_value = "ndt")]
+    pub bwb_label: String,
+    /// The training seed the predictions are filed under (seed_SEED.safetensors).
+    #[arg(long)]
+    pub bwb_seed: Option<u64>,
+    /// Also write the matching ground truth (counts) for BrainWideBench's scorer under this
+    /// directory: DIR/ts2-{co_smoothing,forecasting}/SESSION/ground_truth.safetensors.
+    #[arg(long)]
+    pub bwb_ground_truth: Option<PathBuf>,
     /// Rows (mask x trial) per forward pass.
     #[arg(long, default_value_t = 64)]
     pub rows: usize,
@@ -60,12 +89,54 @@ pub fn run(a: Args) -> Result<()> {
     if session.len() != 1 {
         return Err(usage("--session takes one session id"));
     }
+    if !(a.glm_alpha.is_finite() && a.glm_alpha > 0.0) {
+        return Err(usage(format!(
+            "--glm-alpha {}: must be positive (the GLM has no unique optimum without a penalty)",
+            a.glm_alpha
+        )));
+    }
+    let glm = GlmSettings {
+        kernel_sd_ms: a.glm_kernel_ms,
+        alpha: a.glm_alpha,
+        ..GlmSettings::default()
+    };
+    if !a.no_baselines && tasks.contains(&Scheme::CoSmooth) {
+        // A kernel the session's bins cannot carry is a usage error here (sweeps skip it).
+        crate::eval::glm::gaussian_window(
+            glm.kernel_sd_ms,
+            bin_ms(ds.session(session[0]).bin_size_s),
+        )?;
+    }
+    let bwb = match (&a.bwb, a.bwb_seed) {
+        (Some(dir), Some(seed)) => {
+            let o = BwbOpts {
+                dir: dir.clone(),
+                ground_truth: a.bwb_ground_truth.clone(),
+                label: a.bwb_label.clone(),
+                seed,
+            };
+            crate::eval::bwb::check_names(&o, &ds.session(session[0]).id)?;
+            Some(o)
+        }
+        (Some(_), None) => {
+            return Err(usage(
+                "--bwb needs --bwb-seed (the training seed the predictions are filed under)",
+            ));
+        }
+        (None, _) if a.bwb_seed.is_some() || a.bwb_ground_truth.is_some() => {
+            return Err(usage("--bwb-seed and --bwb-ground-truth go with --bwb DIR"));
+        }
+        _ => None,
+    };
     let opts = EvalOpts {
         split,
         tasks,
         choice: !a.no_choice,
         choice_block: a.choice_block,
         rows_per_pass: a.rows.max(1),
+        baselines: !a.no_baselines,
+        glm,
+        bwb,
         ..EvalOpts::default()
     };
     let exec = Exec {

@@ -4,7 +4,10 @@
 //!   `(NLL(x; λ̄) − NLL(x; λ̂)) / (Σx · ln 2)`, λ̄ each neuron's mean count over its evaluated
 //!   entries, entries whose spike count is NaN left out, zero rates replaced by 1e-9;
 //! - **per neuron** (the MtM code's): the same quantity for each neuron alone, averaged over
-//!   the neurons that spiked at least once in the evaluated entries.
+//!   the neurons that spiked at least once in the evaluated entries;
+//! - **pooled over units with spikes** (IBL BrainWideBench's `BPS` metric, `ibl-bwb-eval`
+//!   0.1.0): the pooled value with the neurons that have no spikes in the evaluated entries
+//!   left out of both sums (`nlb_tools` keeps them: each then costs its predicted rate).
 //!
 //! The `log x!` terms of the Poisson likelihood cancel between the model and the null model and
 //! are left out. The null model's NLL is summed in closed form: with `n` entries and `S` spikes,
@@ -30,6 +33,8 @@ pub struct BpsAccum {
 pub struct Bps {
     /// `nlb_tools`' pooled bits per spike.
     pub pooled: f64,
+    /// Pooled over the neurons with spikes only (BrainWideBench's `BPS`; NaN when none spiked).
+    pub pooled_spiking: f64,
     /// Mean of `per_neuron` over the neurons that spiked (NaN when none did).
     pub per_neuron_mean: f64,
     /// Bits per spike of each neuron (NaN for neurons without spikes or entries).
@@ -108,6 +113,7 @@ impl BpsAccum {
         let mut per_neuron = vec![f64::NAN; self.n_neurons()];
         let mut sum = 0.0f64;
         let mut used = 0usize;
+        let mut num_spiking = 0.0f64;
         for (j, pn) in per_neuron.iter_mut().enumerate() {
             if self.count[j] == 0 {
                 continue;
@@ -120,10 +126,16 @@ impl BpsAccum {
                 *pn = b;
                 sum += b;
                 used += 1;
+                num_spiking += d;
             }
         }
         Bps {
             pooled: num / total_spikes / ln2,
+            pooled_spiking: if used > 0 {
+                num_spiking / total_spikes / ln2
+            } else {
+                f64::NAN
+            },
             per_neuron_mean: if used > 0 {
                 sum / used as f64
             } else {

@@ -2,5 +2,8 @@
 //! split, and choice decoding from intermediate features.
 
 pub mod bps;
+pub mod bwb;
 pub mod choice;
+pub mod d2;
+pub mod glm;
 pub mod tasks;
