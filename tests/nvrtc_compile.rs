@@ -239,7 +239,10 @@ fn register_report(log: &str, arch: &str) -> std::collections::BTreeMap<String, 
         let Some(rest) = line.split("Used ").nth(1) else {
             continue;
         };
-        assert!(!kernel.is_empty(), "a register count before any kernel:\n{log}");
+        assert!(
+            !kernel.is_empty(),
+            "a register count before any kernel:\n{log}"
+        );
         let n: u32 = rest
             .split_whitespace()
             .next()
@@ -269,7 +272,10 @@ fn a_report_in_another_format_checks_nothing_and_fails() {
                 ptxas .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n\
                 ptxas info    : Used 40 registers, 380 bytes cmem[0]\n";
     let r = register_report(good, "sm_86");
-    assert_eq!(r.into_iter().collect::<Vec<_>>(), vec![("k1".to_string(), 40)]);
+    assert_eq!(
+        r.into_iter().collect::<Vec<_>>(),
+        vec![("k1".to_string(), 40)]
+    );
     // Without its spill line the kernel is not counted as checked.
     let no_spill = "ptxas info    : Function properties for k1\n\
                     ptxas info    : Used 40 registers\n";

@@ -94,7 +94,11 @@ impl Cluster {
             return Some(cluster);
         }
         let required = std::env::var_os("NDT_TEST_REQUIRE_SLURM").is_some_and(|v| v != "0");
-        match err.lines().last().and_then(|l| l.strip_prefix("unavailable: ")) {
+        match err
+            .lines()
+            .last()
+            .and_then(|l| l.strip_prefix("unavailable: "))
+        {
             Some(why) if out.status.code() == Some(3) && !required => {
                 let _ = writeln!(
                     std::io::stderr(),
@@ -235,8 +239,10 @@ fn emit(dir: &Path, plan: &str, extra: &[&str]) -> (PathBuf, String) {
 fn slurm_array_runs_the_sweep_and_report_gathers_it() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("slurm");
-    let Some(cluster) = Cluster::start("slurm_array_runs_the_sweep_and_report_gathers_it", dir.path())
-    else {
+    let Some(cluster) = Cluster::start(
+        "slurm_array_runs_the_sweep_and_report_gathers_it",
+        dir.path(),
+    ) else {
         return;
     };
     synth(dir.path(), "4");
@@ -320,7 +326,11 @@ fn a_task_signalled_near_its_time_limit_is_requeued_and_resumes() {
         secs[0], secs[1]
     );
     for name in ["cluster", "local"] {
-        std::fs::write(dir.path().join(format!("{name}.toml")), requeue_plan(name, epochs)).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{name}.toml")),
+            requeue_plan(name, epochs),
+        )
+        .unwrap();
     }
 
     let (script, out) = emit(
@@ -339,7 +349,12 @@ fn a_task_signalled_near_its_time_limit_is_requeued_and_resumes() {
 
     // The uninterrupted run, side by side with the cluster's.
     let local = Command::new(env!("CARGO_BIN_EXE_ndt"))
-        .args(["sweep", dir.join("local.toml").to_str().unwrap(), "--threads", "1"])
+        .args([
+            "sweep",
+            dir.join("local.toml").to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
