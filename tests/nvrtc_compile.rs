@@ -192,33 +192,96 @@ fn a_bad_nvrtc_lib_is_an_error_naming_it() {
 
 /// Registers per kernel from ptxas (`-- --nocapture` prints them). The gemm_bf16 kernels run
 /// 128 threads per block and must keep to 168 registers, so that three blocks fit in an SM's
-/// 64 K registers; no kernel spills.
+/// 64 K registers; no kernel spills. Every kernel of every file (`kernels::ALL`) must appear in
+/// the report with its spill line and its register count: a report that stops matching the
+/// patterns below fails instead of checking nothing.
 #[test]
 fn kernel_registers_fit_the_occupancy_the_gemm_is_built_for() {
     let nv = nvrtc();
     for arch in ARCHS {
         for file in ALL {
             let log = nv.resource_report(file, arch).unwrap();
-            let mut kernel = String::new();
-            for line in log.lines() {
-                if let Some(rest) = line.split("Function properties for ").nth(1) {
-                    kernel = rest.trim().to_string();
-                }
-                if line.contains("spill stores") {
-                    assert!(
-                        line.contains(" 0 bytes spill stores, 0 bytes spill loads"),
-                        "{kernel} on {arch} spills: {line}"
-                    );
-                }
-                let Some(rest) = line.split("Used ").nth(1) else {
-                    continue;
-                };
-                let regs: u32 = rest.split_whitespace().next().unwrap().parse().unwrap();
-                eprintln!("{arch} {kernel:<28} {}", rest.trim());
-                if kernel.starts_with("gemm_bf16") {
-                    assert!(regs <= 168, "{kernel} on {arch}: {regs} registers > 168");
-                }
-            }
+            let seen = register_report(&log, &arch.to_string());
+            let mut have: Vec<&str> = seen.keys().map(|k| k.as_str()).collect();
+            have.sort();
+            let mut want: Vec<&str> = file.entries.to_vec();
+            want.sort();
+            assert_eq!(
+                have, want,
+                "kernels/{} on {arch}: the kernels in ptxas's report differ from the file's \
+                 list (a changed report format?):\n{log}",
+                file.name
+            );
         }
     }
+}
+
+/// The register count of each kernel in a ptxas resource report. Fails on a
+/// spill, on a gemm_bf16 kernel over 168 registers, and on a kernel with no spill line or no
+/// register count.
+fn register_report(log: &str, arch: &str) -> std::collections::BTreeMap<String, u32> {
+    let mut spills = std::collections::BTreeSet::new();
+    let mut regs = std::collections::BTreeMap::new();
+    let mut kernel = String::new();
+    for line in log.lines() {
+        if let Some(rest) = line.split("Function properties for ").nth(1) {
+            kernel = rest.trim().to_string();
+            continue;
+        }
+        if line.contains("spill stores") {
+            assert!(!kernel.is_empty(), "a spill line before any kernel:\n{log}");
+            assert!(
+                line.contains(" 0 bytes spill stores, 0 bytes spill loads"),
+                "{kernel} on {arch} spills: {line}"
+            );
+            spills.insert(kernel.clone());
+        }
+        let Some(rest) = line.split("Used ").nth(1) else {
+            continue;
+        };
+        assert!(
+            !kernel.is_empty(),
+            "a register count before any kernel:\n{log}"
+        );
+        let n: u32 = rest
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("{kernel} on {arch}: unreadable register count: {line}"));
+        eprintln!("{arch} {kernel:<28} {}", rest.trim());
+        if kernel.starts_with("gemm_bf16") {
+            assert!(n <= 168, "{kernel} on {arch}: {n} registers > 168");
+        }
+        assert!(
+            regs.insert(kernel.clone(), n).is_none(),
+            "{kernel} on {arch}: two register counts"
+        );
+    }
+    let counted: std::collections::BTreeSet<String> = regs.keys().cloned().collect();
+    assert_eq!(
+        spills, counted,
+        "on {arch}: kernels with a spill line differ from kernels with a register count:\n{log}"
+    );
+    regs
+}
+
+/// The report parser itself: a report in another format is not "no spills, no registers".
+#[test]
+fn a_report_in_another_format_checks_nothing_and_fails() {
+    let good = "ptxas info    : Function properties for k1\n\
+                ptxas .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n\
+                ptxas info    : Used 40 registers, 380 bytes cmem[0]\n";
+    let r = register_report(good, "sm_86");
+    assert_eq!(
+        r.into_iter().collect::<Vec<_>>(),
+        vec![("k1".to_string(), 40)]
+    );
+    // Without its spill line the kernel is not counted as checked.
+    let no_spill = "ptxas info    : Function properties for k1\n\
+                    ptxas info    : Used 40 registers\n";
+    assert!(std::panic::catch_unwind(|| register_report(no_spill, "sm_86")).is_err());
+    // A report the patterns do not match yields no kernels: the caller's list check fails.
+    assert!(register_report("Resource usage: k1 regs=40 spill=0\n", "sm_86").is_empty());
+    let spill = good.replace("0 bytes spill stores", "8 bytes spill stores");
+    assert!(std::panic::catch_unwind(|| register_report(&spill, "sm_86")).is_err());
 }

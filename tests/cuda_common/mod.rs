@@ -1,4 +1,4 @@
-//! Helpers of the GPU tests: the device or a clear skip, poisoned outputs with sentinels after
+//! Helpers of the GPU tests: the device or a counted, named skip (see `gpu`), poisoned outputs with sentinels after
 //! them, seeded data, and normalised-error checks.
 #![allow(dead_code)]
 
@@ -30,14 +30,59 @@ pub const SENTINEL: f32 = -31337.25;
 /// Elements of sentinel after each output.
 pub const GUARD: usize = 64;
 
-/// The GPU, or None after printing "SKIPPED: no CUDA device" (straight to the terminal, past
-/// the test harness's capture) when there is none.
+/// The failures of `Gpu::open` that mean "this machine has no NVIDIA GPU" (the start of
+/// their messages in `ndt::cuda::device`). Any other failure (a bad `NDT_CUDA_EMU`, a driver
+/// that is present but unusable, NVRTC missing, a device too old) fails the test.
+const NO_GPU: [&str; 2] = [
+    "no CUDA driver on this machine",
+    "the CUDA driver reports no device",
+];
+
+/// The device a CUDA test runs on: the GPU, or the kernel emulator when `NDT_CUDA_EMU` asks for
+/// it. Prints one line per test straight to the terminal (past the test harness's capture), in
+/// a fixed format that tools/test.sh counts:
+///
+/// - `CUDA-TEST ran <test> on <device>`, `<device>` being `GPU <name> (sm_XY)`,
+///   `emulator order 1` or `emulator order reverse`;
+/// - `SKIPPED: no CUDA device: <test> (<reason>)` and None, only when `NDT_CUDA_EMU` is unset
+///   (or `0`), the machine has no NVIDIA GPU (no driver, or the driver sees no device) and
+///   `NDT_TEST_REQUIRE_GPU` is unset.
+///
+/// Every other failure to open the device panics: a bad `NDT_CUDA_EMU` value, a GPU that is
+/// there but cannot be used, and a missing GPU when `NDT_TEST_REQUIRE_GPU=1`.
 pub fn gpu(test: &str) -> Option<Gpu> {
+    let emu = match ndt::cuda::emu::requested() {
+        Ok(o) => o,
+        Err(e) => panic!("{test}: {e}"),
+    };
     match Gpu::open(0) {
-        Ok(g) => Some(g),
+        Ok(g) => {
+            let on = match emu {
+                Some(ndt::cuda::emu::Order::FirstToLast) => "emulator order 1".to_string(),
+                Some(ndt::cuda::emu::Order::LastToFirst) => "emulator order reverse".to_string(),
+                None => format!(
+                    "GPU {} (sm_{}{})",
+                    g.info.name, g.info.arch.0, g.info.arch.1
+                ),
+            };
+            assert_eq!(
+                g.is_emulated(),
+                emu.is_some(),
+                "{test}: NDT_CUDA_EMU and the device opened disagree"
+            );
+            let _ = writeln!(std::io::stderr(), "CUDA-TEST ran {test} on {on}");
+            Some(g)
+        }
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "SKIPPED: no CUDA device: {test} ({e})");
-            None
+            let msg = e.to_string();
+            let no_gpu = NO_GPU.iter().any(|m| msg.contains(m));
+            let required = std::env::var_os("NDT_TEST_REQUIRE_GPU").is_some_and(|v| v != "0");
+            if emu.is_none() && no_gpu && !required {
+                let _ = writeln!(std::io::stderr(), "SKIPPED: no CUDA device: {test} ({msg})");
+                None
+            } else {
+                panic!("{test}: cannot open the CUDA device: {msg}");
+            }
         }
     }
 }
