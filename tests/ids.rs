@@ -50,7 +50,7 @@ fn refused(root: &Path, args: &[&OsStr], needles: &[&str]) {
 
 fn import_args<'a>(src: &'a Path, ds: &'a Path, extra: &[&'a str]) -> Vec<&'a OsStr> {
     let mut a: Vec<&OsStr> = vec!["import".as_ref(), "npy".as_ref(), src.as_os_str()];
-    a.extend(extra.iter().map(OsStr::new));
+    a.extend(extra.iter().map(|s| OsStr::new(*s)));
     a.extend(["--out".as_ref(), ds.as_os_str()]);
     a
 }
@@ -168,7 +168,7 @@ fn a_manifest_holding_a_bad_id_is_refused_by_every_reader() {
     std::fs::write(&plan, PLAN).unwrap();
     for (field, good, shown) in [
         ("id", "i16", "session id"),
-        ("subject", "KS014", "subject"),
+        ("subject", "unknown", "subject"),
         ("lab", "cortexlab", "lab"),
     ] {
         let m = edit_manifest(&ds, |t| {

@@ -635,7 +635,8 @@ mod tests {
         let ds = Dataset::open(&dir).unwrap();
         assert_eq!(ds.n_sessions(), 2);
         let second = ds.find("second").unwrap();
-        assert_eq!(ds.session(second).dir, "sessions/0001");
+        // Numbered past every numbered name present, the user's `12` included.
+        assert_eq!(ds.session(second).dir, "sessions/0013");
         assert_eq!(ds.session(second).n_trials, 20);
         assert!(ds.counts(second).iter().all(|&c| c == 2));
         assert!(ds.counts(ds.find("first").unwrap()).iter().all(|&c| c == 1));
@@ -644,7 +645,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["0000", "0001", "0007x", "12", "notes.txt"]);
+        assert_eq!(names, ["0000", "0007x", "0013", "12", "notes.txt"]);
         assert!(!dir.join(".staging-1-2").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
