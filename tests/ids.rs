@@ -238,3 +238,35 @@ fn report_refuses_a_result_whose_held_out_id_breaks_the_rule() {
         &[&file.to_string_lossy(), "held-out session id"],
     );
 }
+
+#[test]
+fn ibl_import_refuses_a_bad_eid_subject_or_lab() {
+    let (d, work) = deep("ids-ibl");
+    let ds = dataset(&work);
+    let shard = fixture("ibl/good/parquet/train-00000-of-00002.parquet");
+    for column in ["eid", "subject", "lab"] {
+        let bad = work.join(format!("bad-{column}.parquet"));
+        run_python(
+            &format!(
+                "import sys, pyarrow as pa, pyarrow.parquet as pq\n\
+                 t = pq.read_table(sys.argv[1])\n\
+                 i = t.schema.get_field_index('{column}')\n\
+                 f = t.schema.field(i)\n\
+                 t = t.set_column(i, f, pa.array(['{TRAVERSAL}'] * t.num_rows, type=f.type))\n\
+                 pq.write_table(t, sys.argv[2])\n"
+            ),
+            &[&shard, &bad],
+        );
+        refused(
+            d.path(),
+            &[
+                "import".as_ref(),
+                "ibl-hf".as_ref(),
+                bad.as_os_str(),
+                "--out".as_ref(),
+                ds.as_os_str(),
+            ],
+            &[&bad.to_string_lossy(), column, "holds `/`"],
+        );
+    }
+}
