@@ -251,11 +251,20 @@ fn finished_sweep_is_not_rerun_and_reports_gather_it() {
     set_version(&files[0], current + 1, None);
     let eval_job = jobs_before
         .iter()
-        .find(|j| j.file_name().unwrap().to_string_lossy().starts_with("eval-"))
+        .find(|j| {
+            j.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("eval-")
+        })
         .unwrap();
     set_version(&eval_job.join("result.json"), 0, Some(99.0));
     let listed = ndt_ok(&["sweep", a.to_str().unwrap(), "--list"]);
-    assert_eq!(listed.lines().filter(|l| l.contains("done")).count(), 9, "{listed}");
+    assert_eq!(
+        listed.lines().filter(|l| l.contains("done")).count(),
+        9,
+        "{listed}"
+    );
     let out = ndt(&["report", results.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -267,10 +276,9 @@ fn finished_sweep_is_not_rerun_and_reports_gather_it() {
     );
     ndt_ok(&["sweep", a.to_str().unwrap(), "--threads", "1"]);
     assert_eq!(points(&results), want, "the stale job's number survived");
-    let job: Value = serde_json::from_str(
-        &std::fs::read_to_string(eval_job.join("result.json")).unwrap(),
-    )
-    .unwrap();
+    let job: Value =
+        serde_json::from_str(&std::fs::read_to_string(eval_job.join("result.json")).unwrap())
+            .unwrap();
     assert_eq!(job["results_version"], current);
     let json: Value =
         serde_json::from_str(&ndt_ok(&["report", results.to_str().unwrap(), "--json"])).unwrap();

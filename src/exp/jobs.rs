@@ -74,7 +74,9 @@ fn job_name(kind: &str, spec: &Value, version: u32) -> String {
 
 impl Job {
     pub fn new(root: &Path, kind: &str, spec: Value) -> Job {
-        let dir = root.join("jobs").join(job_name(kind, &spec, RESULTS_VERSION));
+        let dir = root
+            .join("jobs")
+            .join(job_name(kind, &spec, RESULTS_VERSION));
         Job {
             kind: kind.to_string(),
             spec,

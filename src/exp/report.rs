@@ -716,7 +716,14 @@ mod tests {
         let row = csv.lines().find(|l| l.starts_with("co-smooth,")).unwrap();
         assert_eq!(row, "co-smooth,0.1,0.12", "{csv}");
         let (_, csv) = table1(&pts);
-        let row: Vec<f64> = csv.lines().nth(1).unwrap().split(',').skip(1).map(|s| s.parse().unwrap()).collect();
+        let row: Vec<f64> = csv
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .skip(1)
+            .map(|s| s.parse().unwrap())
+            .collect();
         assert!((row[0] - 20.0).abs() < 1e-9, "{row:?}");
         assert!(row[1].is_nan(), "{row:?}");
         let w = non_finite_warnings(&pts);

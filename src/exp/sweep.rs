@@ -19,8 +19,8 @@ use crate::exp::jobs::{Job, RESULTS_VERSION, content_hash};
 use crate::exp::plan::{Order, Plan, Stage};
 use crate::exp::report::PointResult;
 use crate::fsutil::write_atomic;
-use serde_json::{Value, json};
 use crate::store::check_id;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -263,9 +263,7 @@ impl Sweep {
         let warnings: Vec<String> = scores
             .iter()
             .filter(|(_, v)| !v.is_finite())
-            .map(|(s, v)| {
-                format!("session {s}: no finite val forward bps ({v}); ranked last")
-            })
+            .map(|(s, v)| format!("session {s}: no finite val forward bps ({v}); ranked last"))
             .collect();
         for w in &warnings {
             eprintln!("warning: ranking for held-out session {heldout}: {w}");
@@ -402,7 +400,9 @@ pub fn sort_ranking(scores: &mut [(String, f64)]) {
 
 /// The `results_version` a result file records (0 for files written before it was recorded).
 fn version_of(v: &Value) -> u64 {
-    v.get("results_version").and_then(Value::as_u64).unwrap_or(0)
+    v.get("results_version")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
 }
 
 /// Says on stderr which result files were left out for being of another results version.
@@ -576,7 +576,10 @@ mod tests {
         let err = try_sweep(&dir, bad, &["s1", "s2", bad]).err().unwrap();
         assert_eq!(err.exit_code(), 1);
         let msg = err.to_string();
-        assert!(msg.contains("manifest.json") && msg.contains("holds `/`"), "{msg}");
+        assert!(
+            msg.contains("manifest.json") && msg.contains("holds `/`"),
+            "{msg}"
+        );
         // A held-out id of the plan alone.
         let err = try_sweep(&dir, "../x", &["s1", "s2"]).err().unwrap();
         assert!(err.to_string().contains("plan.toml"), "{err}");

@@ -325,9 +325,8 @@ impl Source {
         let id = match (&args.id, meta_str("id")?) {
             (Some(id), _) => id.clone(),
             (None, Some(id)) => {
-                check_id("session id", &id).map_err(|m| {
-                    input(&meta_path, format!("`id`: {m}; fix it or pass --id"))
-                })?;
+                check_id("session id", &id)
+                    .map_err(|m| input(&meta_path, format!("`id`: {m}; fix it or pass --id")))?;
                 id
             }
             (None, None) => {

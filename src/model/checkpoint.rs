@@ -206,14 +206,24 @@ mod tests {
             };
             let table = ParamTable::new(&cfg);
             let path = dir.join("c.safetensors");
-            save(&path, &cfg, &table, &vec![0.0; table.total], &BTreeMap::new()).unwrap();
+            save(
+                &path,
+                &cfg,
+                &table,
+                &vec![0.0; table.total],
+                &BTreeMap::new(),
+            )
+            .unwrap();
             match load(&path) {
                 Ok(_) => assert!(ok, "{sid} accepted"),
                 Err(e) => {
                     assert!(!ok, "{sid}: {e}");
                     assert_eq!(e.exit_code(), 1);
                     let msg = e.to_string();
-                    assert!(msg.contains("c.safetensors") && msg.contains("session id"), "{msg}");
+                    assert!(
+                        msg.contains("c.safetensors") && msg.contains("session id"),
+                        "{msg}"
+                    );
                 }
             }
         }

@@ -12,8 +12,8 @@
 //! writes itself (`sessions/<4 or more digits>/`, `.staging-*`, `.manifest.json.tmp*`).
 
 use super::dataset::{CHOICE_FILE, SPIKES_FILE};
-use super::manifest::{MANIFEST_FILE, Manifest, SessionInfo, Split, safe_name};
 use super::id::check_id;
+use super::manifest::{MANIFEST_FILE, Manifest, SessionInfo, Split, safe_name};
 use super::npy;
 use crate::error::{Error, Result, input, internal, io_at};
 use std::collections::HashSet;
