@@ -291,12 +291,19 @@ impl Sweep {
                 .into_iter()
                 .map(|x| x.0)
                 .collect(),
-            Some(Order::ReverseRanked) => self
-                .ranking(&p.heldout, w)?
-                .into_iter()
-                .rev()
-                .map(|x| x.0)
-                .collect(),
+            Some(Order::ReverseRanked) => {
+                // Worst scored first; sessions without a finite score stay last here too.
+                let (scored, unscored): (Vec<_>, Vec<_>) = self
+                    .ranking(&p.heldout, w)?
+                    .into_iter()
+                    .partition(|x| x.1.is_finite());
+                scored
+                    .into_iter()
+                    .rev()
+                    .chain(unscored)
+                    .map(|x| x.0)
+                    .collect()
+            }
         })
     }
 
@@ -616,6 +623,13 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].as_str().unwrap().contains("s2"), "{file}");
         assert_eq!(gather_rankings(s.root()).unwrap()["h"], ["s3", "s1", "s2"]);
+        // The reverse-ranked order starts from the worst finite score, not from the degenerate.
+        let reverse = s
+            .points()
+            .into_iter()
+            .find(|p| p.order == Some(Order::ReverseRanked))
+            .unwrap();
+        assert_eq!(s.order_of(&reverse, &w).unwrap(), ["s1", "s3", "s2"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
