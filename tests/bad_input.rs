@@ -693,3 +693,39 @@ open(sys.argv[2], 'wb').write(data)
         "declare",
     );
 }
+
+#[test]
+fn an_import_after_a_killed_commit_removes_its_leftovers() {
+    let (_d, dir) = existing("leftover");
+    // What a kill between commit's renames and its manifest replacement leaves: a session folder
+    // the manifest does not list, and the dead writer's staging folder and temporary manifest.
+    let sessions = dir.join("sessions");
+    copy_tree(&sessions.join("0000"), &sessions.join("0001"));
+    std::fs::create_dir_all(dir.join(".staging-99-1/s1-0")).unwrap();
+    std::fs::write(dir.join(".manifest.json.tmp-99"), "{").unwrap();
+    std::fs::write(sessions.join("README"), "kept").unwrap();
+    let src = fixture("npy/i16");
+    ndt_ok(&[
+        "import".as_ref(),
+        "npy".as_ref(),
+        src.as_os_str(),
+        "--out".as_ref(),
+        dir.as_os_str(),
+    ]);
+    let ds = ndt::store::Dataset::open(&dir).unwrap();
+    let dirs: Vec<&str> = ds.sessions().iter().map(|s| s.dir.as_str()).collect();
+    assert_eq!(dirs, ["sessions/0000", "sessions/0001"]);
+    let i16 = ds.find("i16").unwrap();
+    // sessions/0001 now holds the new session's arrays, not the leftover's.
+    let want = ds.session(i16);
+    let header = std::fs::read(sessions.join("0001/spikes.npy")).unwrap();
+    let shape = format!("({}, {}, {})", want.n_trials, want.n_bins, want.n_neurons);
+    assert!(
+        String::from_utf8_lossy(&header[..128]).contains(&shape),
+        "{shape}"
+    );
+    assert!(!dir.join(".staging-99-1").exists());
+    assert!(!dir.join(".manifest.json.tmp-99").exists());
+    assert_eq!(std::fs::read(sessions.join("README")).unwrap(), b"kept");
+    ndt_ok(&["inspect".as_ref(), dir.as_os_str()]);
+}

@@ -229,6 +229,60 @@ fn finished_sweep_is_not_rerun_and_reports_gather_it() {
     .unwrap();
     assert!(rank[0]["spearman"].is_number(), "{rank}");
     assert_eq!(rank[0]["ranking"].as_array().unwrap().len(), 3);
+
+    // Results of another results version are never mixed with current ones: a point file of
+    // another version is pending and left out of the report (with a note), and a job result of
+    // another version (here with a planted wrong number) is recomputed by the next sweep.
+    let current = ndt::exp::jobs::RESULTS_VERSION;
+    let want = points(&results);
+    let mut files: Vec<_> = std::fs::read_dir(results.join("points"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let set_version = |p: &Path, version: u32, planted: Option<f64>| {
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        v["results_version"] = version.into();
+        if let Some(x) = planted {
+            v["result"]["forward"] = x.into();
+        }
+        std::fs::write(p, v.to_string()).unwrap();
+    };
+    set_version(&files[0], current + 1, None);
+    let eval_job = jobs_before
+        .iter()
+        .find(|j| {
+            j.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("eval-")
+        })
+        .unwrap();
+    set_version(&eval_job.join("result.json"), 0, Some(99.0));
+    let listed = ndt_ok(&["sweep", a.to_str().unwrap(), "--list"]);
+    assert_eq!(
+        listed.lines().filter(|l| l.contains("done")).count(),
+        9,
+        "{listed}"
+    );
+    let out = ndt(&["report", results.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["points"], 9);
+    assert!(
+        stderr(&out).contains("left out 1 point results of another results version"),
+        "{}",
+        stderr(&out)
+    );
+    ndt_ok(&["sweep", a.to_str().unwrap(), "--threads", "1"]);
+    assert_eq!(points(&results), want, "the stale job's number survived");
+    let job: Value =
+        serde_json::from_str(&std::fs::read_to_string(eval_job.join("result.json")).unwrap())
+            .unwrap();
+    assert_eq!(job["results_version"], current);
+    let json: Value =
+        serde_json::from_str(&ndt_ok(&["report", results.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(json["points"], 10);
 }
 
 #[test]

@@ -76,7 +76,7 @@ pub fn run(args: Args) -> Result<()> {
     let points = sweep.points();
     if args.list {
         for (i, p) in points.iter().enumerate() {
-            let done = sweep.point_path(i, p).exists();
+            let done = sweep.point_done(i, p);
             println!(
                 "{i:5}  {}  {}",
                 if done { "done   " } else { "pending" },

@@ -1,16 +1,20 @@
 //! Content-addressed, resumable jobs.
 //!
-//! A job is named by a hash of its full specification (canonical JSON), so the same work asked for
-//! twice (by two sweeps, two orders that share a prefix, two Slurm tasks) is done once. Its folder:
+//! A job is named by a hash of its full specification (canonical JSON) and of
+//! [`RESULTS_VERSION`], so the same work asked for twice (by two sweeps, two orders that share a
+//! prefix, two Slurm tasks) is done once, and work done before the numerics changed is never
+//! taken for work done after. Its folder:
 //!
 //! ```text
-//! RESULTS/jobs/<kind>-<hash>/spec.json     what the job is
-//!                            result.json   written atomically when it finished: its presence = done
+//! RESULTS/jobs/<kind>-<hash>/spec.json     what the job is: {"results_version": V, "spec": ...}
+//!                            result.json   written atomically when it finished:
+//!                                          {"results_version": V, "result": ...}
 //!                            lock          held (flock) while a process works on it
 //!                            work/         checkpoints etc.; a restarted job resumes from here
 //! ```
-//! A finished job is never rerun. A killed job leaves no `result.json`; its lock dies with the
-//! process, and the next run picks it up again from `work/`.
+//! A finished job (a `result.json` of the current version) is never rerun; a `result.json` of
+//! another version is recomputed and replaced. A killed job leaves no `result.json`; its lock dies
+//! with the process, and the next run picks it up again from `work/`.
 
 use crate::error::{Result, internal, io_at};
 use crate::fsutil::write_atomic;
@@ -18,6 +22,15 @@ use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Version of the numbers every result holds (job results, sweep points, rankings).
+///
+/// Bump it whenever a change alters what a job computes: training or evaluation numerics,
+/// metrics, initialisation, data loading, the schedule. Every job id includes it, so a bump
+/// makes every job run afresh; every result file records it, so a file of another version is
+/// recomputed by `ndt sweep` and left out of `ndt report` (with a note), never mixed with
+/// current results.
+pub const RESULTS_VERSION: u32 = 1;
 
 /// FNV-1a over `bytes` from a given offset basis.
 fn fnv1a(bytes: &[u8], basis: u64) -> u64 {
@@ -49,11 +62,21 @@ pub struct Job {
     pub dir: PathBuf,
 }
 
+/// What a job's id hashes and its `spec.json` holds: the spec under a results version.
+fn versioned(spec: &Value, version: u32) -> Value {
+    serde_json::json!({"results_version": version, "spec": spec})
+}
+
+/// The folder name of a `kind` job with `spec` at results version `version`.
+fn job_name(kind: &str, spec: &Value, version: u32) -> String {
+    format!("{kind}-{}", content_hash(&versioned(spec, version)))
+}
+
 impl Job {
     pub fn new(root: &Path, kind: &str, spec: Value) -> Job {
         let dir = root
             .join("jobs")
-            .join(format!("{kind}-{}", content_hash(&spec)));
+            .join(job_name(kind, &spec, RESULTS_VERSION));
         Job {
             kind: kind.to_string(),
             spec,
@@ -76,22 +99,33 @@ impl Job {
         self.dir.join("work")
     }
 
-    /// The finished result, if any: a JSON object (every job writes one), read as a regular
-    /// file of bounded size; anything else is an error naming the file.
+    /// The finished result, if any: None when there is no `result.json`, or when it holds the
+    /// result of another [`RESULTS_VERSION`] (stale: the job runs again and replaces it). The
+    /// file is read as a regular file of bounded size; anything but a JSON object is an error
+    /// naming the file.
     pub fn result(&self) -> Result<Option<Value>> {
         let p = self.result_path();
         if std::fs::symlink_metadata(&p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
             return Ok(None);
         }
         let text = crate::fsutil::read_text(&p)?;
-        match serde_json::from_str(&text) {
-            Ok(v @ Value::Object(_)) => Ok(Some(v)),
-            Ok(_) => Err(crate::error::input(
-                &p,
-                "corrupt job result: not a JSON object",
-            )),
-            Err(e) => Err(crate::error::input(&p, format!("corrupt job result: {e}"))),
+        let v: Value = match serde_json::from_str(&text) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => {
+                return Err(crate::error::input(
+                    &p,
+                    "corrupt job result: not a JSON object",
+                ));
+            }
+            Err(e) => return Err(crate::error::input(&p, format!("corrupt job result: {e}"))),
+        };
+        if v.get("results_version").and_then(Value::as_u64) != Some(RESULTS_VERSION as u64) {
+            return Ok(None);
         }
+        v.get("result")
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| crate::error::input(&p, "corrupt job result: no `result`"))
     }
 
     /// Runs the job unless it has finished: takes its lock (waiting while another process holds
@@ -102,8 +136,8 @@ impl Job {
         }
         std::fs::create_dir_all(self.work_dir()).map_err(io_at(&self.dir))?;
         let spec_path = self.dir.join("spec.json");
-        let spec_text =
-            serde_json::to_string_pretty(&self.spec).map_err(|e| internal(e.to_string()))?;
+        let spec_text = serde_json::to_string_pretty(&versioned(&self.spec, RESULTS_VERSION))
+            .map_err(|e| internal(e.to_string()))?;
         write_atomic(&spec_path, spec_text.as_bytes())?;
         let _lock = self.lock()?;
         // Another process may have finished it while we waited for the lock.
@@ -111,7 +145,8 @@ impl Job {
             return Ok(r);
         }
         let result = work(&self.work_dir())?;
-        let text = serde_json::to_string_pretty(&result).map_err(|e| internal(e.to_string()))?;
+        let file = serde_json::json!({"results_version": RESULTS_VERSION, "result": result});
+        let text = serde_json::to_string_pretty(&file).map_err(|e| internal(e.to_string()))?;
         write_atomic(&self.result_path(), text.as_bytes())?;
         Ok(result)
     }
@@ -172,6 +207,51 @@ mod tests {
         let r2 = job.run(|_| panic!("must not rerun")).unwrap();
         assert_eq!(r, r2);
         assert_eq!(calls, 1);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn job_id_and_files_carry_the_results_version() {
+        let spec = json!({"dataset": "d", "seed": 1});
+        let root = std::env::temp_dir().join(format!("ndt-jobs-v-{}", std::process::id()));
+        let job = Job::new(&root, "eval", spec.clone());
+        assert_eq!(job.id(), job_name("eval", &spec, RESULTS_VERSION));
+        assert_ne!(
+            job_name("eval", &spec, RESULTS_VERSION),
+            job_name("eval", &spec, RESULTS_VERSION + 1),
+            "the version must change the job id"
+        );
+        job.run(|_| Ok(json!({"forward": 0.5}))).unwrap();
+        for f in ["spec.json", "result.json"] {
+            let v: Value =
+                serde_json::from_str(&std::fs::read_to_string(job.dir.join(f)).unwrap()).unwrap();
+            assert_eq!(v["results_version"], RESULTS_VERSION, "{f}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn result_of_another_version_is_recomputed_not_reused() {
+        let root = std::env::temp_dir().join(format!("ndt-jobs-stale-{}", std::process::id()));
+        let job = Job::new(&root, "eval", json!({"x": 2}));
+        std::fs::create_dir_all(&job.dir).unwrap();
+        // A result written under another version, and one from before results were versioned.
+        for stale in [
+            json!({"results_version": RESULTS_VERSION + 1, "result": {"forward": 9.0}}),
+            json!({"forward": 9.0}),
+        ] {
+            std::fs::write(job.result_path(), stale.to_string()).unwrap();
+            assert!(job.result().unwrap().is_none());
+            let mut calls = 0;
+            let r = job
+                .run(|_| {
+                    calls += 1;
+                    Ok(json!({"forward": 0.5}))
+                })
+                .unwrap();
+            assert_eq!((calls, &r), (1, &json!({"forward": 0.5})));
+            assert_eq!(job.result().unwrap(), Some(r));
+        }
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

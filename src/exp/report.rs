@@ -5,7 +5,7 @@
 //! point (Fig. 4b), per-session curves (Fig. 2e, App. D) and the top-k overlap of rankings (App. F).
 //! Markdown and CSV tables, SVG plots.
 
-use crate::error::{Result, internal};
+use crate::error::{Result, internal, usage};
 use crate::exp::stats::log_linear_fit;
 use crate::fsutil::write_atomic;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,10 @@ use std::path::Path;
 /// The evaluation of one finetuned (or baseline) model on a held-out session's test split.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PointResult {
+    /// [`RESULTS_VERSION`](crate::exp::jobs::RESULTS_VERSION) of the build that computed it
+    /// (0 in files written before it was recorded).
+    #[serde(default)]
+    pub results_version: u32,
     pub heldout: String,
     /// "random" | "ranked" | "reverse-ranked" | "baseline".
     pub order: String,
@@ -126,12 +130,14 @@ pub fn table1(points: &[PointResult]) -> (String, String) {
         let base = c.baseline.get(h).map(|v| mean(v)).unwrap_or(f64::NAN);
         let mut row = Vec::new();
         for o in ORDERS {
+            // Non-finite cells (a degenerate model) never count as the best.
             let best =
                 c.by.get(&(h.clone(), o.to_string()))
-                    .map(|m| {
+                    .and_then(|m| {
                         m.values()
                             .map(|(v, _, _)| mean(v))
-                            .fold(f64::NEG_INFINITY, f64::max)
+                            .filter(|v| v.is_finite())
+                            .max_by(f64::total_cmp)
                     })
                     .unwrap_or(f64::NAN);
             row.push(pct(best, base));
@@ -195,9 +201,10 @@ pub fn table3(points: &[PointResult]) -> (String, String) {
                     .collect::<Vec<_>>(),
             )
         };
+        // A group whose score is not finite (a degenerate model) is never the best.
         let best = groups
             .iter()
-            .filter(|((o, _), _)| o != "baseline")
+            .filter(|((o, _), ps)| o != "baseline" && score(ps).is_finite())
             .max_by(|a, b| score(a.1).total_cmp(&score(b.1)));
         let base = groups.iter().find(|((o, _), _)| o == "baseline");
         for m in &metrics {
@@ -442,12 +449,36 @@ fn line_plot(
     write_atomic(path, svg.as_bytes())
 }
 
-/// Writes every table and plot into `out` and returns the Markdown summary.
+/// One line per evaluated model whose primary metric is missing or not finite (a diverged or
+/// degenerate model): such models never count as the best of anything.
+pub fn non_finite_warnings(points: &[PointResult]) -> Vec<String> {
+    points
+        .iter()
+        .filter_map(|p| {
+            let v = p.metrics.get(PRIMARY).copied();
+            if v.is_some_and(f64::is_finite) {
+                return None;
+            }
+            let shown = v.map_or_else(|| "missing".to_string(), |v| v.to_string());
+            Some(format!(
+                "{} {} k={} shuffle={} seed={}: {PRIMARY} bps is {shown}; never counted as best",
+                p.heldout, p.order, p.k, p.shuffle, p.seed
+            ))
+        })
+        .collect()
+}
+
+/// Writes every table and plot into `out` and returns the Markdown summary. Plot files are
+/// named after the held-out ids, which must follow the id rule
+/// ([`check_id`](crate::store::check_id); `sweep::gather` checks them when it reads results).
 pub fn write_report(
     out: &Path,
     points: &[PointResult],
     rankings: &BTreeMap<String, Vec<String>>,
 ) -> Result<String> {
+    for p in points {
+        crate::store::check_id("held-out session id", &p.heldout).map_err(usage)?;
+    }
     std::fs::create_dir_all(out).map_err(crate::error::io_at(out))?;
     let mut md = String::from("# Sweep report\n\n");
     let _ = writeln!(
@@ -455,6 +486,15 @@ pub fn write_report(
         "{} evaluated models; primary metric: {PRIMARY} bps (per-neuron convention).\n",
         points.len()
     );
+    let warnings = non_finite_warnings(points);
+    if !warnings.is_empty() {
+        let _ = writeln!(md, "## Warnings\n");
+        for w in &warnings {
+            let _ = writeln!(md, "- {w}");
+            eprintln!("warning: {w}");
+        }
+        md.push('\n');
+    }
 
     let (t1, t1csv) = table1(points);
     write_atomic(&out.join("table1.csv"), t1csv.as_bytes())?;
@@ -552,18 +592,9 @@ pub fn write_report(
                 ));
             }
         }
-        let safe: String = h
-            .chars()
-            .map(|ch| {
-                if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
-                    ch
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        // `h` follows the id rule (checked above): a plain file-name part, one per session.
         line_plot(
-            &out.join(format!("curve_{safe}.svg")),
+            &out.join(format!("curve_{h}.svg")),
             &format!("{h}: {PRIMARY} bps"),
             "pretraining sessions",
             "bps",
@@ -572,7 +603,7 @@ pub fn write_report(
             false,
         )?;
         line_plot(
-            &out.join(format!("trials_{safe}.svg")),
+            &out.join(format!("trials_{h}.svg")),
             &format!("{h}: {PRIMARY} bps vs trials"),
             "total pretraining trials",
             "bps",
@@ -580,7 +611,7 @@ pub fn write_report(
             base,
             true,
         )?;
-        let _ = writeln!(md, "![](curve_{safe}.svg) ![](trials_{safe}.svg)\n");
+        let _ = writeln!(md, "![](curve_{h}.svg) ![](trials_{h}.svg)\n");
     }
 
     if !rankings.is_empty() {
@@ -632,6 +663,7 @@ mod tests {
         metrics.insert("forward".to_string(), fwd);
         metrics.insert("co-smooth".to_string(), fwd / 2.0);
         PointResult {
+            results_version: crate::exp::jobs::RESULTS_VERSION,
             heldout: h.into(),
             order: o.into(),
             shuffle: 0,
@@ -666,6 +698,56 @@ mod tests {
         assert!((row[1] - 25.0).abs() < 1e-9);
         assert!(row[2].is_nan());
         assert!((row[3] - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn non_finite_scores_are_never_the_best() {
+        // A degenerate ranked model (NaN forward bps) with a huge co-smooth value, and an
+        // infinite random cell: neither may be picked as the best pretrained model.
+        let mut degenerate = pt("h", "ranked", 1, 1, f64::NAN);
+        degenerate.metrics.insert("co-smooth".into(), 99.0);
+        let pts = vec![
+            pt("h", "baseline", 0, 1, 0.2),
+            degenerate,
+            pt("h", "random", 1, 1, f64::INFINITY),
+            pt("h", "random", 2, 1, 0.24),
+        ];
+        let (_, csv) = table3(&pts);
+        let row = csv.lines().find(|l| l.starts_with("co-smooth,")).unwrap();
+        assert_eq!(row, "co-smooth,0.1,0.12", "{csv}");
+        let (_, csv) = table1(&pts);
+        let row: Vec<f64> = csv
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .skip(1)
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert!((row[0] - 20.0).abs() < 1e-9, "{row:?}");
+        assert!(row[1].is_nan(), "{row:?}");
+        let w = non_finite_warnings(&pts);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("ranked") && w[0].contains("NaN"), "{w:?}");
+    }
+
+    #[test]
+    fn report_warns_about_non_finite_scores_and_refuses_bad_ids() {
+        let dir = std::env::temp_dir().join(format!("ndt-report-w-{}", std::process::id()));
+        let mut pts = vec![
+            pt("h", "baseline", 0, 1, 0.2),
+            pt("h", "ranked", 1, 1, f64::NAN),
+            pt("h", "random", 1, 1, 0.25),
+        ];
+        let md = write_report(&dir, &pts, &BTreeMap::new()).unwrap();
+        assert!(md.contains("## Warnings"), "{md}");
+        assert!(md.contains("h ranked k=1"), "{md}");
+        pts.push(pt("../../escape", "baseline", 0, 1, 0.2));
+        let out = dir.join("again");
+        let err = write_report(&out, &pts, &BTreeMap::new()).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        assert!(!out.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -42,8 +42,12 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     sxy / (sxx * syy).sqrt()
 }
 
-/// Spearman rank correlation (Pearson on average ranks).
+/// Spearman rank correlation (Pearson on average ranks); NaN when a value is not finite (a
+/// missing score has no rank: ranking it would place it above every real one).
 pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    if x.iter().chain(y).any(|v| !v.is_finite()) {
+        return f64::NAN;
+    }
     pearson(&ranks(x), &ranks(y))
 }
 
@@ -107,6 +111,14 @@ mod tests {
         let x = [1.0, 2.0, 3.0, 4.0, 5.0];
         let y = [1.0, 3.0, 2.0, 4.0, 5.0];
         assert!((spearman(&x, &y) - 0.9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn spearman_with_a_missing_score_is_undefined() {
+        let x = [0.3, 0.2, f64::NAN];
+        let y = [3.0, 2.0, 1.0];
+        assert!(spearman(&x, &y).is_nan());
+        assert!(spearman(&y, &[1.0, f64::INFINITY, 2.0]).is_nan());
     }
 
     #[test]

@@ -7,12 +7,19 @@
 //!
 //! The training itself is behind the `Work` trait (implemented by `exp::work` with the real
 //! trainer), which keeps this file about scheduling and caching.
+//!
+//! Result files are named from session ids (`points/<i>_<held-out>_....json`,
+//! `rankings/<held-out>.json`), so every id is checked against the id rule
+//! ([`check_id`](crate::store::check_id)) before a path is built from it, and every result file
+//! records [`RESULTS_VERSION`]: files of another version are recomputed, and left out when
+//! results are gathered.
 
-use crate::error::{Result, input, internal};
-use crate::exp::jobs::{Job, content_hash};
+use crate::error::{Result, input, internal, usage};
+use crate::exp::jobs::{Job, RESULTS_VERSION, content_hash};
 use crate::exp::plan::{Order, Plan, Stage};
 use crate::exp::report::PointResult;
 use crate::fsutil::write_atomic;
+use crate::store::check_id;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,8 +93,15 @@ impl Sweep {
         sessions: &[String],
         plan_path: &Path,
     ) -> Result<Sweep> {
+        // The dataset's ids were checked when its manifest was read; checked again here because
+        // result paths are built from them.
+        let manifest_path = plan.dataset.join(crate::store::manifest::MANIFEST_FILE);
+        for id in sessions {
+            check_id("session id", id).map_err(|m| input(&manifest_path, m))?;
+        }
         let heldout: Vec<String> = if !plan.heldout.is_empty() {
             for h in &plan.heldout {
+                check_id("held-out session id", h).map_err(|m| input(plan_path, m))?;
                 if !sessions.contains(h) {
                     return Err(input(
                         plan_path,
@@ -220,7 +234,10 @@ impl Sweep {
 
     /// Ranking of the pool for a held-out session: each single-session model finetuned
     /// frozen-core on its train split, scored by forward bps on its val split, best first.
+    /// A session without a finite score (a diverged or degenerate model) ranks last, with a
+    /// warning on stderr and in the ranking file.
     pub fn ranking(&self, heldout: &str, w: &dyn Work) -> Result<Vec<(String, f64)>> {
+        check_id("held-out session id", heldout).map_err(usage)?;
         let mut scores = Vec::new();
         for s in &self.pool {
             let single = self.single_job(s);
@@ -244,19 +261,25 @@ impl Sweep {
             })?;
             scores.push((s.clone(), r["forward"].as_f64().unwrap_or(f64::NAN)));
         }
-        scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        sort_ranking(&mut scores);
+        let warnings: Vec<String> = scores
+            .iter()
+            .filter(|(_, v)| !v.is_finite())
+            .map(|(s, v)| format!("session {s}: no finite val forward bps ({v}); ranked last"))
+            .collect();
+        for w in &warnings {
+            eprintln!("warning: ranking for held-out session {heldout}: {w}");
+        }
         let dir = self.root().join("rankings");
         std::fs::create_dir_all(&dir).map_err(crate::error::io_at(&dir))?;
         let table: Vec<Value> = scores
             .iter()
             .map(|(s, v)| json!({"session": s, "forward_bps_val": v}))
             .collect();
-        let text = serde_json::to_string_pretty(&json!({"heldout": heldout, "ranking": table}))
-            .map_err(|e| internal(e.to_string()))?;
-        write_atomic(
-            &dir.join(format!("{}.json", safe_name(heldout))),
-            text.as_bytes(),
-        )?;
+        let doc = json!({"results_version": RESULTS_VERSION, "heldout": heldout,
+            "ranking": table, "warnings": warnings});
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| internal(e.to_string()))?;
+        write_atomic(&dir.join(format!("{heldout}.json")), text.as_bytes())?;
         Ok(scores)
     }
 
@@ -270,19 +293,36 @@ impl Sweep {
                 .into_iter()
                 .map(|x| x.0)
                 .collect(),
-            Some(Order::ReverseRanked) => self
-                .ranking(&p.heldout, w)?
-                .into_iter()
-                .rev()
-                .map(|x| x.0)
-                .collect(),
+            Some(Order::ReverseRanked) => {
+                // Worst scored first; sessions without a finite score stay last here too.
+                let (scored, unscored): (Vec<_>, Vec<_>) = self
+                    .ranking(&p.heldout, w)?
+                    .into_iter()
+                    .partition(|x| x.1.is_finite());
+                scored
+                    .into_iter()
+                    .rev()
+                    .chain(unscored)
+                    .map(|x| x.0)
+                    .collect()
+            }
         })
     }
 
+    /// Where point `i` records its result; `p` is one of [`points`](Self::points), whose ids
+    /// `new` checked.
     pub fn point_path(&self, i: usize, p: &Point) -> PathBuf {
         self.root()
             .join("points")
             .join(format!("{i:05}_{}.json", p.label()))
+    }
+
+    /// Whether point `i` has a result of the current [`RESULTS_VERSION`].
+    pub fn point_done(&self, i: usize, p: &Point) -> bool {
+        std::fs::read_to_string(self.point_path(i, p))
+            .ok()
+            .and_then(|t| serde_json::from_str::<PointResult>(&t).ok())
+            .is_some_and(|r| r.results_version == RESULTS_VERSION)
     }
 
     /// Runs point `i` (with everything it needs) and records its labelled result.
@@ -333,6 +373,7 @@ impl Sweep {
             total_trials += w.train_trials(s)?;
         }
         let res = PointResult {
+            results_version: RESULTS_VERSION,
             heldout: p.heldout.clone(),
             order: p
                 .order
@@ -356,23 +397,45 @@ impl Sweep {
     }
 }
 
-/// A session id made safe for a file name.
-pub fn safe_name(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// Sorts a ranking best first: finite scores descending, then the sessions without a finite
+/// score (NaN, missing, infinite: a degenerate model) last; ties by session id.
+pub fn sort_ranking(scores: &mut [(String, f64)]) {
+    scores.sort_by(|a, b| {
+        let by_score = match (a.1.is_finite(), b.1.is_finite()) {
+            (true, true) => b.1.total_cmp(&a.1),
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            (false, false) => std::cmp::Ordering::Equal,
+        };
+        by_score.then(a.0.cmp(&b.0))
+    });
 }
 
-/// Reads every recorded ranking under `results/rankings`: held-out id -> sessions, best first.
+/// The `results_version` a result file records (0 for files written before it was recorded).
+fn version_of(v: &Value) -> u64 {
+    v.get("results_version")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// Says on stderr which result files were left out for being of another results version.
+fn note_stale(what: &str, stale: &[(PathBuf, u64)]) {
+    if let Some((first, v)) = stale.first() {
+        eprintln!(
+            "note: left out {} {what} of another results version (e.g. {}: version {v}, \
+             current {RESULTS_VERSION}); rerun the sweep to recompute them",
+            stale.len(),
+            first.display()
+        );
+    }
+}
+
+/// Reads every recorded ranking of the current [`RESULTS_VERSION`] under `results/rankings`:
+/// held-out id -> sessions, best first. Rankings of another version are left out with a note.
 pub fn gather_rankings(results: &Path) -> Result<BTreeMap<String, Vec<String>>> {
     let dir = results.join("rankings");
     let mut out = BTreeMap::new();
+    let mut stale = Vec::new();
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -386,10 +449,15 @@ pub fn gather_rankings(results: &Path) -> Result<BTreeMap<String, Vec<String>>> 
         let text = crate::fsutil::read_text(&p)?;
         let v: Value =
             serde_json::from_str(&text).map_err(|e| input(&p, format!("not a ranking: {e}")))?;
+        if version_of(&v) != RESULTS_VERSION as u64 {
+            stale.push((p.clone(), version_of(&v)));
+            continue;
+        }
         let h = v["heldout"]
             .as_str()
             .ok_or_else(|| input(&p, "ranking without `heldout`"))?
             .to_string();
+        check_id("held-out session id", &h).map_err(|m| input(&p, m))?;
         let list = v["ranking"]
             .as_array()
             .ok_or_else(|| input(&p, "ranking without `ranking` list"))?
@@ -398,10 +466,13 @@ pub fn gather_rankings(results: &Path) -> Result<BTreeMap<String, Vec<String>>> 
             .collect();
         out.insert(h, list);
     }
+    note_stale("rankings", &stale);
     Ok(out)
 }
 
-/// Reads every recorded point result under `results/points`.
+/// Reads every recorded point result of the current [`RESULTS_VERSION`] under `results/points`;
+/// results of another version are left out with a note. The report names files after the
+/// held-out ids, so a result whose id breaks the id rule is refused, naming its file.
 pub fn gather(results: &Path) -> Result<Vec<PointResult>> {
     let dir = results.join("points");
     let mut out = Vec::new();
@@ -415,13 +486,21 @@ pub fn gather(results: &Path) -> Result<Vec<PointResult>> {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     paths.sort();
+    let mut stale = Vec::new();
     for p in paths {
         let text = crate::fsutil::read_text(&p)?;
-        out.push(
-            serde_json::from_str(&text)
-                .map_err(|e| input(&p, format!("not a point result: {e}")))?,
-        );
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| input(&p, format!("not a point result: {e}")))?;
+        if version_of(&v) != RESULTS_VERSION as u64 {
+            stale.push((p, version_of(&v)));
+            continue;
+        }
+        let r: PointResult =
+            serde_json::from_value(v).map_err(|e| input(&p, format!("not a point result: {e}")))?;
+        check_id("held-out session id", &r.heldout).map_err(|m| input(&p, m))?;
+        out.push(r);
     }
+    note_stale("point results", &stale);
     Ok(out)
 }
 
@@ -433,6 +512,15 @@ mod tests {
     /// A stand-in whose "bps" is a known function of the pretraining set, recording its calls.
     struct Fake {
         calls: RefCell<Vec<String>>,
+        /// A session whose single-session model is degenerate: its ranking score is NaN.
+        degenerate: Option<&'static str>,
+    }
+
+    fn fake() -> Fake {
+        Fake {
+            calls: RefCell::new(Vec::new()),
+            degenerate: None,
+        }
     }
 
     fn quality(s: &str) -> f64 {
@@ -461,6 +549,9 @@ mod tests {
             let q = match job.ckpt {
                 Some(c) => {
                     let s = std::fs::read_to_string(c).unwrap();
+                    if self.degenerate.is_some_and(|d| s == d) {
+                        return Ok(BTreeMap::from([("forward".to_string(), f64::NAN)]));
+                    }
                     s.split(',').map(quality).sum::<f64>() / 10.0
                 }
                 None => 0.0,
@@ -473,14 +564,122 @@ mod tests {
     }
 
     fn sweep(dir: &Path) -> Sweep {
+        try_sweep(dir, "h", &["s1", "s3", "s2", "h"]).unwrap()
+    }
+
+    fn try_sweep(dir: &Path, heldout: &str, sessions: &[&str]) -> Result<Sweep> {
         let plan_path = dir.join("plan.toml");
-        std::fs::write(&plan_path, "dataset = \"d\"\nresults = \"r\"\nheldout = [\"h\"]\nsizes = [1, 2, \"all\"]\nshuffles = 2\nseeds = [1]\n").unwrap();
+        let plan = format!(
+            "dataset = \"d\"\nresults = \"r\"\nheldout = [{}]\nsizes = [1, 2, \"all\"]\n\
+             shuffles = 2\nseeds = [1]\n",
+            Value::String(heldout.into())
+        );
+        std::fs::write(&plan_path, plan).unwrap();
         let plan = Plan::load(&plan_path).unwrap();
-        let sessions: Vec<String> = ["s1", "s3", "s2", "h"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        Sweep::new(plan, b"{}", &sessions, &plan_path).unwrap()
+        let sessions: Vec<String> = sessions.iter().map(|s| s.to_string()).collect();
+        Sweep::new(plan, b"{}", &sessions, &plan_path)
+    }
+
+    #[test]
+    fn ids_that_would_leave_the_results_folder_are_refused() {
+        let dir = std::env::temp_dir().join(format!("ndt-sweep-ids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = "/../../../../x";
+        // A held-out session of the plan, present in the dataset's list of ids.
+        let err = try_sweep(&dir, bad, &["s1", "s2", bad]).err().unwrap();
+        assert_eq!(err.exit_code(), 1);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("manifest.json") && msg.contains("holds `/`"),
+            "{msg}"
+        );
+        // A held-out id of the plan alone.
+        let err = try_sweep(&dir, "../x", &["s1", "s2"]).err().unwrap();
+        assert!(err.to_string().contains("plan.toml"), "{err}");
+        // A pool session.
+        let err = try_sweep(&dir, "h", &["s1", "a/b", "h"]).err().unwrap();
+        assert!(err.to_string().contains("`a/b`"), "{err}");
+        // The ranking of an id nothing checked.
+        let s = sweep(&dir);
+        let err = s.ranking("../h", &fake()).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        assert!(!dir.join("h.json").exists() && !s.root().join("h.json").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_degenerate_model_ranks_last_with_a_warning() {
+        let dir = std::env::temp_dir().join(format!("ndt-sweep-nan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = sweep(&dir);
+        let w = Fake {
+            degenerate: Some("s2"),
+            ..fake()
+        };
+        let ranking = s.ranking("h", &w).unwrap();
+        let order: Vec<&str> = ranking.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(order, ["s3", "s1", "s2"]);
+        assert!(ranking[2].1.is_nan());
+        let file: Value = serde_json::from_str(
+            &std::fs::read_to_string(s.root().join("rankings/h.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(file["results_version"], RESULTS_VERSION);
+        let warnings = file["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].as_str().unwrap().contains("s2"), "{file}");
+        assert_eq!(gather_rankings(s.root()).unwrap()["h"], ["s3", "s1", "s2"]);
+        // The reverse-ranked order starts from the worst finite score, not from the degenerate.
+        let reverse = s
+            .points()
+            .into_iter()
+            .find(|p| p.order == Some(Order::ReverseRanked))
+            .unwrap();
+        assert_eq!(s.order_of(&reverse, &w).unwrap(), ["s1", "s3", "s2"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sort_ranking_puts_every_non_finite_score_last() {
+        let mut v: Vec<(String, f64)> = [
+            ("a", f64::NAN),
+            ("b", 0.1),
+            ("c", f64::INFINITY),
+            ("d", -f64::NAN),
+            ("e", 0.3),
+            ("f", f64::NEG_INFINITY),
+        ]
+        .iter()
+        .map(|(s, x)| (s.to_string(), *x))
+        .collect();
+        sort_ranking(&mut v);
+        let order: Vec<&str> = v.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(order, ["e", "b", "a", "c", "d", "f"]);
+    }
+
+    #[test]
+    fn gather_leaves_out_other_versions_and_refuses_bad_ids() {
+        let dir = std::env::temp_dir().join(format!("ndt-sweep-gather-{}", std::process::id()));
+        let points = dir.join("points");
+        std::fs::create_dir_all(&points).unwrap();
+        let point = |version: Value, heldout: &str| {
+            json!({"results_version": version, "heldout": heldout, "order": "baseline",
+                "shuffle": 0, "k": 0, "seed": 1, "total_trials": 0, "full": false,
+                "metrics": {"forward": 0.2}})
+        };
+        let write = |name: &str, v: Value| std::fs::write(points.join(name), v.to_string());
+        write("00000_h.json", point(json!(RESULTS_VERSION), "h")).unwrap();
+        write("00001_h.json", point(json!(RESULTS_VERSION + 1), "h")).unwrap();
+        let mut old = point(json!(0), "h");
+        old.as_object_mut().unwrap().remove("results_version");
+        write("00002_h.json", old).unwrap();
+        let got = gather(&dir).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].results_version, RESULTS_VERSION);
+        write("00003_x.json", point(json!(RESULTS_VERSION), "../../x")).unwrap();
+        let err = gather(&dir).unwrap_err();
+        assert!(err.to_string().contains("00003_x.json"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -504,9 +703,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ndt-sweep-b-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let s = sweep(&dir);
-        let w = Fake {
-            calls: RefCell::new(Vec::new()),
-        };
+        let w = fake();
         let ranking = s.ranking("h", &w).unwrap();
         assert_eq!(
             ranking.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),

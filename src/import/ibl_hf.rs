@@ -24,7 +24,7 @@ pub(crate) mod columns;
 mod source;
 
 use crate::error::{Result, input, usage};
-use crate::store::{DatasetWriter, NewSession, Split, SplitName};
+use crate::store::{DatasetWriter, NewSession, Split, SplitName, check_id};
 use arrow_array::RecordBatch;
 use columns::Expect;
 use source::{Source, UnitCache};
@@ -197,6 +197,8 @@ fn scan(sources: &[Source]) -> Result<Vec<SessionScan>> {
                     .map_err(|m| bad(EID, m))?
                     .ok_or_else(|| bad(EID, "is null".into()))?
                     .to_string();
+                // Ids become file names (SPEC §9).
+                check_id("session id", &eid).map_err(|m| bad(EID, m))?;
                 let at =
                     |msg: String| input(&src.path, format!("row {file_row} (eid {eid}): {msg}"));
                 columns::int_list(c_shape, r, &mut shape)
@@ -236,6 +238,11 @@ fn scan(sources: &[Source]) -> Result<Vec<SessionScan>> {
                     };
                 let subject = text(c_subject, SUBJECT)?;
                 let lab = text(c_lab, LAB)?;
+                for (name, v) in [(SUBJECT, &subject), (LAB, &lab)] {
+                    if let Some(v) = v {
+                        check_id(name, v).map_err(|m| at(format!("{name}: {m}")))?;
+                    }
+                }
                 let k = match by_id.get(&eid) {
                     Some(&k) => k,
                     None => {

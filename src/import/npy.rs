@@ -13,6 +13,7 @@
 //! sessions of one command go through one `DatasetWriter`, so a failure leaves the dataset as it was.
 
 use crate::error::{Result, input, io_at, usage};
+use crate::store::check_id;
 use crate::store::npy::{DType, NpyArray, NpyHeader, parse_header};
 use crate::store::writer::{DEFAULT_SPLIT_SEED, DatasetWriter, NewSession};
 use serde_json::{Value, json};
@@ -97,6 +98,16 @@ pub fn run(args: Args) -> Result<()> {
 pub fn import(args: &Args) -> Result<Vec<Imported>> {
     if args.id.is_some() && args.paths.len() > 1 {
         return Err(usage("--id names one session; give one PATH with it"));
+    }
+    // Ids become file names (SPEC §9): the flags are checked before any file is read.
+    for (flag, what, v) in [
+        ("id", "session id", &args.id),
+        ("subject", "subject", &args.subject),
+        ("lab", "lab", &args.lab),
+    ] {
+        if let Some(v) = v {
+            check_id(what, v).map_err(|m| usage(format!("--{flag}: {m}")))?;
+        }
     }
     if let Some(b) = args.bin_size
         && !(b.is_finite() && b > 0.0)
@@ -373,22 +384,36 @@ impl Source {
         };
         let id = match (&args.id, meta_str("id")?) {
             (Some(id), _) => id.clone(),
-            (None, Some(id)) => id,
-            (None, None) => self.default_id(),
+            (None, Some(id)) => {
+                check_id("session id", &id)
+                    .map_err(|m| input(&meta_path, format!("`id`: {m}; fix it or pass --id")))?;
+                id
+            }
+            (None, None) => {
+                let id = self.default_id();
+                check_id("session id", &id).map_err(|m| {
+                    input(
+                        &self.root,
+                        format!("{m}: the default id comes from the file name; pass --id"),
+                    )
+                })?;
+                id
+            }
         };
-        if id.is_empty() {
-            return Err(input(&self.root, "empty session id; pass --id"));
-        }
-        let subject = args
-            .subject
-            .clone()
-            .or(meta_str("subject")?)
-            .unwrap_or_else(|| "unknown".into());
-        let lab = args
-            .lab
-            .clone()
-            .or(meta_str("lab")?)
-            .unwrap_or_else(|| "unknown".into());
+        let name_field = |what: &str, flag: &Option<String>| -> Result<String> {
+            if let Some(v) = flag {
+                return Ok(v.clone());
+            }
+            match meta_str(what)? {
+                Some(v) => {
+                    check_id(what, &v).map_err(|m| input(&meta_path, format!("`{what}`: {m}")))?;
+                    Ok(v)
+                }
+                None => Ok("unknown".into()),
+            }
+        };
+        let subject = name_field("subject", &args.subject)?;
+        let lab = name_field("lab", &args.lab)?;
         let animal = meta_str("animal")?;
         let bin_size_s = match args.bin_size {
             Some(b) => b,

@@ -151,6 +151,10 @@ pub fn validate_config(cfg: &ModelConfig) -> std::result::Result<(), String> {
     if cfg.n_layers > 4096 {
         return Err(format!("n_layers = {} is larger than 4096", cfg.n_layers));
     }
+    // Session ids name tensors and, through evaluations and sweeps, files (SPEC §9).
+    for sid in cfg.sessions.keys() {
+        crate::store::check_id("session id", sid)?;
+    }
     if let Some((sid, n)) = cfg.sessions.iter().find(|(_, n)| **n > MAX_DIM) {
         return Err(format!(
             "session '{sid}' has {n} neurons, more than {MAX_DIM}"
@@ -192,4 +196,51 @@ pub fn transfer(
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_whose_session_id_breaks_the_id_rule_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ndt-ckpt-ids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (sid, ok) in [("a-1", true), ("/../../../../x", false), ("..", false)] {
+            let cfg = ModelConfig {
+                d_model: 8,
+                d_tok: 4,
+                d_embed_hidden: 8,
+                n_layers: 1,
+                n_heads: 2,
+                d_ff: 8,
+                n_bins: 3,
+                ln_eps: 1e-5,
+                sessions: BTreeMap::from([(sid.to_string(), 2)]),
+            };
+            let table = ParamTable::new(&cfg);
+            let path = dir.join("c.safetensors");
+            save(
+                &path,
+                &cfg,
+                &table,
+                &vec![0.0; table.total],
+                &BTreeMap::new(),
+            )
+            .unwrap();
+            match load(&path) {
+                Ok(_) => assert!(ok, "{sid} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{sid}: {e}");
+                    assert_eq!(e.exit_code(), 1);
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains("c.safetensors") && msg.contains("session id"),
+                        "{msg}"
+                    );
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -243,16 +243,31 @@ impl Manifest {
         serde_json::from_value(value).map_err(|e| input(path, format!("corrupt manifest: {e}")))
     }
 
-    /// Internal consistency: lengths, unique ids, split indices in range and disjoint.
+    /// Internal consistency: ids, subjects and labs that follow the id rule
+    /// ([`check_id`](super::id::check_id): they name result files and folders), unique ids,
+    /// lengths, split indices in range and disjoint.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let mut ids = std::collections::HashSet::new();
         for (k, s) in self.sessions.iter().enumerate() {
+            // The id as shown in messages: escaped and cut short (it may be anything here).
+            let shown: String = s.id.chars().take(40).collect();
             let bad = |msg: String| {
                 input(
                     path,
-                    format!("corrupt manifest: session {k} (`{}`): {msg}", s.id),
+                    format!(
+                        "corrupt manifest: session {k} (`{}`): {msg}",
+                        shown.escape_debug()
+                    ),
                 )
             };
+            for (what, id) in [
+                ("session id", &s.id),
+                ("subject", &s.subject),
+                ("lab", &s.lab),
+            ] {
+                super::id::check_id(what, id)
+                    .map_err(|m| bad(format!("{m} (ids become file names; see docs/data.md)")))?;
+            }
             if !ids.insert(s.id.as_str()) {
                 return Err(bad("duplicate session id".into()));
             }

@@ -5,8 +5,14 @@
 //! manifest is replaced nothing a reader sees has changed, and a writer dropped without `commit`
 //! (an error anywhere) removes what it staged, leaving the dataset byte-for-byte as it was.
 //! An exclusive lock on `DIR/.ndt.lock` keeps two writers off one dataset.
+//!
+//! A process killed inside `commit` can leave session folders moved into `sessions/` that the
+//! manifest does not list yet. The next writer, holding the lock, removes them together with
+//! dead writers' staging directories and temporary manifests; it only ever removes names it
+//! writes itself (`sessions/<4 or more digits>/`, `.staging-*`, `.manifest.json.tmp*`).
 
 use super::dataset::{CHOICE_FILE, SPIKES_FILE};
+use super::id::check_id;
 use super::manifest::{MANIFEST_FILE, Manifest, SessionInfo, Split, safe_name};
 use super::npy;
 use crate::error::{Error, Result, input, internal, io_at};
@@ -144,9 +150,9 @@ impl DatasetWriter {
         } else {
             base
         };
-        // Holding the lock, no other writer is at work: staging directories and temporary
-        // manifests found now were left by a process that died, and are removed.
-        remove_leftovers(dir);
+        // Holding the lock, no other writer is at work: staging directories, temporary
+        // manifests and unlisted session folders found now were left by a process that died.
+        remove_leftovers(dir, &base);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -370,9 +376,18 @@ impl DatasetWriter {
     /// Validates the metadata of a new session (the importers check their inputs first and
     /// name the source files; this is the store's own guard).
     fn check(&self, s: &NewSession) -> Result<()> {
-        let bad = |msg: String| input(&self.dir, format!("session `{}`: {msg}", s.id));
-        if s.id.is_empty() || s.id.chars().any(|c| c.is_control()) {
-            return Err(bad("session id is empty or holds control characters".into()));
+        let bad = |msg: String| {
+            input(
+                &self.dir,
+                format!("session `{}`: {msg}", s.id.escape_debug()),
+            )
+        };
+        for (what, id) in [
+            ("session id", &s.id),
+            ("subject", &s.subject),
+            ("lab", &s.lab),
+        ] {
+            check_id(what, id).map_err(bad)?;
         }
         if s.n_trials == 0 || s.n_bins == 0 || s.n_neurons == 0 {
             return Err(bad(format!(
@@ -497,8 +512,15 @@ impl Drop for DatasetWriter {
     }
 }
 
-/// Removes `.staging-*` directories and `.manifest.json.tmp*` files of writers that died.
-fn remove_leftovers(dir: &Path) {
+/// Whether `name` is one `commit` gives a session folder: four or more ASCII digits.
+fn is_session_folder_name(name: &str) -> bool {
+    name.len() >= 4 && name.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Removes what writers that died left in `dir`: `.staging-*` directories,
+/// `.manifest.json.tmp*` files, and numbered folders in `sessions/` that `base` (the manifest,
+/// read under the lock) does not list. Other files and folders are the user's and stay.
+fn remove_leftovers(dir: &Path, base: &Manifest) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -508,6 +530,23 @@ fn remove_leftovers(dir: &Path) {
             let _ = std::fs::remove_dir_all(e.path());
         } else if name.starts_with(&format!(".{MANIFEST_FILE}.tmp")) {
             let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let sessions = dir.join("sessions");
+    let Ok(entries) = std::fs::read_dir(&sessions) else {
+        return;
+    };
+    let listed: HashSet<&str> = base.sessions.iter().map(|s| s.dir.as_str()).collect();
+    for e in entries.flatten() {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        // `file_type` does not follow links: a link is never taken for a folder.
+        if is_session_folder_name(&name)
+            && e.file_type().is_ok_and(|t| t.is_dir())
+            && !listed.contains(format!("sessions/{name}").as_str())
+        {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }
@@ -557,5 +596,113 @@ pub fn split_trials(n_trials: usize, seed: u64) -> Split {
         train,
         val,
         test,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Dataset;
+
+    fn session(id: &str, n_trials: usize, value: u8) -> (NewSession, u8) {
+        let s = NewSession {
+            id: id.into(),
+            subject: "KS014".into(),
+            lab: "cortexlab".into(),
+            animal: None,
+            n_trials,
+            n_bins: 3,
+            n_neurons: 2,
+            bin_size_s: 0.02,
+            onset_bin: None,
+            regions: vec!["CA1".into(); 2],
+            choice: vec![1; n_trials],
+            behaviour: Vec::new(),
+            provenance: serde_json::Value::Null,
+        };
+        (s, value)
+    }
+
+    fn import(dir: &Path, id: &str, n_trials: usize, value: u8) -> Result<()> {
+        let w = DatasetWriter::open(dir, DEFAULT_SPLIT_SEED)?;
+        let (s, v) = session(id, n_trials, value);
+        w.add_session(s, &mut |_, out| {
+            out.fill(v);
+            Ok(())
+        })?;
+        w.commit()
+    }
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ndt-writer-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn next_writer_removes_what_a_killed_commit_left_and_nothing_else() {
+        let dir = temp("leftovers");
+        import(&dir, "first", 10, 1).unwrap();
+        // A commit killed after moving its session into place, before replacing the manifest
+        // (the folder holds another session's arrays), plus a dead writer's staging folder.
+        let sessions = dir.join("sessions");
+        std::fs::create_dir(sessions.join("0001")).unwrap();
+        for f in std::fs::read_dir(sessions.join("0000")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, sessions.join("0001").join(f.file_name().unwrap())).unwrap();
+        }
+        std::fs::create_dir_all(dir.join(".staging-1-2/s1-0")).unwrap();
+        // What the writer does not name stays: the user's notes and folders.
+        std::fs::write(sessions.join("notes.txt"), "mine").unwrap();
+        std::fs::create_dir(sessions.join("12")).unwrap();
+        std::fs::create_dir(sessions.join("0007x")).unwrap();
+
+        import(&dir, "second", 20, 2).unwrap();
+
+        let ds = Dataset::open(&dir).unwrap();
+        assert_eq!(ds.n_sessions(), 2);
+        let second = ds.find("second").unwrap();
+        // Numbered past every numbered name present, the user's `12` included.
+        assert_eq!(ds.session(second).dir, "sessions/0013");
+        assert_eq!(ds.session(second).n_trials, 20);
+        assert!(ds.counts(second).iter().all(|&c| c == 2));
+        assert!(ds.counts(ds.find("first").unwrap()).iter().all(|&c| c == 1));
+        let mut names: Vec<String> = std::fs::read_dir(&sessions)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["0000", "0007x", "0013", "12", "notes.txt"]);
+        assert!(!dir.join(".staging-1-2").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ids_subjects_and_labs_must_follow_the_id_rule() {
+        let dir = temp("ids");
+        import(&dir, "good", 10, 1).unwrap();
+        let before = std::fs::read(dir.join(MANIFEST_FILE)).unwrap();
+        for (field, bad) in [
+            ("id", "/../../../../x"),
+            ("id", "../x"),
+            ("subject", "a/b"),
+            ("lab", ".."),
+        ] {
+            let w = DatasetWriter::open(&dir, DEFAULT_SPLIT_SEED).unwrap();
+            let (mut s, _) = session("fine", 10, 1);
+            match field {
+                "id" => s.id = bad.into(),
+                "subject" => s.subject = bad.into(),
+                _ => s.lab = bad.into(),
+            }
+            let err = w.add_session(s, &mut |_, _| Ok(())).unwrap_err();
+            assert_eq!(err.exit_code(), 1);
+            let what = if field == "id" { "session id" } else { field };
+            assert!(err.to_string().contains(what), "{err}");
+            drop(w);
+            assert_eq!(std::fs::read(dir.join(MANIFEST_FILE)).unwrap(), before);
+        }
+        assert!(!dir.parent().unwrap().join("x").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

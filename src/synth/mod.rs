@@ -13,7 +13,7 @@ pub mod model;
 pub mod similarity;
 
 use crate::error::{Result, internal, usage};
-use crate::store::{DatasetWriter, NewSession};
+use crate::store::{DatasetWriter, NewSession, check_id};
 use model::{Behaviour, Dynamics, Perturbation, RegionBase, SessionModel, Timing};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -322,6 +322,15 @@ impl Plan {
                 dynamics,
             });
         }
+        // Ids become file names (SPEC §9); the generated ones follow the rule by construction.
+        let names = sessions.iter().map(|s| ("session id", &s.id)).chain(
+            animals
+                .iter()
+                .flat_map(|a| [("subject", &a.name), ("lab", &a.lab)]),
+        );
+        for (what, id) in names {
+            check_id(what, id).map_err(|m| internal(format!("synthetic {m}")))?;
+        }
         Ok(Plan {
             config: cfg.clone(),
             pool,
@@ -498,4 +507,25 @@ fn write_session(plan: &Plan, sp: &SessionPlan, writer: &DatasetWriter) -> Resul
         model.fill_trial(t, buf, &mut scratch)
     })?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_follow_the_id_rule_past_four_digits() {
+        let mut cfg = Config::preset(Preset::Rs);
+        cfg.sessions = 10_001;
+        cfg.animals = 1_001;
+        let plan = Plan::new(&cfg).unwrap();
+        assert_eq!(plan.sessions[10_000].id, "syn-10000");
+        assert_eq!(plan.animals[1_000].name, "SYN1000");
+        for s in &plan.sessions {
+            assert!(crate::store::is_valid_id(&s.id), "{}", s.id);
+        }
+        for a in &plan.animals {
+            assert!(crate::store::is_valid_id(&a.name) && crate::store::is_valid_id(&a.lab));
+        }
+    }
 }
