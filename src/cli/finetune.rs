@@ -53,6 +53,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let exec = a.exec.exec()?;
     let mode = Mode::parse(&a.mode)?;
     let ds = Dataset::open(&a.dataset)?;
     let session = resolve_sessions(&ds, &a.session)?;
@@ -99,7 +100,7 @@ pub fn run(a: Args) -> Result<()> {
         mode,
         &hyper,
         &a.out,
-        &a.exec.exec(),
+        &exec,
     )?;
     report(&a.out, &o, a.exec.json)
 }
