@@ -178,59 +178,51 @@ fn a_training_killed_at_random_points_ends_bit_identical() {
     ndt_ok(&args);
     let full = t0.elapsed().as_millis() as u64;
 
-    // Kills spread over the run's length; each restart resumes what the last one left. The
-    // cadence of 3 epochs makes most kills land between writes, with the best model in memory.
-    let run = dir.join("run");
-    let r = run.to_str().unwrap();
+    // Kills at random moments; each restart resumes what the last one left. The cadence of 3
+    // epochs makes most kills land between writes, with the best model in memory. A run that
+    // gets to its end is checked and a new one started, until 12 kills have landed.
     let mut rng = Rng(0x5eed_0001);
     let mut kills = 0;
-    let mut finished = false;
-    for _ in 0..40 {
+    let mut n = 0;
+    let resume = |r: &str| {
+        vec![
+            "train".to_string(),
+            ds.to_string(),
+            "--out".into(),
+            r.into(),
+            "--resume".into(),
+            "--checkpoint-every".into(),
+            "3".into(),
+            "--device".into(),
+            "cpu".into(),
+            "--threads".into(),
+            "1".into(),
+        ]
+    };
+    while kills < 12 {
+        let run = dir.join(&format!("run{n}"));
+        let r = run.to_str().unwrap();
         let child = if ndt::train::run::resumable(&run) {
-            spawn(&[
-                "train",
-                ds,
-                "--out",
-                r,
-                "--resume",
-                "--checkpoint-every",
-                "3",
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-            ])
+            let a = resume(r);
+            spawn(&a.iter().map(String::as_str).collect::<Vec<_>>())
         } else {
             let mut a = vec!["train", ds, "--out", r, "--checkpoint-every", "3"];
             a.extend(common);
             spawn(&a)
         };
-        if kill_after(child, rng.ms(5, full.max(50))) {
-            finished = true;
-            break;
-        }
-        kills += 1;
-        if kills >= 12 {
-            break;
+        if kill_after(child, rng.ms(5, (full / 4).max(40))) {
+            same_run(&reference, &run);
+            n += 1;
+        } else {
+            kills += 1;
         }
     }
-    assert!(kills >= 10, "only {kills} kills");
-    if !finished {
-        ndt_ok(&[
-            "train",
-            ds,
-            "--out",
-            r,
-            "--resume",
-            "--checkpoint-every",
-            "3",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-        ]);
+    let run = dir.join(&format!("run{n}"));
+    if ndt::train::run::resumable(&run) {
+        let a = resume(run.to_str().unwrap());
+        ndt_ok(&a);
+        same_run(&reference, &run);
     }
-    same_run(&reference, &run);
     // No leftover temporary files of the killed writers once a writer has held the lock.
     for e in std::fs::read_dir(&run).unwrap() {
         let n = e.unwrap().file_name().to_string_lossy().into_owned();
@@ -239,7 +231,10 @@ fn a_training_killed_at_random_points_ends_bit_identical() {
 }
 
 /// Every job's result and run, with the results folder's own path taken out.
-fn jobs(results: &Path) -> BTreeMap<String, (String, Vec<Value>, Option<Vec<u32>>, Vec<u32>)> {
+/// A job: its result.json, its log without timings, its best and last parameters.
+type JobRecord = (String, Vec<Value>, Option<Vec<u32>>, Vec<u32>);
+
+fn jobs(results: &Path) -> BTreeMap<String, JobRecord> {
     let mut out = BTreeMap::new();
     let root = results.display().to_string();
     for e in std::fs::read_dir(results.join("jobs")).unwrap() {
@@ -263,6 +258,10 @@ fn points(results: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(results.join("points")).unwrap() {
         let p = e.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with('.') {
+            // A temporary file of a killed sweep's write (not part of the results).
+            continue;
+        }
         let text = std::fs::read_to_string(&p).unwrap();
         out.insert(p.file_name().unwrap().to_string_lossy().into_owned(), text);
     }
@@ -305,49 +304,51 @@ lr = 1e-3
 fn a_sweep_killed_at_random_points_ends_bit_identical() {
     let dir = TempDir::new("kill-sweep");
     synth(dir.path(), "3", "80");
-    for r in ["a", "b"] {
-        std::fs::write(
-            dir.join(format!("{r}.toml")),
-            format!("results = \"{r}\"\n{PLAN}"),
-        )
-        .unwrap();
-    }
-    let (a, b) = (dir.join("a.toml"), dir.join("b.toml"));
+    let a = dir.join("a.toml");
+    std::fs::write(&a, format!("results = \"a\"\n{PLAN}")).unwrap();
     let t0 = Instant::now();
     ndt_ok(&["sweep", a.to_str().unwrap(), "--threads", "1"]);
     let full = t0.elapsed().as_millis() as u64;
     let want_points = points(&dir.join("a"));
     assert!(!want_points.is_empty());
 
+    // Kills at random moments; each restart skips the finished jobs and resumes the one under
+    // way. A sweep that gets to its end is checked and a new one started, until 12 kills.
     let mut rng = Rng(0x5eed_0002);
     let mut kills = 0;
-    let mut finished = false;
-    // Kill points spread over the sweep's length: each restart skips the finished jobs, so the
-    // later kills land in the later jobs.
-    for _ in 0..40 {
-        let child = spawn(&["sweep", b.to_str().unwrap(), "--threads", "1"]);
-        if kill_after(child, rng.ms(5, (full / 3).max(60))) {
-            finished = true;
-            break;
+    let mut n = 0;
+    let check = |results: &Path| {
+        let (ja, jb) = (jobs(&dir.join("a")), jobs(results));
+        assert_eq!(ja.keys().collect::<Vec<_>>(), jb.keys().collect::<Vec<_>>());
+        for (k, x) in &ja {
+            let y = &jb[k];
+            assert!(x.1 == y.1, "job {k}: log differs");
+            assert!(x.2 == y.2, "job {k}: best differs");
+            assert!(x.3 == y.3, "job {k}: last differs");
+            assert!(x.0 == y.0, "job {k}: result differs:\n{}\n{}", x.0, y.0);
         }
-        kills += 1;
-        if kills >= 12 {
-            break;
+        assert_eq!(points(results), want_points);
+    };
+    let plan = |n: usize| {
+        let p = dir.join(&format!("b{n}.toml"));
+        if !p.exists() {
+            std::fs::write(&p, format!("results = \"b{n}\"\n{PLAN}")).unwrap();
+        }
+        p
+    };
+    while kills < 12 {
+        let p = plan(n);
+        let child = spawn(&["sweep", p.to_str().unwrap(), "--threads", "1"]);
+        if kill_after(child, rng.ms(5, (full / 4).max(60))) {
+            check(&dir.join(&format!("b{n}")));
+            n += 1;
+        } else {
+            kills += 1;
         }
     }
-    assert!(kills >= 10, "only {kills} kills");
-    if !finished {
-        ndt_ok(&["sweep", b.to_str().unwrap(), "--threads", "1"]);
-    }
-    assert_eq!(points(&dir.join("b")), want_points);
-    let (ja, jb) = (jobs(&dir.join("a")), jobs(&dir.join("b")));
-    assert_eq!(
-        ja.keys().collect::<Vec<_>>(),
-        jb.keys().collect::<Vec<_>>()
-    );
-    for (k, x) in &ja {
-        assert!(x == &jb[k], "job {k} differs");
-    }
+    let p = plan(n);
+    ndt_ok(&["sweep", p.to_str().unwrap(), "--threads", "1"]);
+    check(&dir.join(&format!("b{n}")));
 }
 
 #[test]
@@ -400,19 +401,33 @@ fn sigterm_saves_within_seconds_and_the_rerun_continues_from_there() {
     // Nothing finished is lost: the state is at or past every epoch in the log.
     let (_, c) = state_bits(&run);
     let logged = log_lines(&run);
-    assert!(logged >= 2 && logged < 8, "{logged} epochs before the signal");
+    assert!(
+        (2..8).contains(&logged),
+        "{logged} epochs before the signal"
+    );
     assert_eq!(c.epoch, logged, "the state is behind the log");
     assert!(c.step > 0);
     // The rerun continues from that point (it does not start over) and ends as an
     // uninterrupted run.
     let out = Command::new(NDT)
-        .args(["train", ds, "--out", r, "--resume", "--device", "cpu", "--threads", "1"])
+        .args([
+            "train",
+            ds,
+            "--out",
+            r,
+            "--resume",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains(&format!("after epoch {} ", c.epoch)) && err.contains(&format!("(step {})", c.step)),
+        err.contains(&format!("after epoch {} ", c.epoch))
+            && err.contains(&format!("(step {})", c.step)),
         "{err}"
     );
     same_run(&reference, &run);
@@ -428,7 +443,10 @@ fn sigterm_saves_within_seconds_and_the_rerun_continues_from_there() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(common::snapshot(&run) == before, "a finished run was rewritten");
+    assert!(
+        common::snapshot(&run) == before,
+        "a finished run was rewritten"
+    );
 }
 
 fn log_lines(run: &Path) -> usize {

@@ -283,10 +283,7 @@ fn a_run_directory_has_one_writer_at_a_time() {
     let run2 = dir.join("run2");
     let r2 = run2.display();
     let mut first = Command::new(NDT)
-        .args(
-            format!("train {ds} --out {r2} {common} --epochs 400")
-                .split_whitespace(),
-        )
+        .args(format!("train {ds} --out {r2} {common} --epochs 400").split_whitespace())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -319,10 +316,15 @@ fn the_next_writer_removes_leftovers_of_killed_writers() {
         std::fs::write(run.join(name), b"half a file").unwrap();
     }
     std::fs::write(run.join("notes.tmp5"), b"not ours").unwrap();
-    ok(&format!("train {ds} --out {r} --resume --device cpu --threads 1"));
+    ok(&format!(
+        "train {ds} --out {r} --resume --device cpu --threads 1"
+    ));
     assert!(!run.join(".state.safetensors.tmp99999").exists());
     assert!(!run.join(".best.safetensors.tmp4").exists());
-    assert!(run.join("notes.tmp5").exists(), "a file not of ours was removed");
+    assert!(
+        run.join("notes.tmp5").exists(),
+        "a file not of ours was removed"
+    );
 }
 
 #[test]
@@ -349,14 +351,18 @@ fn resume_state_counters_are_checked_against_the_run() {
         let mut st = good.clone();
         edit(&mut st.counters);
         ndt::train::state::save(&path, &st).unwrap();
-        let o = ndt(&format!("train {ds} --out {r} --resume --device cpu --threads 1"));
+        let o = ndt(&format!(
+            "train {ds} --out {r} --resume --device cpu --threads 1"
+        ));
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{err}");
         assert!(err.contains("state.safetensors"), "{err}");
         assert!(!err.contains("already finished"), "{err}");
     }
     ndt::train::state::save(&path, &good).unwrap();
-    ok(&format!("train {ds} --out {r} --resume --device cpu --threads 1"));
+    ok(&format!(
+        "train {ds} --out {r} --resume --device cpu --threads 1"
+    ));
 }
 
 #[test]
@@ -376,7 +382,10 @@ fn a_dataset_without_sessions_is_an_error_not_a_panic() {
     ));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("manifest.json") && err.contains("no session"), "{err}");
+    assert!(
+        err.contains("manifest.json") && err.contains("no session"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -414,9 +423,16 @@ fn checkpoints_follow_the_cadence_and_the_end() {
     let (_, best, meta) = checkpoint::load(&a.join("best.safetensors")).unwrap();
     assert_eq!(meta["epoch"], st.counters.best_epoch.unwrap().to_string());
     let (held, _) = st.best.as_ref().unwrap();
-    assert!(best.iter().zip(held).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(
+        best.iter()
+            .zip(held)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    );
     // Every epoch (0) versus every 2: the same results.
-    ok(&format!("train {ds} --out {} {common} --checkpoint-every 0", b.display()));
+    ok(&format!(
+        "train {ds} --out {} {common} --checkpoint-every 0",
+        b.display()
+    ));
     ok(&format!(
         "train {ds} --out {} --resume --device cpu --threads 1 --checkpoint-every 2",
         a.display()
@@ -425,7 +441,10 @@ fn checkpoints_follow_the_cadence_and_the_end() {
         let (_, x, mx) = checkpoint::load(&a.join(f)).unwrap();
         let (_, y, my) = checkpoint::load(&b.join(f)).unwrap();
         assert_eq!(mx, my, "{f}");
-        assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()), "{f}");
+        assert!(
+            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{f}"
+        );
     }
     let strip = |run: &Path| {
         log_lines(run)
@@ -438,7 +457,11 @@ fn checkpoints_follow_the_cadence_and_the_end() {
             .collect::<Vec<_>>()
     };
     assert_eq!(strip(&a), strip(&b));
-    assert!(log_lines(&b).iter().all(|l| l["step_s"].as_f64().unwrap() > 0.0));
+    assert!(
+        log_lines(&b)
+            .iter()
+            .all(|l| l["step_s"].as_f64().unwrap() > 0.0)
+    );
 }
 
 #[test]
@@ -453,7 +476,9 @@ fn resuming_a_finished_run_is_a_no_op_that_says_so() {
         .iter()
         .map(|f| (run.join(f), std::fs::read(run.join(f)).unwrap()))
         .collect();
-    let o = ndt(&format!("train {ds} --out {r} --resume --device cpu --json"));
+    let o = ndt(&format!(
+        "train {ds} --out {r} --resume --device cpu --json"
+    ));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("already finished"), "{err}");
@@ -461,6 +486,10 @@ fn resuming_a_finished_run_is_a_no_op_that_says_so() {
     assert_eq!(v["finished"], true);
     assert_eq!(v["epochs_done"], 2);
     for (p, bytes) in before {
-        assert!(std::fs::read(&p).unwrap() == bytes, "{} rewritten", p.display());
+        assert!(
+            std::fs::read(&p).unwrap() == bytes,
+            "{} rewritten",
+            p.display()
+        );
     }
 }

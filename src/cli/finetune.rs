@@ -93,14 +93,6 @@ pub fn run(a: Args) -> Result<()> {
         mode.name(),
         hyper.epochs
     );
-    let o = finetune(
-        &ds,
-        session[0],
-        &a.ckpt,
-        mode,
-        &hyper,
-        &a.out,
-        &exec,
-    )?;
+    let o = finetune(&ds, session[0], &a.ckpt, mode, &hyper, &a.out, &exec)?;
     report(&a.out, &o, a.exec.json)
 }

@@ -45,7 +45,7 @@ impl Default for Exec {
 pub fn resolve_sessions(ds: &Dataset, spec: &str) -> Result<Vec<usize>> {
     if ds.n_sessions() == 0 {
         return Err(input(
-            &ds.dir.join("manifest.json"),
+            ds.dir.join("manifest.json"),
             "the dataset holds no session (`sessions` is empty)",
         ));
     }

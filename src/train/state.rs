@@ -183,7 +183,7 @@ pub fn load(path: &Path) -> Result<State> {
     let params = tensor("params")?;
     let m = tensor("m")?;
     let v = tensor("v")?;
-    let has_best = st.names().iter().any(|n| *n == "best");
+    let has_best = st.names().contains(&"best");
     let best = if has_best {
         let bm: BTreeMap<String, String> = serde_json::from_str(get(BEST_META_KEY)?)
             .map_err(|e| bad(format!("metadata '{BEST_META_KEY}': {e}")))?;

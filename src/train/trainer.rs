@@ -344,7 +344,13 @@ impl Ctx<'_, '_> {
     /// Writes the held checkpoints, then the resume state at `c` with the backend's current
     /// parameters `params` (the state last: it is the point a resumed run starts from, and the
     /// checkpoints on disk are never behind it).
-    fn write(&self, backend: &dyn Backend, c: &Counters, params: &[f32], mem: &mut Mem) -> Result<()> {
+    fn write(
+        &self,
+        backend: &dyn Backend,
+        c: &Counters,
+        params: &[f32],
+        mem: &mut Mem,
+    ) -> Result<()> {
         self.flush_checkpoints(mem)?;
         let (m, v) = backend.moments()?;
         let best = mem.best.as_ref().map(|(b, meta)| (b.as_slice(), meta));
