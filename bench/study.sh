@@ -4,17 +4,19 @@
 # data, and per build and stage: wall time, the summed epoch and step times the runs logged, their
 # ratio (the overhead), bytes written, the results' size on disk and jobs per hour.
 #
-#   bench/study.sh [--out FILE.md] [--threads N] [--work DIR] [LABEL=]NDT[ FLAGS...] ...
+#   bench/study.sh [--out FILE.md] [--threads N] [--work DIR] [--no-paper] [LABEL=]NDT[ FLAGS...] ...
 #   NDT=target/release/ndt bench/study.sh
 #
 # Each argument is one build: `old=/tmp/ndt-old/target/release/ndt` or
 # `every-epoch=target/release/ndt --checkpoint-every 0` (FLAGS go to `ndt rank` and `ndt sweep`).
 # Without one, $NDT, else target/release/ndt. The Markdown table goes to stdout and, with --out,
-# to FILE.md (with the machine, the date and this command line). See bench/README.md.
+# to FILE.md (with the machine, the date and this command line). --no-paper skips the last stage,
+# one `ndt train --config paper` of 4 epochs. See bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=""
+PAPER=1
 THREADS=2
 WORK=""
 BUILDS=()
@@ -24,7 +26,8 @@ while [ $# -gt 0 ]; do
         --out) OUT=${2:?--out needs a path}; shift ;;
         --threads) THREADS=${2:?--threads needs a number}; shift ;;
         --work) WORK=${2:?--work needs a path}; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --no-paper) PAPER=0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         -*) die "unknown option '$1' (see --help)" ;;
         *) BUILDS+=("$1") ;;
     esac
@@ -54,6 +57,12 @@ if [ ! -f "$DATA/manifest.json" ]; then
     "$first_bin" synth --preset rs --out "$DATA" --sessions 8 --animals 4 --animal-layout line \
         --animal-strength 2.5 --trials 160 --neurons 150 --bins 50 --onset-bin 10 --rate 20 \
         --seed 11 >/dev/null
+fi
+
+PDATA=$WORK/paper-data
+if [ "$PAPER" = 1 ] && [ ! -f "$PDATA/manifest.json" ]; then
+    "$first_bin" synth --preset rs --out "$PDATA" --sessions 1 --trials 200 --neurons 1000 \
+        --bins 150 --onset-bin 10 --rate 10 --seed 12 >/dev/null
 fi
 
 # The mix: the ranking of two held-out sessions over a pool of six single-session models, then
@@ -119,10 +128,12 @@ have_step = True
 jobs = 0
 for d in sys.argv[1:]:
     res = os.path.join(d, "result.json")
-    if not os.path.exists(res):
+    log = os.path.join(d, "work", "run", "log.jsonl")
+    if os.path.exists(os.path.join(d, "log.jsonl")):
+        log = os.path.join(d, "log.jsonl")  # a plain run folder
+    elif not os.path.exists(res):
         continue
     jobs += 1
-    log = os.path.join(d, "work", "run", "log.jsonl")
     if not os.path.exists(log):
         continue
     for line in open(log):
@@ -169,6 +180,17 @@ for b in "${BUILDS[@]}"; do
         size=$(du -sb "$res" | cut -f1)
         ROWS+=("$label $stage $m $s $size")
     done
+    if [ "$PAPER" = 1 ]; then
+        # One `ndt train` at the paper's config (D 512, 5 blocks; one session of 1000 neurons,
+        # 150 bins), 4 epochs: the job size at which a checkpoint write costs most.
+        run=$WORK/paper-$label
+        rm -rf "$run"
+        m=$(measured "$bin" train "$PDATA" --out "$run" --config paper --epochs 4 \
+            --schemes forward --device cpu --threads "$THREADS" "${flags[@]}")
+        s=$(sums "$run")
+        size=$(du -sb "$run" | cut -f1)
+        ROWS+=("$label paper-train $m $s $size")
+    fi
 done
 
 $PY - "$WORK" "$CMDLINE" "$THREADS" "${ROWS[@]}" <<'PY' | tee "${OUT:-/dev/null}"

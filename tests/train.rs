@@ -399,7 +399,10 @@ fn a_checkpoint_cadence_that_makes_no_sense_is_a_usage_error() {
         ));
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{bad}: {err}");
-        assert!(err.contains("--checkpoint-every"), "{bad}: {err}");
+        assert!(
+            err.contains("--checkpoint-every") && err.contains("not a checkpoint cadence"),
+            "{bad}: {err}"
+        );
         assert!(!run.join("run.json").exists());
     }
 }
