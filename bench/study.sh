@@ -4,22 +4,26 @@
 # data, and per build and stage: wall time, the summed epoch and step times the runs logged, their
 # ratio (the overhead), bytes written, the results' size on disk and jobs per hour.
 #
-#   bench/study.sh [--out FILE.md] [--threads N] [--work DIR] [--no-paper] [LABEL=]NDT[ FLAGS...] ...
+#   bench/study.sh [--out FILE.md] [--threads N] [--work DIR] [--no-paper]
+#                  [--paper-only "[LABEL=]NDT[ FLAGS...]"] [LABEL=]NDT[ FLAGS...] ...
 #   NDT=target/release/ndt bench/study.sh
 #
 # Each argument is one build: `old=/tmp/ndt-old/target/release/ndt` or
 # `every-epoch=target/release/ndt --checkpoint-every 0` (FLAGS go to `ndt rank` and `ndt sweep`).
 # Without one, $NDT, else target/release/ndt. The Markdown table goes to stdout and, with --out,
 # to FILE.md (with the machine, the date and this command line). --no-paper skips the last stage,
-# one `ndt train --config paper` of 4 epochs. See bench/README.md.
+# one `ndt train --config paper` of 4 epochs; --paper-only adds a build to that stage alone.
+# See bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+CMDLINE="bench/study.sh $*"
 OUT=""
 PAPER=1
 THREADS=2
 WORK=""
 BUILDS=()
+PONLY=()
 die() { echo "study.sh: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,7 +31,8 @@ while [ $# -gt 0 ]; do
         --threads) THREADS=${2:?--threads needs a number}; shift ;;
         --work) WORK=${2:?--work needs a path}; shift ;;
         --no-paper) PAPER=0 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --paper-only) PONLY+=("${2:?--paper-only needs a build}"); shift ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         -*) die "unknown option '$1' (see --help)" ;;
         *) BUILDS+=("$1") ;;
     esac
@@ -36,13 +41,13 @@ done
 if [ ${#BUILDS[@]} -eq 0 ]; then
     BUILDS=("${NDT:-target/release/ndt}")
 fi
-CMDLINE="bench/study.sh $*"
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 [ -n "$WORK" ] || WORK=$(mktemp -d "${TMPDIR:-/tmp}/ndt-study.XXXXXX")
 mkdir -p "$WORK"
 PY=python3
 
 first_bin=""
-for b in "${BUILDS[@]}"; do
+for b in "${BUILDS[@]}" "${PONLY[@]}"; do
     spec=$b
     if [[ "$b" =~ ^[A-Za-z0-9_.-]+= ]]; then spec=${b#*=}; fi
     bin=${spec%% *}
@@ -152,8 +157,12 @@ print(f"{epoch:.3f} {step if have_step else 'nan'} {evals:.3f} {jobs}")
 PY
 }
 
-ROWS=()
-for b in "${BUILDS[@]}"; do
+: >"$WORK/rows.txt"
+ALL=("${BUILDS[@]}")
+for b in "${PONLY[@]}"; do ALL+=("paper-only:$b"); done
+for b in "${ALL[@]}"; do
+    only_paper=0
+    if [ "${b#paper-only:}" != "$b" ]; then only_paper=1; b=${b#paper-only:}; fi
     if [[ "$b" =~ ^[A-Za-z0-9_.-]+= ]]; then
         label=${b%%=*}; spec=${b#*=}
     else
@@ -167,6 +176,7 @@ for b in "${BUILDS[@]}"; do
     export LOG=$WORK/stderr-$label.log
     : >"$LOG"
     for stage in rank sweep; do
+        [ "$only_paper" = 0 ] || continue
         before=$(ls -d "$res"/jobs/*/ 2>/dev/null | sort || true)
         if [ "$stage" = rank ]; then
             m=$(measured "$bin" rank "$WORK/plan-$label.toml" --threads "$THREADS" "${flags[@]}")
@@ -178,7 +188,7 @@ for b in "${BUILDS[@]}"; do
         # shellcheck disable=SC2086
         s=$(sums $new)
         size=$(du -sb "$res" | cut -f1)
-        ROWS+=("$label $stage $m $s $size")
+        echo "$label $stage $m $s $size" | tee -a "$WORK/rows.txt" >&2
     done
     if [ "$PAPER" = 1 ]; then
         # One `ndt train` at the paper's config (D 512, 5 blocks; one session of 1000 neurons,
@@ -189,13 +199,15 @@ for b in "${BUILDS[@]}"; do
             --schemes forward --device cpu --threads "$THREADS" "${flags[@]}")
         s=$(sums "$run")
         size=$(du -sb "$run" | cut -f1)
-        ROWS+=("$label paper-train $m $s $size")
+        echo "$label paper-train $m $s $size" | tee -a "$WORK/rows.txt" >&2
     fi
 done
 
-$PY - "$WORK" "$CMDLINE" "$THREADS" "${ROWS[@]}" <<'PY' | tee "${OUT:-/dev/null}"
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+$PY - "$WORK" "$CMDLINE" "$THREADS" "$LOAD0 -> $LOAD1" "$WORK/rows.txt" <<'PY' | tee "${OUT:-/dev/null}"
 import math, platform, subprocess, sys, datetime
-work, cmd, threads, rows = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+work, cmd, threads, load = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+rows = [l for l in open(sys.argv[5]).read().splitlines() if l.strip()]
 model = "unknown CPU"
 try:
     for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
@@ -206,7 +218,8 @@ except OSError:
 cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 print(f"# Study benchmark, {datetime.date.today()}\n")
 print(f"Machine: {model}, {cores} cores ({platform.machine()}), --threads {threads}. "
-      f"Command: `{cmd}`. Work folder: `{work}`.\n")
+      f"Command: `{cmd}`. Work folder: `{work}`. Load average (1, 5, 15 min) before -> after: "
+      f"{load} (a shared machine: other work ran alongside).\n")
 print("| build | stage | jobs | wall s | Σ epoch s | Σ step s | eval s | wall ÷ Σ step | wall ÷ (Σ epoch + eval) | MB written | MB written / job | results MB | jobs / hour |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
