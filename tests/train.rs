@@ -249,3 +249,250 @@ fn bad_settings_are_user_errors() {
     ));
     assert!(String::from_utf8_lossy(&o.stderr).contains("half"));
 }
+
+#[test]
+fn a_run_directory_has_one_writer_at_a_time() {
+    let (ds, cfg) = data();
+    let dir = tmp("lock");
+    let run = dir.join("run");
+    let r = run.display();
+    let common = format!("--sessions syn-0000 --config {cfg} --device cpu --threads 1");
+    // Another process holding the run's lock (as a running `ndt train` does) keeps a second
+    // writer out, for a new run and for --resume.
+    std::fs::create_dir_all(&run).unwrap();
+    let held = std::fs::File::create(run.join(".ndt.lock")).unwrap();
+    held.try_lock().unwrap();
+    let o = ndt(&format!("train {ds} --out {r} {common} --epochs 2"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("in use by another ndt process"), "{err}");
+    assert!(!run.join("run.json").exists(), "the refused run wrote");
+    drop(held);
+    ok(&format!(
+        "train {ds} --out {r} {common} --epochs 2 --stop-after 1"
+    ));
+    let held = std::fs::File::open(run.join(".ndt.lock")).unwrap();
+    held.try_lock().unwrap();
+    let o = ndt(&format!("train {ds} --out {r} --resume --device cpu"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("in use by another ndt process"), "{err}");
+    drop(held);
+
+    // Two real processes: the second `ndt train --out SAME` is refused while the first runs.
+    let run2 = dir.join("run2");
+    let r2 = run2.display();
+    let mut first = Command::new(NDT)
+        .args(format!("train {ds} --out {r2} {common} --epochs 400").split_whitespace())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !run2.join("state.safetensors").exists() {
+        assert!(t0.elapsed().as_secs() < 60);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let o = ndt(&format!("train {ds} --out {r2} {common} --epochs 400"));
+    let o2 = ndt(&format!("train {ds} --out {r2} --resume --device cpu"));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    for o in [o, o2] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("in use by another ndt process"), "{err}");
+    }
+}
+
+#[test]
+fn the_next_writer_removes_leftovers_of_killed_writers() {
+    let (ds, cfg) = data();
+    let run = tmp("leftovers").join("run");
+    let r = run.display();
+    ok(&format!(
+        "train {ds} --out {r} --sessions syn-0000 --config {cfg} --epochs 2 --stop-after 1 \
+         --device cpu --threads 1"
+    ));
+    for name in [".state.safetensors.tmp99999", ".best.safetensors.tmp4"] {
+        std::fs::write(run.join(name), b"half a file").unwrap();
+    }
+    std::fs::write(run.join("notes.tmp5"), b"not ours").unwrap();
+    ok(&format!(
+        "train {ds} --out {r} --resume --device cpu --threads 1"
+    ));
+    assert!(!run.join(".state.safetensors.tmp99999").exists());
+    assert!(!run.join(".best.safetensors.tmp4").exists());
+    assert!(
+        run.join("notes.tmp5").exists(),
+        "a file not of ours was removed"
+    );
+}
+
+#[test]
+fn resume_state_counters_are_checked_against_the_run() {
+    let (ds, cfg) = data();
+    let run = tmp("counters").join("run");
+    let r = run.display();
+    ok(&format!(
+        "train {ds} --out {r} --sessions syn-0000 --config {cfg} --epochs 3 --stop-after 1 \
+         --device cpu --threads 1"
+    ));
+    let path = run.join("state.safetensors");
+    let good = ndt::train::state::load(&path).unwrap();
+    let bad_epoch = |c: &mut ndt::train::state::Counters| c.epoch = 1_000_000_000_000_000_000;
+    let bad_step = |c: &mut ndt::train::state::Counters| c.step += 1;
+    let bad_best = |c: &mut ndt::train::state::Counters| c.best_epoch = Some(7);
+    let bad_batch = |c: &mut ndt::train::state::Counters| c.batch = 1_000_000;
+    for edit in [
+        &bad_epoch as &dyn Fn(&mut ndt::train::state::Counters),
+        &bad_step,
+        &bad_best,
+        &bad_batch,
+    ] {
+        let mut st = good.clone();
+        edit(&mut st.counters);
+        ndt::train::state::save(&path, &st).unwrap();
+        let o = ndt(&format!(
+            "train {ds} --out {r} --resume --device cpu --threads 1"
+        ));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("state.safetensors"), "{err}");
+        assert!(!err.contains("already finished"), "{err}");
+    }
+    ndt::train::state::save(&path, &good).unwrap();
+    ok(&format!(
+        "train {ds} --out {r} --resume --device cpu --threads 1"
+    ));
+}
+
+#[test]
+fn a_dataset_without_sessions_is_an_error_not_a_panic() {
+    let (ds, cfg) = data();
+    let dir = tmp("nosessions");
+    let empty = dir.join("ds");
+    std::fs::create_dir_all(&empty).unwrap();
+    let text = std::fs::read_to_string(Path::new(&ds).join("manifest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    m["sessions"] = serde_json::json!([]);
+    std::fs::write(empty.join("manifest.json"), m.to_string()).unwrap();
+    let o = ndt(&format!(
+        "train {} --out {} --config {cfg} --epochs 1 --device cpu",
+        empty.display(),
+        dir.join("run").display()
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("manifest.json") && err.contains("no session"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_checkpoint_cadence_that_makes_no_sense_is_a_usage_error() {
+    let (ds, cfg) = data();
+    let run = tmp("cadence").join("run");
+    for bad in ["-5", "ten", "10x", "-1m", "1.5"] {
+        let o = ndt(&format!(
+            "train {ds} --out {} --config {cfg} --epochs 1 --device cpu --checkpoint-every={bad}",
+            run.display()
+        ));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{bad}: {err}");
+        assert!(
+            err.contains("--checkpoint-every") && err.contains("not a checkpoint cadence"),
+            "{bad}: {err}"
+        );
+        assert!(!run.join("run.json").exists());
+    }
+}
+
+#[test]
+fn checkpoints_follow_the_cadence_and_the_end() {
+    let (ds, cfg) = data();
+    let dir = tmp("cadence-writes");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let common = format!(
+        "--sessions syn-0000 --config {cfg} --epochs 5 --val-every 1 --device cpu --threads 1"
+    );
+    // Every 2 epochs, and the end (--stop-after 3 is an end): the state is at epoch 3, the log
+    // has 3 lines, `best` is the best of those 3 (held in memory when it was epoch 3's).
+    ok(&format!(
+        "train {ds} --out {} {common} --checkpoint-every 2e --stop-after 3",
+        a.display()
+    ));
+    let st = ndt::train::state::load(&a.join("state.safetensors")).unwrap();
+    assert_eq!(st.counters.epoch, 3);
+    let (_, best, meta) = checkpoint::load(&a.join("best.safetensors")).unwrap();
+    assert_eq!(meta["epoch"], st.counters.best_epoch.unwrap().to_string());
+    let (held, _) = st.best.as_ref().unwrap();
+    assert!(
+        best.iter()
+            .zip(held)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    );
+    // Every epoch (0) versus every 2: the same results.
+    ok(&format!(
+        "train {ds} --out {} {common} --checkpoint-every 0",
+        b.display()
+    ));
+    ok(&format!(
+        "train {ds} --out {} --resume --device cpu --threads 1 --checkpoint-every 2",
+        a.display()
+    ));
+    for f in ["best.safetensors", "last.safetensors"] {
+        let (_, x, mx) = checkpoint::load(&a.join(f)).unwrap();
+        let (_, y, my) = checkpoint::load(&b.join(f)).unwrap();
+        assert_eq!(mx, my, "{f}");
+        assert!(
+            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{f}"
+        );
+    }
+    let strip = |run: &Path| {
+        log_lines(run)
+            .into_iter()
+            .map(|mut v| {
+                v.as_object_mut().unwrap().remove("time_s");
+                v.as_object_mut().unwrap().remove("step_s");
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&a), strip(&b));
+    assert!(
+        log_lines(&b)
+            .iter()
+            .all(|l| l["step_s"].as_f64().unwrap() > 0.0)
+    );
+}
+
+#[test]
+fn resuming_a_finished_run_is_a_no_op_that_says_so() {
+    let (ds, cfg) = data();
+    let run = tmp("finished").join("run");
+    let r = run.display();
+    ok(&format!(
+        "train {ds} --out {r} --sessions syn-0000 --config {cfg} --epochs 2 --device cpu --threads 1"
+    ));
+    let before: Vec<(PathBuf, Vec<u8>)> = ["log.jsonl", "state.safetensors", "last.safetensors"]
+        .iter()
+        .map(|f| (run.join(f), std::fs::read(run.join(f)).unwrap()))
+        .collect();
+    let o = ndt(&format!(
+        "train {ds} --out {r} --resume --device cpu --json"
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("already finished"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["finished"], true);
+    assert_eq!(v["epochs_done"], 2);
+    for (p, bytes) in before {
+        assert!(
+            std::fs::read(&p).unwrap() == bytes,
+            "{} rewritten",
+            p.display()
+        );
+    }
+}

@@ -53,6 +53,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let exec = a.exec.exec()?;
     let mode = Mode::parse(&a.mode)?;
     let ds = Dataset::open(&a.dataset)?;
     let session = resolve_sessions(&ds, &a.session)?;
@@ -92,14 +93,6 @@ pub fn run(a: Args) -> Result<()> {
         mode.name(),
         hyper.epochs
     );
-    let o = finetune(
-        &ds,
-        session[0],
-        &a.ckpt,
-        mode,
-        &hyper,
-        &a.out,
-        &a.exec.exec(),
-    )?;
+    let o = finetune(&ds, session[0], &a.ckpt, mode, &hyper, &a.out, &exec)?;
     report(&a.out, &o, a.exec.json)
 }

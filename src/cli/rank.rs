@@ -23,6 +23,11 @@ pub struct Args {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// How often each job writes its resume state and checkpoints: epochs (`50`, `50e`; `0` =
+    /// every epoch) or time (`90s`, `10m`, `2h`) [default: the plan's `checkpoint_every`, else
+    /// 10m].
+    #[arg(long)]
+    pub checkpoint_every: Option<String>,
 }
 
 /// Ground-truth similarity of `a` to `b` from `extra.synth.similarity`, if the dataset has one.
@@ -40,6 +45,7 @@ fn truth(manifest: &Value, a: &str, b: &str) -> Option<f64> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let every = crate::cli::sweep::cadence(&args.checkpoint_every)?;
     let plan = Plan::load(&args.plan)?;
     let manifest_path = plan.dataset.join("manifest.json");
     let bytes = crate::fsutil::read_bounded(&manifest_path, crate::fsutil::MAX_TEXT_BYTES)?;
@@ -57,7 +63,7 @@ pub fn run(args: Args) -> Result<()> {
             .unwrap_or(1)
     };
     let sweep = Sweep::new(plan, &bytes, &ids, &args.plan)?;
-    let work = DatasetWork::new(&sweep.plan, threads)?;
+    let work = DatasetWork::new(&sweep.plan, threads, every)?;
     let mut out = Vec::new();
     for h in &sweep.heldout {
         let ranking = sweep.ranking(h, &work)?;

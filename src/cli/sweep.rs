@@ -48,6 +48,21 @@ pub struct Args {
     /// At most this many Slurm tasks at once (`--array=0-N%M`).
     #[arg(long)]
     pub max_parallel: Option<usize>,
+    /// How often each job writes its resume state and checkpoints: epochs (`50`, `50e`; `0` =
+    /// every epoch) or time (`90s`, `10m`, `2h`) [default: the plan's `checkpoint_every`, else
+    /// 10m].
+    #[arg(long)]
+    pub checkpoint_every: Option<String>,
+}
+
+/// `--checkpoint-every` of sweep and rank, checked.
+pub fn cadence(flag: &Option<String>) -> Result<Option<crate::train::cadence::Cadence>> {
+    flag.as_deref()
+        .map(|t| {
+            crate::train::cadence::Cadence::parse(t)
+                .map_err(|m| usage(format!("--checkpoint-every: {m}")))
+        })
+        .transpose()
 }
 
 fn open(args: &Args) -> Result<Sweep> {
@@ -72,6 +87,7 @@ fn threads(args: &Args) -> usize {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let every = cadence(&args.checkpoint_every)?;
     let sweep = open(&args)?;
     let points = sweep.points();
     if args.list {
@@ -110,13 +126,13 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     if let Some(i) = args.task {
-        let work = DatasetWork::new(&sweep.plan, threads(&args))?;
+        let work = DatasetWork::new(&sweep.plan, threads(&args), every)?;
         let r = sweep.run_point(i, &work)?;
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
         return Ok(());
     }
     if args.jobs <= 1 {
-        let work = DatasetWork::new(&sweep.plan, threads(&args))?;
+        let work = DatasetWork::new(&sweep.plan, threads(&args), every)?;
         for i in 0..points.len() {
             let r = sweep.run_point(i, &work)?;
             eprintln!(
@@ -162,6 +178,9 @@ fn run_parallel(args: &Args, n: usize) -> Result<()> {
                 .arg(next.to_string())
                 .arg("--threads")
                 .arg(t.to_string());
+            if let Some(c) = &args.checkpoint_every {
+                cmd.arg("--checkpoint-every").arg(c);
+            }
             if !gpus.is_empty() {
                 cmd.env("CUDA_VISIBLE_DEVICES", &gpus[slot % gpus.len()]);
             }

@@ -4,6 +4,7 @@
 use crate::error::{Result, usage};
 use crate::scheme::Scheme;
 use crate::store::Dataset;
+use crate::train::cadence::Cadence;
 use crate::train::config::RunConfig;
 use crate::train::device::Device;
 use crate::train::run::{Exec, model_config, pretrain, resolve_sessions};
@@ -66,17 +67,27 @@ pub struct ExecArgs {
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Write the resume state, `last` and `best` every N epochs (`50`, `50e`; `0` = every
+    /// epoch) or every so much time (`90s`, `10m`, `2h`); always also at the end and on
+    /// SIGTERM, SIGINT or SIGUSR1.
+    #[arg(long, default_value = crate::train::cadence::DEFAULT_TEXT)]
+    pub checkpoint_every: String,
 }
 
 impl ExecArgs {
-    pub fn exec(&self) -> Exec {
-        Exec {
+    /// How the run executes; installs the stop-signal handlers.
+    pub fn exec(&self) -> Result<Exec> {
+        let checkpoint_every = Cadence::parse(&self.checkpoint_every)
+            .map_err(|m| usage(format!("--checkpoint-every: {m}")))?;
+        crate::train::signals::install()?;
+        Ok(Exec {
             device: self.device,
             threads: self.threads,
             progress: true,
             stop_after: self.stop_after,
             resume: self.resume,
-        }
+            checkpoint_every,
+        })
     }
 }
 
@@ -129,6 +140,7 @@ fn settings_flags_given(a: &Args) -> bool {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let exec = a.exec.exec()?;
     let ds = Dataset::open(&a.dataset)?;
     let (sessions, rc) = if a.exec.resume {
         if settings_flags_given(&a) {
@@ -182,6 +194,6 @@ pub fn run(a: Args) -> Result<()> {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let o = pretrain(&ds, &sessions, &rc, &a.out, &a.exec.exec())?;
+    let o = pretrain(&ds, &sessions, &rc, &a.out, &exec)?;
     report(&a.out, &o, a.exec.json)
 }

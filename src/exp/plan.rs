@@ -16,6 +16,9 @@
 //! [single]   epochs = 20           # single-session models used for ranking
 //! [rank]     epochs = 10           # frozen-core finetunes used for ranking
 //! ```
+//!
+//! A top-level `checkpoint_every = "10m"` (or `"50e"`, `50`; `0` = every epoch) sets how often
+//! each job writes its resume state (default 10 minutes).
 
 use crate::error::{Result, input};
 use serde::{Deserialize, Serialize};
@@ -135,6 +138,10 @@ pub struct Plan {
     /// Threads per job on the CPU backend (0 = all cores / jobs).
     #[serde(default)]
     pub threads: usize,
+    /// When each job writes its resume state and checkpoints (`"10m"`, `"50e"`, `50`; `0` =
+    /// every epoch; see `train::cadence`). Not part of any job's identity.
+    #[serde(default)]
+    pub checkpoint_every: Option<toml::Value>,
 }
 
 fn default_orders() -> Vec<Order> {
@@ -310,7 +317,19 @@ impl Plan {
                 ));
             }
         }
+        plan.cadence().map_err(|m| input(path, m))?;
         Ok(plan)
+    }
+
+    /// The plan's `checkpoint_every` (the default when absent).
+    pub fn cadence(&self) -> std::result::Result<crate::train::cadence::Cadence, String> {
+        let text = match &self.checkpoint_every {
+            None => return Ok(crate::train::cadence::DEFAULT),
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(toml::Value::Integer(n)) => n.to_string(),
+            Some(v) => v.to_string(),
+        };
+        crate::train::cadence::Cadence::parse(&text).map_err(|m| format!("checkpoint_every: {m}"))
     }
 }
 
@@ -390,6 +409,18 @@ mod tests {
             (
                 "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\n[model]\nd_model = 0.5\n",
                 "[model]",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\ncheckpoint_every = \"-3m\"\n",
+                "checkpoint_every",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\ncheckpoint_every = \"5 fortnights\"\n",
+                "checkpoint_every",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\ncheckpoint_every = -2\n",
+                "checkpoint_every",
             ),
         ] {
             let p = write(&dir, text);

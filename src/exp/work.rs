@@ -1,33 +1,37 @@
 //! The sweep's `Work` on a real dataset: pretraining, finetuning and evaluation through the
 //! trainer (`train::run`) and the evaluator (`eval::tasks`).
 //!
-//! Training runs one epoch per call of the trainer and resumes from the run's state file in
-//! between, which is bit-identical to an uninterrupted run on the CPU (`train::trainer`). Between
-//! epochs it checks the stop flag that SIGTERM / SIGUSR1 raise: a signalled job keeps its last
-//! finished epoch on disk and exits, and the next run of the same job resumes from there.
+//! A job is one call of the trainer, which runs all its epochs on one backend; the worker keeps
+//! that backend for the next job when the model config is the same (`train::device::Worker`:
+//! for CUDA the context, compiled modules, workspace and graphs; for the CPU its thread pool).
+//! The trainer writes the job's resume state at the plan's `checkpoint_every` cadence and, at the
+//! next step boundary, when SIGTERM, SIGINT or SIGUSR1 arrives (`train::signals`); the job then
+//! stops with `Error::Interrupted`, and the next run of the same job resumes from there
+//! (bit-identical to an uninterrupted run on the CPU).
 
-use crate::error::{Error, Result, internal, usage};
+use crate::error::{Result, internal, usage};
 use crate::eval::tasks::EvalOpts;
 use crate::exp::plan::{Plan, Stage};
 use crate::exp::sweep::{FinetuneEval, Work};
 use crate::scheme::Scheme;
 use crate::store::{Dataset, SplitName};
+use crate::train::cadence::Cadence;
 use crate::train::config::RunConfig;
-use crate::train::device::Device;
+use crate::train::device::{Device, Worker};
 use crate::train::finetune::Mode;
-use crate::train::run::{Exec, evaluate_checkpoint, finetune, pretrain, resumable};
+use crate::train::run::{Exec, evaluate_checkpoint_on, finetune_on, pretrain_on, resumable};
 use crate::train::trainer::Outcome;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct DatasetWork {
     ds: Dataset,
     base: RunConfig,
     device: Device,
     threads: usize,
-    stop: Arc<AtomicBool>,
+    checkpoint_every: Cadence,
+    worker: RefCell<Worker>,
 }
 
 /// The plan's `[model]` table (`preset` plus overrides) as a run config.
@@ -48,10 +52,20 @@ fn run_config(plan: &Plan) -> Result<RunConfig> {
 }
 
 impl DatasetWork {
-    pub fn new(plan: &Plan, threads: usize) -> Result<DatasetWork> {
+    /// The work of `plan` on `threads` CPU threads per job, writing each job's state every
+    /// `checkpoint_every` (None: the plan's `checkpoint_every`).
+    pub fn new(
+        plan: &Plan,
+        threads: usize,
+        checkpoint_every: Option<Cadence>,
+    ) -> Result<DatasetWork> {
         let ds = Dataset::open(&plan.dataset)?;
+        let checkpoint_every = match checkpoint_every {
+            Some(c) => c,
+            None => plan.cadence().map_err(usage)?,
+        };
         let device = match plan.device.as_str() {
-            // Resolved once here, since every epoch reopens the backend.
+            // Resolved once here: every job opens its backend on the same device.
             "auto" => match crate::cuda::available() {
                 Ok(_) => Device::Cuda,
                 Err(why) => {
@@ -67,17 +81,14 @@ impl DatasetWork {
                 )));
             }
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
-            signal_hook::flag::register(sig, Arc::clone(&stop))
-                .map_err(|e| internal(format!("cannot install the signal handler: {e}")))?;
-        }
+        crate::train::signals::install()?;
         Ok(DatasetWork {
             ds,
             base: run_config(plan)?,
             device,
             threads,
-            stop,
+            checkpoint_every,
+            worker: RefCell::new(Worker::new(device, threads)),
         })
     }
 
@@ -101,41 +112,23 @@ impl DatasetWork {
         Ok(rc)
     }
 
-    /// Runs `step` one epoch at a time until the run is finished, resuming in `out`.
-    fn epochs(
+    /// Runs a job's training to its end in one call of the trainer (resuming what a stopped or
+    /// killed run of the job left in `out`).
+    fn train(
         &self,
         out: &Path,
-        mut step: impl FnMut(&Exec) -> Result<Outcome>,
+        step: impl FnOnce(&mut Worker, &Exec) -> Result<Outcome>,
     ) -> Result<Outcome> {
-        loop {
-            let done = if resumable(out) {
-                crate::train::log::read(&out.join(crate::train::trainer::LOG_FILE))?
-                    .iter()
-                    .map(|e| e.epoch)
-                    .max()
-                    .unwrap_or(0)
-            } else {
-                0
-            };
-            let exec = Exec {
-                device: self.device,
-                threads: self.threads,
-                progress: false,
-                stop_after: Some(done + 1),
-                resume: resumable(out),
-            };
-            let o = step(&exec)?;
-            if o.finished {
-                return Ok(o);
-            }
-            if self.stop.load(Ordering::Relaxed) {
-                return Err(Error::Interrupted(format!(
-                    "{}: stopped by a signal after epoch {}; run the job again to resume",
-                    out.display(),
-                    o.epochs_done
-                )));
-            }
-        }
+        let exec = Exec {
+            device: self.device,
+            threads: self.threads,
+            progress: false,
+            stop_after: None,
+            resume: resumable(out),
+            checkpoint_every: self.checkpoint_every,
+        };
+        let mut worker = self.worker.borrow_mut();
+        step(&mut worker, &exec)
     }
 }
 
@@ -153,7 +146,9 @@ impl Work for DatasetWork {
             .collect::<Result<_>>()?;
         let rc = self.run_config(stage, seed)?;
         let out = work.join("run");
-        let o = self.epochs(&out, |exec| pretrain(&self.ds, &idx, &rc, &out, exec))?;
+        let o = self.train(&out, |w, exec| {
+            pretrain_on(w, &self.ds, &idx, &rc, &out, exec)
+        })?;
         Ok(o.best_or_last().to_path_buf())
     }
 
@@ -162,11 +157,13 @@ impl Work for DatasetWork {
         let rc = self.run_config(job.stage, job.seed)?;
         let out = work.join("run");
         let o = match job.ckpt {
-            None => self.epochs(&out, |exec| pretrain(&self.ds, &[s], &rc, &out, exec))?,
+            None => self.train(&out, |w, exec| {
+                pretrain_on(w, &self.ds, &[s], &rc, &out, exec)
+            })?,
             Some(ckpt) => {
                 let mode = Mode::parse(job.stage.mode.as_deref().unwrap_or("frozen-core"))?;
-                self.epochs(&out, |exec| {
-                    finetune(&self.ds, s, ckpt, mode, &rc.train, &out, exec)
+                self.train(&out, |w, exec| {
+                    finetune_on(w, &self.ds, s, ckpt, mode, &rc.train, &out, exec)
                 })?
             }
         };
@@ -185,14 +182,8 @@ impl Work for DatasetWork {
             choice: !job.only_forward,
             ..EvalOpts::default()
         };
-        let exec = Exec {
-            device: self.device,
-            threads: self.threads,
-            progress: false,
-            stop_after: None,
-            resume: false,
-        };
-        let report = evaluate_checkpoint(o.best_or_last(), &self.ds, s, &opts, &exec)?;
+        let mut worker = self.worker.borrow_mut();
+        let report = evaluate_checkpoint_on(&mut worker, o.best_or_last(), &self.ds, s, &opts)?;
         Ok(report.metrics())
     }
 

@@ -47,3 +47,46 @@ pub fn open(device: Device, cfg: &ModelConfig, threads: usize) -> Result<Box<dyn
         },
     }
 }
+
+/// The backend a worker keeps from one job to the next: a job whose model config equals the
+/// previous job's gets the same backend back (for CUDA: its context, compiled modules,
+/// workspace and captured graphs; for the CPU: its thread pool and workspace), reset to a fresh
+/// backend's state (every parameter trainable, zero moments; the trainer sets the parameters).
+/// Another config opens a new backend on the same device choice.
+pub struct Worker {
+    pub device: Device,
+    pub threads: usize,
+    kept: Option<(ModelConfig, Box<dyn Backend>)>,
+}
+
+impl Worker {
+    pub fn new(device: Device, threads: usize) -> Worker {
+        Worker {
+            device,
+            threads,
+            kept: None,
+        }
+    }
+
+    /// A backend for `cfg`, as a newly opened one behaves.
+    pub fn backend(&mut self, cfg: &ModelConfig) -> Result<&mut dyn Backend> {
+        let reuse = matches!(&self.kept, Some((c, _)) if c == cfg);
+        if reuse {
+            if let Some((_, b)) = self.kept.as_mut() {
+                let n = crate::model::ParamTable::new(cfg).total;
+                let zeros = vec![0f32; n];
+                b.set_trainable(&vec![1u8; n])?;
+                b.set_moments(&zeros, &zeros)?;
+            }
+        } else {
+            // The old backend goes first, so two never hold device memory at once.
+            self.kept = None;
+            let b = open(self.device, cfg, self.threads)?;
+            self.kept = Some((cfg.clone(), b));
+        }
+        match self.kept.as_mut() {
+            Some((_, b)) => Ok(b.as_mut()),
+            None => Err(crate::error::internal("worker without a backend")),
+        }
+    }
+}

@@ -25,6 +25,10 @@ pub struct EpochLine {
     pub grad_norm: f64,
     /// Wall-clock seconds of the epoch's training steps and its validation.
     pub time_s: f64,
+    /// Wall-clock seconds of the epoch's training steps alone (the backend's `train_step`
+    /// calls); absent in logs written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_s: Option<f64>,
     /// Whether this epoch set a new best validation loss.
     pub best: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -58,19 +62,29 @@ pub fn read(path: &Path) -> Result<Vec<EpochLine>> {
 }
 
 /// Keeps the lines of epochs `<= epoch` that did not diverge (used when resuming, so the log
-/// matches the state the run restarts from). Rewrites the file atomically.
+/// matches the state the run restarts from): the kept lines keep their bytes, and the file is
+/// rewritten (atomically) only when something is dropped, such as the lines of epochs finished
+/// after the last state was written, a diverged line or a line cut short by a crash.
 pub fn truncate(path: &Path, epoch: usize) -> Result<()> {
-    let keep: Vec<EpochLine> = read(path)?
-        .into_iter()
-        .filter(|l| l.epoch <= epoch && !l.diverged)
-        .collect();
-    let mut text = String::new();
-    for l in &keep {
-        text.push_str(
-            &serde_json::to_string(l)
-                .map_err(|e| crate::error::internal(format!("log line: {e}")))?,
-        );
-        text.push('\n');
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io_at(path)(e)),
+    };
+    let mut keep = String::with_capacity(text.len());
+    for raw in text.split_inclusive('\n') {
+        if !raw.ends_with('\n') {
+            continue;
+        }
+        if let Ok(l) = serde_json::from_str::<EpochLine>(raw.trim_end())
+            && l.epoch <= epoch
+            && !l.diverged
+        {
+            keep.push_str(raw);
+        }
     }
-    crate::fsutil::write_atomic(path, text.as_bytes())
+    if keep == text && path.exists() {
+        return Ok(());
+    }
+    crate::fsutil::write_atomic(path, keep.as_bytes())
 }

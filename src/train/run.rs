@@ -1,12 +1,13 @@
 //! The entry points behind `ndt train`, `ndt finetune` and `ndt eval` (also used by sweeps):
 //! they open the backend, build or load the model, and call the trainer or the evaluator.
 
-use crate::error::{Result, usage};
+use crate::error::{Result, input, usage};
 use crate::eval::tasks::{EvalOpts, EvalReport, evaluate};
 use crate::model::{ModelConfig, ParamTable, checkpoint, init};
 use crate::store::Dataset;
+use crate::train::cadence::Cadence;
 use crate::train::config::{RunConfig, TrainHyper};
-use crate::train::device::{self, Device};
+use crate::train::device::{Device, Worker};
 use crate::train::finetune::{Mode, finetune_init};
 use crate::train::trainer::{Init, Outcome, Run, can_resume, train};
 use std::collections::BTreeMap;
@@ -23,6 +24,8 @@ pub struct Exec {
     pub stop_after: Option<usize>,
     /// Continue the run in the output directory instead of starting one.
     pub resume: bool,
+    /// When the resume state and checkpoints are written (see `train::cadence`).
+    pub checkpoint_every: Cadence,
 }
 
 impl Default for Exec {
@@ -33,12 +36,19 @@ impl Default for Exec {
             progress: true,
             stop_after: None,
             resume: false,
+            checkpoint_every: Cadence::default(),
         }
     }
 }
 
 /// Dataset indices of `spec`: `all`, or comma-separated session ids.
 pub fn resolve_sessions(ds: &Dataset, spec: &str) -> Result<Vec<usize>> {
+    if ds.n_sessions() == 0 {
+        return Err(input(
+            ds.dir.join("manifest.json"),
+            "the dataset holds no session (`sessions` is empty)",
+        ));
+    }
     if spec.trim() == "all" {
         return Ok((0..ds.n_sessions()).collect());
     }
@@ -65,7 +75,13 @@ pub fn resolve_sessions(ds: &Dataset, spec: &str) -> Result<Vec<usize>> {
 /// The model config for training `sessions` of `ds` with `dims` (all sessions must have the
 /// same number of bins).
 pub fn model_config(ds: &Dataset, sessions: &[usize], rc: &RunConfig) -> Result<ModelConfig> {
-    let first = ds.session(sessions[0]);
+    let Some(&s0) = sessions.first() else {
+        return Err(usage("no session to train on"));
+    };
+    if let Some(&bad) = sessions.iter().find(|&&s| s >= ds.n_sessions()) {
+        return Err(usage(format!("session index {bad} out of range")));
+    }
+    let first = ds.session(s0);
     let mut map = BTreeMap::new();
     for &s in sessions {
         let info = ds.session(s);
@@ -91,9 +107,28 @@ pub fn pretrain(
     out: &Path,
     exec: &Exec,
 ) -> Result<Outcome> {
+    pretrain_on(
+        &mut Worker::new(exec.device, exec.threads),
+        ds,
+        sessions,
+        rc,
+        out,
+        exec,
+    )
+}
+
+/// `pretrain` on `worker`'s backend (kept from job to job by sweeps).
+pub fn pretrain_on(
+    worker: &mut Worker,
+    ds: &Dataset,
+    sessions: &[usize],
+    rc: &RunConfig,
+    out: &Path,
+    exec: &Exec,
+) -> Result<Outcome> {
     rc.train.check().map_err(usage)?;
     let cfg = model_config(ds, sessions, rc)?;
-    let mut backend = device::open(exec.device, &cfg, exec.threads)?;
+    let backend = worker.backend(&cfg)?;
     let init = if exec.resume {
         Init::Resume
     } else {
@@ -112,12 +147,29 @@ pub fn pretrain(
         stop_after: exec.stop_after,
         progress: exec.progress,
         meta: BTreeMap::new(),
+        checkpoint_every: exec.checkpoint_every,
     };
-    train(backend.as_mut(), &cfg, init, &run)
+    train(backend, &cfg, init, &run)
 }
 
 /// Finetunes checkpoint `ckpt` on session `session` of `ds` (SPEC §4), or resumes it.
 pub fn finetune(
+    ds: &Dataset,
+    session: usize,
+    ckpt: &Path,
+    mode: Mode,
+    hyper: &TrainHyper,
+    out: &Path,
+    exec: &Exec,
+) -> Result<Outcome> {
+    let mut worker = Worker::new(exec.device, exec.threads);
+    finetune_on(&mut worker, ds, session, ckpt, mode, hyper, out, exec)
+}
+
+/// `finetune` on `worker`'s backend (kept from job to job by sweeps).
+#[allow(clippy::too_many_arguments)]
+pub fn finetune_on(
+    worker: &mut Worker,
     ds: &Dataset,
     session: usize,
     ckpt: &Path,
@@ -137,7 +189,7 @@ pub fn finetune(
         info.n_bins,
         hyper.seed,
     )?;
-    let mut backend = device::open(exec.device, &cfg, exec.threads)?;
+    let backend = worker.backend(&cfg)?;
     let meta = BTreeMap::from([
         ("finetuned_from".to_string(), ckpt.display().to_string()),
         ("mode".to_string(), mode.name().to_string()),
@@ -151,13 +203,14 @@ pub fn finetune(
         stop_after: exec.stop_after,
         progress: exec.progress,
         meta,
+        checkpoint_every: exec.checkpoint_every,
     };
     let init = if exec.resume {
         Init::Resume
     } else {
         Init::Params(params)
     };
-    train(backend.as_mut(), &cfg, init, &run)
+    train(backend, &cfg, init, &run)
 }
 
 /// Whether `out` holds a run to resume (see `trainer::can_resume`).
@@ -173,9 +226,21 @@ pub fn evaluate_checkpoint(
     opts: &EvalOpts,
     exec: &Exec,
 ) -> Result<EvalReport> {
+    let mut worker = Worker::new(exec.device, exec.threads);
+    evaluate_checkpoint_on(&mut worker, ckpt, ds, session, opts)
+}
+
+/// `evaluate_checkpoint` on `worker`'s backend.
+pub fn evaluate_checkpoint_on(
+    worker: &mut Worker,
+    ckpt: &Path,
+    ds: &Dataset,
+    session: usize,
+    opts: &EvalOpts,
+) -> Result<EvalReport> {
     let (cfg, params, _) = checkpoint::load(ckpt)?;
     crate::eval::tasks::check_fit(&cfg, ds, session)?;
-    let mut backend = device::open(exec.device, &cfg, exec.threads)?;
+    let backend = worker.backend(&cfg)?;
     backend.set_params(&params)?;
-    evaluate(backend.as_mut(), &cfg, ds, session, opts)
+    evaluate(backend, &cfg, ds, session, opts)
 }

@@ -3,20 +3,26 @@
 //! An epoch visits every train batch of every session once (`BatchIter`: shuffled trials,
 //! sessions interleaved, one masking scheme per batch drawn from the enabled ones). Each step
 //! takes its learning rate and β₁ from the OneCycle schedule over `epochs × batches` steps.
-//! After each epoch the run directory gets a log line, `last.safetensors`, the resume state and,
-//! on a validation epoch that improves the validation loss, `best.safetensors`.
+//! After each epoch the run directory gets a log line; `last.safetensors`, `best.safetensors` (when
+//! the validation loss improved since the last write) and the resume state are written at the
+//! run's checkpoint cadence (`Run::checkpoint_every`), at its end, at `stop_after`, and when a
+//! stop signal arrives (checked at every step boundary). Between writes the best parameters live
+//! in memory; the resume state holds them too, so a run killed between writes loses at most one
+//! interval of work and nothing of its best model.
 //!
 //! Run directory (`--out RUN`):
 //! - `run.json`: the settings (model config, hyper-parameters, sessions, origin), checked on resume;
 //! - `log.jsonl`: one line per epoch (see `train::log`);
 //! - `best.safetensors`, `last.safetensors`: checkpoints (`model::checkpoint`);
-//! - `state.safetensors`: parameters and AdamW moments for `--resume` (`train::state`).
+//! - `state.safetensors`: parameters, AdamW moments, best parameters and counters for `--resume`
+//!   (`train::state`); written last, so the checkpoints on disk are never behind it;
+//! - `.ndt.lock`: held while a process writes the run (`train::lock`).
 //!
 //! Randomness is counter-based and keyed by the run seed: batch order and masks by
 //! `rng::key(seed, 1)` and the epoch, dropout by `rng::key(rng::key(seed, 2), step)`, the
 //! validation masks by the fixed `VAL_SEED` (the same draw for every run, so validation losses
-//! of different seeds compare). A run stopped after epoch k and resumed replays exactly what an
-//! uninterrupted run does from epoch k + 1 on.
+//! of different seeds compare). A run stopped after step k (at an epoch boundary or part way
+//! through an epoch) and resumed replays exactly what an uninterrupted run does from step k + 1 on.
 
 use crate::backend::{Backend, ForwardOpts, StepHyper};
 use crate::batch::{Batch, BatchIter, BatchOpts};
@@ -24,9 +30,12 @@ use crate::error::{Error, Result, input, io_at, usage};
 use crate::model::{ModelConfig, ParamTable, checkpoint};
 use crate::rng;
 use crate::store::{Dataset, SplitName};
+use crate::train::cadence::Cadence;
 use crate::train::config::TrainHyper;
+use crate::train::lock::RunLock;
 use crate::train::log::{self, EpochLine};
-use crate::train::state::{self, Counters, State};
+use crate::train::signals;
+use crate::train::state::{self, Counters, PartialEpoch};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -62,6 +71,9 @@ pub struct Run<'a> {
     /// Free-form description of the run's origin (e.g. the checkpoint it finetunes), written to
     /// `run.json` and to every checkpoint's metadata.
     pub meta: BTreeMap<String, String>,
+    /// When the resume state and checkpoints are written (besides the end, `stop_after` and a
+    /// stop signal).
+    pub checkpoint_every: Cadence,
 }
 
 /// Where the parameters come from.
@@ -243,6 +255,45 @@ struct EpochSums {
     targets: usize,
     grad_norm: f64,
     steps: usize,
+    step_s: f64,
+}
+
+impl EpochSums {
+    fn partial(&self, time_s: f64) -> PartialEpoch {
+        PartialEpoch {
+            loss_bits: self.loss.to_bits(),
+            targets: self.targets as u64,
+            grad_norm_bits: self.grad_norm.to_bits(),
+            steps: self.steps as u64,
+            step_s: self.step_s,
+            time_s,
+        }
+    }
+
+    fn from_partial(p: &PartialEpoch) -> EpochSums {
+        EpochSums {
+            loss: f64::from_bits(p.loss_bits),
+            targets: p.targets as usize,
+            grad_norm: f64::from_bits(p.grad_norm_bits),
+            steps: p.steps as usize,
+            step_s: p.step_s,
+        }
+    }
+}
+
+/// A checkpoint held in memory until the next write.
+type Held = (Vec<f32>, BTreeMap<String, String>);
+
+/// What lives in memory between writes.
+struct Mem {
+    /// The best parameters so far and their metadata (also in every resume state).
+    best: Option<Held>,
+    /// Whether `best` differs from `best.safetensors`.
+    best_dirty: bool,
+    /// The last finished epoch's parameters when `last.safetensors` is behind them.
+    last: Option<Held>,
+    since: Instant,
+    since_epoch: usize,
 }
 
 impl Ctx<'_, '_> {
@@ -276,46 +327,67 @@ impl Ctx<'_, '_> {
         ))
     }
 
-    /// Writes `last` (and `best` when `improved`) and the resume state.
-    fn save(
+    /// Writes the checkpoints held in memory: `best` when it changed, `last` when it is behind.
+    fn flush_checkpoints(&self, mem: &mut Mem) -> Result<()> {
+        if mem.best_dirty
+            && let Some((p, meta)) = &mem.best
+        {
+            checkpoint::save(&self.files.best, self.cfg, &self.table, p, meta)?;
+            mem.best_dirty = false;
+        }
+        if let Some((p, meta)) = mem.last.take() {
+            checkpoint::save(&self.files.last, self.cfg, &self.table, &p, &meta)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the held checkpoints, then the resume state at `c` with the backend's current
+    /// parameters `params` (the state last: it is the point a resumed run starts from, and the
+    /// checkpoints on disk are never behind it).
+    fn write(
         &self,
         backend: &dyn Backend,
         c: &Counters,
-        params: Vec<f32>,
-        train: f64,
-        val: Option<f64>,
-        improved: bool,
+        params: &[f32],
+        mem: &mut Mem,
     ) -> Result<()> {
-        let (cfg, table) = (self.cfg, &self.table);
-        if improved {
-            let meta = self.meta("best", c, train, val);
-            checkpoint::save(&self.files.best, cfg, table, &params, &meta)?;
-        }
-        let meta = self.meta("last", c, train, val);
-        checkpoint::save(&self.files.last, cfg, table, &params, &meta)?;
+        self.flush_checkpoints(mem)?;
         let (m, v) = backend.moments()?;
-        let st = State {
-            config: cfg.clone(),
-            counters: c.clone(),
-            params,
-            m,
-            v,
-        };
-        state::save(&self.files.state, &st)
+        let best = mem.best.as_ref().map(|(b, meta)| (b.as_slice(), meta));
+        state::save_parts(&self.files.state, self.cfg, c, [params, &m, &v], best)?;
+        mem.since = Instant::now();
+        mem.since_epoch = c.epoch;
+        Ok(())
     }
 
-    /// Starts a new run (writes `run.json`, the initial checkpoint and state) or restores the
-    /// run in the directory, and returns where the loop stands.
-    fn start(&self, backend: &mut dyn Backend, init: Init) -> Result<Counters> {
-        let settings = RunSettings {
+    fn settings(&self) -> RunSettings {
+        RunSettings {
             format: "ndt-run/1".into(),
             config: self.cfg.clone(),
             hyper: self.run.hyper.clone(),
             sessions: self.ids.clone(),
             dataset: self.run.ds.dir.display().to_string(),
             meta: self.run.meta.clone(),
-        };
+        }
+    }
+
+    /// Starts a new run (writes `run.json`, the initial checkpoint and state) or restores the
+    /// run in the directory, and returns where the loop stands.
+    fn start(
+        &self,
+        backend: &mut dyn Backend,
+        init: Init,
+        per_epoch: u64,
+    ) -> Result<(Counters, Mem)> {
+        let settings = self.settings();
         let f = &self.files;
+        let mut mem = Mem {
+            best: None,
+            best_dirty: false,
+            last: None,
+            since: Instant::now(),
+            since_epoch: 0,
+        };
         match init {
             Init::Params(p) => {
                 if can_resume(&f.dir) {
@@ -330,15 +402,11 @@ impl Ctx<'_, '_> {
                 crate::fsutil::write_atomic(&f.run, &json)?;
                 backend.set_params(&p)?;
                 log::truncate(&f.log, 0)?;
-                let c = Counters {
-                    epoch: 0,
-                    step: 0,
-                    best_val: None,
-                    best_epoch: None,
-                };
+                let c = Counters::start();
                 // The initial parameters are the last good checkpoint until an epoch finishes.
-                self.save(backend, &c, p, f64::NAN, None, false)?;
-                Ok(c)
+                mem.last = Some((p.clone(), self.meta("last", &c, f64::NAN, None)));
+                self.write(backend, &c, &p, &mut mem)?;
+                Ok((c, mem))
             }
             Init::Resume => {
                 if !can_resume(&f.dir) {
@@ -371,18 +439,51 @@ impl Ctx<'_, '_> {
                         "the state's model config differs from run.json",
                     ));
                 }
+                state::check(&f.state, &st.counters, self.run.hyper.epochs, per_epoch)?;
+                let c = st.counters;
+                if c.epoch >= self.run.hyper.epochs {
+                    // Finished: nothing to restore, nothing to rewrite.
+                    return Ok((c, mem));
+                }
                 backend.set_params(&st.params)?;
                 backend.set_moments(&st.m, &st.v)?;
-                log::truncate(&f.log, st.counters.epoch)?;
-                Ok(st.counters)
+                log::truncate(&f.log, c.epoch)?;
+                if let Some((b, meta)) = st.best {
+                    // `best.safetensors` may be from a later epoch than the state (written just
+                    // before a kill; the replay rewrites it) or, on a backend that does not replay
+                    // bit for bit, hold parameters the resumed run never reaches: rewrite it from
+                    // the state at the next write unless it is the state's own best.
+                    let on_disk = checkpoint::load(&f.best).ok().map(|x| x.2);
+                    mem.best_dirty = on_disk.as_ref() != Some(&meta);
+                    mem.best = Some((b, meta));
+                }
+                mem.since_epoch = c.epoch;
+                eprintln!(
+                    "resuming {} after epoch {} and {} more batches (step {})",
+                    f.dir.display(),
+                    c.epoch,
+                    c.batch,
+                    c.step
+                );
+                Ok((c, mem))
             }
         }
     }
 }
 
+/// The last training and validation losses of a log (for a run resumed after it finished).
+fn last_losses(path: &Path) -> (Option<f64>, Option<f64>) {
+    let lines = log::read(path).unwrap_or_default();
+    let train = lines.last().map(|l| l.train_loss);
+    let val = lines.iter().rev().find_map(|l| l.val_loss);
+    (train, val)
+}
+
 /// Trains `backend` (built for `cfg`) as `run` says, from `init`. Returns when the run is
 /// finished or `stop_after` epochs are done; a non-finite loss, gradient norm or parameter
-/// stops it with `Error::Diverged`, leaving the checkpoints of the last good epoch in place.
+/// stops it with `Error::Diverged`, leaving the checkpoints of the last good epoch in place; a
+/// stop signal (`train::signals`) writes the resume state at the next step boundary and returns
+/// `Error::Interrupted`. The run directory is locked (`train::lock`) throughout.
 pub fn train(
     backend: &mut dyn Backend,
     cfg: &ModelConfig,
@@ -398,6 +499,13 @@ pub fn train(
         ids: check_sessions(run.ds, &run.sessions, cfg, hyper)?,
         files: Files::new(&run.out),
     };
+    if matches!(init, Init::Resume) && !can_resume(&run.out) {
+        return Err(usage(format!(
+            "nothing to resume in {} (no {RUN_FILE} and {STATE_FILE})",
+            run.out.display()
+        )));
+    }
+    let _lock = RunLock::acquire(&run.out)?;
     let ratio = hyper.mask_ratio as f32;
     let data_seed = rng::key(hyper.seed, STREAM_DATA);
     let dropout_seed = rng::key(hyper.seed, STREAM_DROPOUT);
@@ -409,21 +517,79 @@ pub fn train(
     let total_steps = hyper.epochs as u64 * per_epoch;
     let sched = hyper.schedule();
 
-    let mut c = ctx.start(backend, init)?;
+    let (mut c, mut mem) = ctx.start(backend, init, per_epoch)?;
+    if c.epoch >= hyper.epochs {
+        eprintln!(
+            "{}: the run is already finished ({} epochs); nothing to do",
+            run.out.display(),
+            c.epoch
+        );
+        let (train_loss, val_loss) = last_losses(&ctx.files.log);
+        return Ok(Outcome {
+            epochs_done: c.epoch,
+            steps: c.step,
+            finished: true,
+            last: ctx.files.last.clone(),
+            best: c.best_epoch.map(|_| ctx.files.best.clone()),
+            best_val: c.best(),
+            best_epoch: c.best_epoch,
+            train_loss,
+            val_loss,
+        });
+    }
     if let Some(t) = &run.trainable {
         backend.set_trainable(t)?;
     }
     let stop = run.stop_after.unwrap_or(hyper.epochs).min(hyper.epochs);
-    let todo = stop.saturating_sub(c.epoch) as u64 * per_epoch;
+    let todo = (stop as u64 * per_epoch).saturating_sub(c.step);
     let bar = progress_bar(run.progress, todo);
     let mut batch = Batch::empty();
     let (mut last_train, mut last_val) = (None, None);
+    let interrupted = |c: &Counters| {
+        Error::Interrupted(format!(
+            "{}: stopped by a signal with its state saved after {} epochs and {} steps; \
+             resuming (--resume, or running the sweep again) continues from there",
+            run.out.display(),
+            c.epoch,
+            c.step
+        ))
+    };
     for epoch in c.epoch + 1..=stop {
         let t0 = Instant::now();
         train_it.start_epoch(epoch as u64 - 1);
-        let mut sums = EpochSums::default();
+        let (mut sums, time_before) = match c.partial.take() {
+            Some(p) => {
+                train_it.seek(c.batch as usize);
+                (EpochSums::from_partial(&p), p.time_s)
+            }
+            None => (EpochSums::default(), 0.0),
+        };
+        c.batch = 0;
         let mut pt = sched.at(c.step, total_steps);
-        while train_it.next_batch(&mut batch) {
+        loop {
+            let pos = train_it.position();
+            let stopping = signals::requested();
+            // After the epoch's last batch the epoch's end decides (validation comes first).
+            let inside = pos < train_it.n_batches();
+            if inside
+                && (stopping
+                    || (pos > 0 && run.checkpoint_every.due_mid_epoch(mem.since.elapsed())))
+            {
+                let mut at = c.clone();
+                if pos > 0 {
+                    at.batch = pos as u64;
+                    at.partial = Some(sums.partial(time_before + t0.elapsed().as_secs_f64()));
+                }
+                let params = backend.params()?;
+                ctx.write(backend, &at, &params, &mut mem)?;
+                if stopping {
+                    bar.abandon();
+                    return Err(interrupted(&at));
+                }
+            }
+            if !train_it.next_batch(&mut batch) {
+                break;
+            }
             pt = sched.at(c.step, total_steps);
             c.step += 1;
             let hp = StepHyper {
@@ -437,9 +603,12 @@ pub fn train(
                 step: c.step,
                 seed: rng::key(dropout_seed, c.step),
             };
+            let ts = Instant::now();
             let st = backend.train_step(&batch, &hp)?;
+            sums.step_s += ts.elapsed().as_secs_f64();
             if !st.loss.is_finite() || !st.grad_norm.is_finite() {
                 bar.abandon();
+                ctx.flush_checkpoints(&mut mem)?;
                 let line = EpochLine {
                     epoch,
                     step: c.step,
@@ -448,7 +617,8 @@ pub fn train(
                     lr: pt.lr,
                     beta1: pt.beta1,
                     grad_norm: st.grad_norm as f64,
-                    time_s: t0.elapsed().as_secs_f64(),
+                    time_s: time_before + t0.elapsed().as_secs_f64(),
+                    step_s: Some(sums.step_s),
                     best: false,
                     diverged: true,
                 };
@@ -478,6 +648,7 @@ pub fn train(
         let bad_val = val.filter(|v| !v.is_finite());
         if bad_val.is_some() || params.iter().any(|x| !x.is_finite()) {
             bar.abandon();
+            ctx.flush_checkpoints(&mut mem)?;
             let what = match bad_val {
                 Some(v) => format!("non-finite validation loss ({v})"),
                 None => "non-finite parameters".to_string(),
@@ -485,14 +656,15 @@ pub fn train(
             return Err(ctx.diverged(&what, epoch, c.step, pt.lr, c.epoch));
         }
         c.epoch = epoch;
-        let improved = match (val, c.best_val) {
+        let improved = match (val, c.best()) {
             (Some(v), Some(b)) => v < b,
             (Some(_), None) => true,
             _ => false,
         };
-        if improved {
-            c.best_val = val;
-            c.best_epoch = Some(epoch);
+        if improved && let Some(v) = val {
+            c.set_best(v, epoch);
+            mem.best = Some((params.clone(), ctx.meta("best", &c, train_loss, val)));
+            mem.best_dirty = true;
         }
         let line = EpochLine {
             epoch,
@@ -502,12 +674,30 @@ pub fn train(
             lr: pt.lr,
             beta1: pt.beta1,
             grad_norm: sums.grad_norm / sums.steps.max(1) as f64,
-            time_s: t0.elapsed().as_secs_f64(),
+            time_s: time_before + t0.elapsed().as_secs_f64(),
+            step_s: Some(sums.step_s),
             best: improved,
             diverged: false,
         };
         log::append(&ctx.files.log, &line)?;
-        ctx.save(backend, &c, params, train_loss, val, improved)?;
+        let meta = ctx.meta("last", &c, train_loss, val);
+        let stopping = signals::requested();
+        let due = stopping
+            || epoch == stop
+            || run
+                .checkpoint_every
+                .due_at_epoch((epoch - mem.since_epoch) as u64, mem.since.elapsed());
+        if due {
+            checkpoint::save(&ctx.files.last, cfg, &ctx.table, &params, &meta)?;
+            mem.last = None;
+            ctx.write(backend, &c, &params, &mut mem)?;
+        } else {
+            mem.last = Some((params, meta));
+        }
+        if stopping && epoch < stop {
+            bar.abandon();
+            return Err(interrupted(&c));
+        }
         last_train = Some(train_loss);
         last_val = val.or(last_val);
     }
@@ -518,7 +708,7 @@ pub fn train(
         finished: c.epoch >= hyper.epochs,
         last: ctx.files.last.clone(),
         best: c.best_epoch.map(|_| ctx.files.best.clone()),
-        best_val: c.best_val,
+        best_val: c.best(),
         best_epoch: c.best_epoch,
         train_loss: last_train,
         val_loss: last_val,
