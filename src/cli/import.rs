@@ -8,11 +8,14 @@ pub enum Command {
     Npy(crate::import::npy::Args),
     /// HuggingFace parquet shards / Arrow IPC files of the IBL releases.
     IblHf(crate::import::ibl_hf::Args),
+    /// Neurodata Without Borders (NWB 2, HDF5) files: units binned into trial windows.
+    Nwb(crate::import::nwb::Args),
 }
 
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Npy(a) => crate::import::npy::run(a),
         Command::IblHf(a) => crate::import::ibl_hf::run(a),
+        Command::Nwb(a) => crate::import::nwb::run(a),
     }
 }

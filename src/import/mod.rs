@@ -4,3 +4,4 @@
 
 pub mod ibl_hf;
 pub mod npy;
+pub mod nwb;
