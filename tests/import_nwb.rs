@@ -52,14 +52,15 @@ else:
     else:
         p = mode[6:]
         align = np.load(p) if p.endswith(".npy") else np.loadtxt(p, ndmin=1)
-    wins = []
-    for a in align:
+    wins, rows = [], []
+    for r, a in enumerate(align):
         if np.isnan(a):
             continue
         s0 = a + ws
         if s0 < t0 or s0 + width > t1:
             continue
         wins.append(s0)
+        rows.append(r)
     onset = int(round(-ws / bs))
 want = np.zeros((len(wins), nb, len(trains)), dtype=np.int64)
 for i, s0 in enumerate(wins):
@@ -76,7 +77,14 @@ assert s["n_trials"] == len(wins) and s["n_bins"] == nb and s["n_neurons"] == le
 assert s["onset_bin"] == onset, (s["onset_bin"], onset)
 assert s["bin_size_s"] == bs
 assert s["provenance"]["unit_ids"] == [int(ids[u]) for u in keep], s["provenance"]["unit_ids"]
-want_regions = [str(x) for x in z[regions][keep]]
+if mode.startswith("column:") and "trials_choice" in z:
+    want_choice = np.nan_to_num(z["trials_choice"][rows], nan=0.0).astype(np.int8)
+    assert want_choice.any()
+else:
+    want_choice = np.zeros(len(wins), dtype=np.int8)
+assert np.array_equal(np.load(os.path.join(d, "choice.npy")), want_choice)
+# Empty labels are stored as "unknown".
+want_regions = [str(x) if str(x).strip() else "unknown" for x in z[regions][keep]]
 assert s["regions"] == want_regions, (s["regions"], want_regions)
 assert np.load(os.path.join(d, "regions.npy")).tolist() == want_regions
 print(len(wins), int(want.sum()))
@@ -144,6 +152,7 @@ fn trials_aligned_to_stimulus_match_numpy() {
     assert_eq!(r, ["CA1", "LP", "VISp"]);
     let p = &s.provenance;
     assert_eq!(p["importer"], "nwb");
+    assert_eq!(p["choice_from"], "/intervals/trials/choice");
     assert_eq!(p["flags"]["align"], "stim_on_time");
     assert_eq!(p["trials_in_source"], 20);
     assert_eq!(p["dropped_trials"], serde_json::json!({}));
@@ -330,8 +339,13 @@ fn real_recording_imports_and_inspects() {
     assert_eq!(trials, 362);
     assert!(total > 20_000, "{total}");
     let ds = Dataset::open(&dir).unwrap();
-    assert_eq!(ds.session(0).id, "A8604-211122");
-    assert_eq!(ds.session(0).n_neurons, 3);
+    let s = ds.session(0);
+    assert_eq!(s.id, "A8604-211122");
+    assert_eq!(s.n_neurons, 3);
+    // The file leaves subject, lab and locations empty.
+    assert_eq!((s.subject.as_str(), s.lab.as_str()), ("unknown", "unknown"));
+    assert_eq!(s.regions, ["unknown"; 3]);
+    assert_eq!(s.provenance["empty_region_labels"], 3);
     let out = ndt_ok(&[OsString::from("inspect"), dir.clone().into()]);
     assert!(out.contains("A8604-211122"), "{out}");
 }

@@ -8,7 +8,7 @@ with numpy, independently of ndt, so nothing here computes an expected value.
 
 Good files:
   trials.nwb      3 electrode groups (VISp, CA1, LP) over 6 electrodes, 9 units, 20 trials with
-                  start_time / stop_time / stim_on_time; spike times gzip-compressed and chunked
+                  start_time / stop_time / stim_on_time / choice (one NaN); spike times gzip-compressed and chunked
                   (H5DataIO compression="gzip", chunks), the ragged index chunked too; a units column
                   `acronym` (strings) naming another region per unit
   no_trials.nwb   2 electrode groups (MOs, ORBl), 5 units over 60 s, no trials table; spike times
@@ -135,9 +135,15 @@ def trials_file(path, identifier="fixture-trials", mutate=None):
     stops = starts + 3.0
     if mutate:
         trains, starts, stim, stops = mutate(trains, starts, stim, stops)
+    # IBL's convention: -1 / +1 the two wheel turns, 0 no-go; NaN unknown.
+    choice = rng.choice([-1.0, 0.0, 1.0], len(starts))
+    choice[5] = np.nan
     nwb.add_trial_column(name="stim_on_time", description="stimulus onset")
-    for a, b, s in zip(starts, stops, stim):
-        nwb.add_trial(start_time=float(a), stop_time=float(b), stim_on_time=float(s))
+    nwb.add_trial_column(name="choice", description="response: -1 CCW, +1 CW, 0 no-go")
+    for a, b, s, c in zip(starts, stops, stim, choice):
+        nwb.add_trial(
+            start_time=float(a), stop_time=float(b), stim_on_time=float(s), choice=float(c)
+        )
     write_units(nwb, trains, electrodes, compress=True, extra={"acronym": acronym})
     save(nwb, path)
     return rows

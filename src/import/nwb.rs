@@ -341,8 +341,15 @@ impl Session {
             lo = e;
         }
 
-        // --- Regions, one per unit (before dropping any unit).
-        let (regions_all, region_source) = read_regions(&f, &unit_cols, ids.len(), args)?;
+        // --- Regions, one per unit (before dropping any unit); empty labels are "unknown".
+        let (mut regions_all, region_source) = read_regions(&f, &unit_cols, ids.len(), args)?;
+        let mut empty_regions = 0usize;
+        for r in regions_all.iter_mut() {
+            if r.trim().is_empty() {
+                *r = "unknown".into();
+                empty_regions += 1;
+            }
+        }
 
         // --- Drop units without spikes.
         let mut kept_units = Vec::new();
@@ -560,18 +567,18 @@ impl Session {
                 id
             }
         };
-        let subject = match &args.subject {
-            Some(s) => s.clone(),
-            None => f
-                .scalar_string("/general/subject/subject_id")?
-                .unwrap_or_else(|| "unknown".into()),
+        // Empty strings (pynwb writes "" for unset fields in some files) count as absent.
+        let meta = |flag: &Option<String>, p: &str| -> Result<String> {
+            Ok(match flag {
+                Some(s) => s.clone(),
+                None => f
+                    .scalar_string(p)?
+                    .filter(|s| !s.trim().is_empty())
+                    .unwrap_or_else(|| "unknown".into()),
+            })
         };
-        let lab = match &args.lab {
-            Some(s) => s.clone(),
-            None => f
-                .scalar_string("/general/lab")?
-                .unwrap_or_else(|| "unknown".into()),
-        };
+        let subject = meta(&args.subject, "/general/subject/subject_id")?;
+        let lab = meta(&args.lab, "/general/lab")?;
 
         let (bytes, sha256) = file_digest(path)?;
         let dropped_units = dropped_ids.len();
@@ -608,6 +615,7 @@ impl Session {
             "dropped_units": if dropped_units > 0 { json!({"no spikes": dropped_units}) } else { json!({}) },
             "dropped_unit_ids": dropped_ids,
             "regions_from": region_source,
+            "empty_region_labels": empty_regions,
             "choice_from": choice_note,
             "clipped_counts": clipped,
         });
