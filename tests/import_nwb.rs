@@ -128,14 +128,7 @@ fn trials_aligned_to_stimulus_match_numpy() {
         &["--align", "stim_on_time"],
     ));
     assert!(out.contains("imported `sess-01`"), "{out}");
-    let (trials, total) = check(
-        "trials",
-        &dir,
-        0,
-        "column:stim_on_time",
-        "location",
-        PAPER,
-    );
+    let (trials, total) = check("trials", &dir, 0, "column:stim_on_time", "location", PAPER);
     // 20 trials 3.3 s apart from 2 s in a 70 s recording: every 3 s window fits.
     assert_eq!(trials, 20);
     assert!(total > 1000, "{total}");
@@ -219,7 +212,10 @@ fn no_trials_table_gives_fixed_windows_and_a_bad_id_asks_for_id() {
     assert_eq!(out.status.code(), Some(1));
     let e = stderr(&out);
     assert!(e.contains("no_trials.nwb") && e.contains("--id"), "{e}");
-    assert!(!dir.exists(), "a failed import into a new directory leaves nothing");
+    assert!(
+        !dir.exists(),
+        "a failed import into a new directory leaves nothing"
+    );
 
     ndt_ok(&import_args(
         &src("no_trials.nwb"),
@@ -231,7 +227,18 @@ fn no_trials_table_gives_fixed_windows_and_a_bad_id_asks_for_id() {
     assert!((18..=20).contains(&trials), "{trials}");
     let ds = Dataset::open(&dir).unwrap();
     assert_eq!(ds.session(0).onset_bin, None);
-    assert_eq!(ds.session(0).provenance["flags"]["fixed_windows"], true);
+    let p = &ds.session(0).provenance;
+    assert_eq!(
+        p["flags"]["fixed_windows"], false,
+        "not asked for: the file has no trials"
+    );
+    assert!(
+        p["windows"]
+            .as_str()
+            .unwrap()
+            .starts_with("consecutive 3 s windows"),
+        "{p}"
+    );
     // --align on a file without trials is refused.
     let out = ndt(&import_args(
         &src("no_trials.nwb"),
@@ -240,6 +247,27 @@ fn no_trials_table_gives_fixed_windows_and_a_bad_id_asks_for_id() {
     ));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no trials table"), "{}", stderr(&out));
+}
+
+#[test]
+fn newest_file_format_reads_the_same() {
+    // Superblock v3 and version-2 object headers (h5py libver="latest").
+    let d = TempDir::new("nwb-latest");
+    let dir = d.join("ds");
+    ndt_ok(&import_args(&src("latest.nwb"), &dir, &[]));
+    let (trials, total) = check("latest", &dir, 0, "fixed", "location", PAPER);
+    assert!(trials >= 18 && total > 500, "{trials} {total}");
+}
+
+#[test]
+fn fixed_windows_flag_ignores_the_trials_table() {
+    let d = TempDir::new("nwb-forced");
+    let dir = d.join("ds");
+    ndt_ok(&import_args(&src("trials.nwb"), &dir, &["--fixed-windows"]));
+    let (trials, _) = check("trials", &dir, 0, "fixed", "location", PAPER);
+    // 70 s of spikes in 3 s windows, not the table's 20 trials.
+    assert_eq!(trials, 23);
+    assert_eq!(Dataset::open(&dir).unwrap().session(0).onset_bin, None);
 }
 
 #[test]
@@ -256,7 +284,11 @@ fn alignment_times_from_text_and_npy_files() {
     for (k, f) in [&txt, &npy].into_iter().enumerate() {
         let dir = d.join(&format!("ds{k}"));
         let fs = f.to_str().unwrap();
-        ndt_ok(&import_args(&src("trials.nwb"), &dir, &["--align-times", fs]));
+        ndt_ok(&import_args(
+            &src("trials.nwb"),
+            &dir,
+            &["--align-times", fs],
+        ));
         let (trials, _) = check("trials", &dir, 0, &format!("times:{fs}"), "location", PAPER);
         assert_eq!(trials, 20);
         let ds = Dataset::open(&dir).unwrap();
@@ -362,10 +394,7 @@ fn same_input_same_bytes() {
         ndt_ok(&args);
     }
     let (sa, sb) = (snapshot(&a), snapshot(&b));
-    assert_eq!(
-        sa.keys().collect::<Vec<_>>(),
-        sb.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(sa.keys().collect::<Vec<_>>(), sb.keys().collect::<Vec<_>>());
     assert!(sa.len() > 4);
     for (k, v) in &sa {
         assert_eq!(v, &sb[k], "{k} differs between two identical imports");
@@ -377,7 +406,11 @@ fn same_input_same_bytes() {
 fn bad_files_are_refused_and_leave_the_dataset_untouched() {
     let d = TempDir::new("nwb-bad");
     let dir = d.join("ds");
-    ndt_ok(&import_args(&src("trials.nwb"), &dir, &["--id", "existing"]));
+    ndt_ok(&import_args(
+        &src("trials.nwb"),
+        &dir,
+        &["--id", "existing"],
+    ));
     let before = snapshot(&dir);
 
     // Truncated copies of a good file, and a file that is not HDF5.

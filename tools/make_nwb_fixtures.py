@@ -13,6 +13,8 @@ Good files:
                   `acronym` (strings) naming another region per unit
   no_trials.nwb   2 electrode groups (MOs, ORBl), 5 units over 60 s, no trials table; spike times
                   contiguous
+  latest.nwb      no_trials' units written with h5py libver="latest" (superblock v3, object
+                  headers v2), spike times gzip-chunked
   dense.nwb       1 unit, 16 trials, 300 spikes in the first 10 ms of each (a count above 255)
 Bad files, in bad/ (each must be refused):
   unsorted.nwb        one unit's spike times not sorted
@@ -198,6 +200,20 @@ def main():
     write_units(nwb, trains, [0, 1, 2, 2, 0], compress=False)
     save(nwb, os.path.join(ROOT, "no_trials.nwb"))
 
+    # The same units written with libver="latest": superblock v3, object header v2, link
+    # messages and B-tree v2 chunk indexes, as newer writers produce.
+    rng = np.random.default_rng(7)
+    nwb = new_file("fixture-latest")
+    add_electrodes(nwb, [("a", "MOs", 2), ("b", "ORBl", 1)])
+    trains = [spikes(rng, r, 60.0) for r in (6, 2, 9, 3, 5)]
+    write_units(nwb, trains, [0, 1, 2, 2, 0], compress=True)
+    p = os.path.join(ROOT, "latest.nwb")
+    if os.path.exists(p):
+        os.remove(p)
+    with h5py.File(p, "w", libver="latest") as f:
+        with NWBHDF5IO(file=f, mode="w") as io:
+            io.write(nwb, cache_spec=False)
+
     # Dense: 300 spikes in the first 10 ms after each trial's start (a count of 300 in one bin).
     nwb = new_file("fixture-dense")
     add_electrodes(nwb, [("a", "VISp", 1)])
@@ -251,7 +267,7 @@ def main():
         cols = [c for c in f["units"].attrs["colnames"] if c != "electrodes"]
         f["units"].attrs["colnames"] = cols
 
-    for name in ["trials.nwb", "no_trials.nwb", "dense.nwb", "real/A8604-211122.nwb"]:
+    for name in ["trials.nwb", "no_trials.nwb", "latest.nwb", "dense.nwb", "real/A8604-211122.nwb"]:
         sidecar(os.path.join(ROOT, name))
 
     for dirpath, _, files in os.walk(ROOT):

@@ -409,7 +409,9 @@ impl Session {
         let onset_bin;
         let source: Option<(Vec<f64>, String)> = match &windows {
             Windows::Fixed => None,
-            Windows::File(p) => Some((align_times.unwrap_or(&[]).to_vec(), p.display().to_string())),
+            Windows::File(p) => {
+                Some((align_times.unwrap_or(&[]).to_vec(), p.display().to_string()))
+            }
             Windows::Column(col) => {
                 let cols = f.members(TRIALS)?.unwrap_or_default();
                 if !cols.iter().any(|c| c == col) {
@@ -514,7 +516,10 @@ impl Session {
             {
                 choice_note = json!(format!("{TRIALS}/choice"));
                 rows.iter()
-                    .map(|&r| c.get(r).map_or(0, |&v| if v.is_nan() { 0 } else { v as i8 }))
+                    .map(|&r| {
+                        c.get(r)
+                            .map_or(0, |&v| if v.is_nan() { 0 } else { v as i8 })
+                    })
                     .collect()
             }
             Some(_) => {
@@ -556,8 +561,10 @@ impl Session {
                     "/identifier"
                 };
                 let id = f.scalar_string(from)?.ok_or_else(|| {
-                    bad("no /identifier or /general/session_id to name the session; pass --id"
-                        .into())
+                    bad(
+                        "no /identifier or /general/session_id to name the session; pass --id"
+                            .into(),
+                    )
                 })?;
                 crate::store::check_id("session id", &id).map_err(|e| {
                     bad(format!(
@@ -590,9 +597,9 @@ impl Session {
             "source_sha256": sha256,
             "nwb_version": f.root_attr_string("nwb_version"),
             "flags": {
-                "align": match &windows { Windows::Column(c) => json!(c), _ => Value::Null },
+                "align": args.align,
                 "align_times": args.align_times.as_ref().map(|p| absolute(p)),
-                "fixed_windows": matches!(windows, Windows::Fixed),
+                "fixed_windows": args.fixed_windows,
                 "window_start_s": args.window_start,
                 "bin_size_s": args.bin_size,
                 "n_bins": args.n_bins,

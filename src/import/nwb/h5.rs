@@ -163,9 +163,7 @@ impl H5 {
                 .iter()
                 .map(|&v| v as f64)
                 .collect(),
-            Datatype::FixedPoint { .. } => {
-                self.i64s(path)?.into_iter().map(|v| v as f64).collect()
-            }
+            Datatype::FixedPoint { .. } => self.i64s(path)?.into_iter().map(|v| v as f64).collect(),
             other => {
                 return Err(input(
                     &self.path,
@@ -199,9 +197,7 @@ impl H5 {
         }
         Ok(match ds.dtype().clone() {
             Datatype::FixedPoint {
-                size,
-                signed: true,
-                ..
+                size, signed: true, ..
             } => match size {
                 1 => read!(i8),
                 2 => read!(i16),
