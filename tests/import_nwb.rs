@@ -470,3 +470,78 @@ fn bad_files_are_refused_and_leave_the_dataset_untouched() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(snapshot(&dir), before);
 }
+
+/// A dataset extent far beyond what the file can hold is refused before anything is sized by it.
+#[test]
+fn corrupt_extent_is_refused_before_allocating() {
+    let d = TempDir::new("nwb-extent");
+    let dir = d.join("ds");
+    let mut bytes = std::fs::read(src("trials.nwb")).unwrap();
+    // The dataspace of /units/spike_times stores its length as a little-endian u64: the only
+    // such occurrence in the file (the spike data themselves are deflated).
+    let n = run_python(
+        "import sys, numpy as np; print(len(np.load(sys.argv[1])['spike_times']))",
+        &[&src("trials.h5py.npz")],
+    );
+    let pat = n.trim().parse::<u64>().unwrap().to_le_bytes();
+    let at: Vec<usize> = (0..bytes.len() - 8)
+        .filter(|&i| bytes[i..i + 8] == pat)
+        .collect();
+    assert_eq!(at.len(), 1, "{at:?}");
+    bytes[at[0]..at[0] + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let f = d.join("extent.nwb");
+    std::fs::write(&f, &bytes).unwrap();
+    let out = ndt(&import_args(&f, &dir, &["--id", "x"]));
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains("extent.nwb") && e.contains("/units/spike_times") && e.contains("corrupt"),
+        "{e}"
+    );
+    assert!(!dir.exists());
+}
+
+/// Bytes changed at random places: the import succeeds or fails with exit 1 (an error, never a
+/// crash), and a failure leaves the dataset as it was.
+#[test]
+fn corrupted_bytes_never_crash_the_import() {
+    let d = TempDir::new("nwb-flip");
+    let dir = d.join("ds");
+    ndt_ok(&import_args(&src("no_trials.nwb"), &dir, &["--id", "base"]));
+    let before = snapshot(&dir);
+    let good = std::fs::read(src("trials.nwb")).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut failed, mut passed) = (0, 0);
+    for case in 0..48 {
+        let mut b = good.clone();
+        for _ in 0..(1 + case % 8) {
+            let i = (next() % b.len() as u64) as usize;
+            b[i] = next() as u8;
+        }
+        let f = d.join("flip.nwb");
+        std::fs::write(&f, &b).unwrap();
+        let out = ndt(&import_args(&f, &dir, &["--id", &format!("case-{case}")]));
+        match out.status.code() {
+            Some(0) => passed += 1,
+            Some(1) => {
+                failed += 1;
+                assert!(stderr(&out).contains("flip.nwb"), "{}", stderr(&out));
+                assert_eq!(snapshot(&dir), before, "case {case} changed the dataset");
+            }
+            other => panic!("case {case}: exit {other:?}: {}", stderr(&out)),
+        }
+        if out.status.success() {
+            // Keep comparing against the dataset as it now is.
+            let _ = std::fs::remove_dir_all(&dir);
+            ndt_ok(&import_args(&src("no_trials.nwb"), &dir, &["--id", "base"]));
+        }
+    }
+    assert!(failed > 0, "no corruption was detected in 48 cases");
+    eprintln!("{passed} imported, {failed} refused");
+}
