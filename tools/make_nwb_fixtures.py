@@ -200,8 +200,8 @@ def main():
     write_units(nwb, trains, [0, 1, 2, 2, 0], compress=False)
     save(nwb, os.path.join(ROOT, "no_trials.nwb"))
 
-    # The same units written with libver="latest": superblock v3, object header v2, link
-    # messages and B-tree v2 chunk indexes, as newer writers produce.
+    # The same units written with libver="latest": superblock v3 and version-2 object headers,
+    # as newer writers produce.
     rng = np.random.default_rng(7)
     nwb = new_file("fixture-latest")
     add_electrodes(nwb, [("a", "MOs", 2), ("b", "ORBl", 1)])
