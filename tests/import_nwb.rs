@@ -297,6 +297,31 @@ fn alignment_times_from_text_and_npy_files() {
         assert_eq!(p["dropped_trials"]["alignment time is NaN"], 1);
         assert_eq!(p["dropped_trials"]["window extends past the recording"], 1);
     }
+    // A times file that is not times: the error names it.
+    let bad = d.join("bad_times.txt");
+    std::fs::write(&bad, "1.5\nsoon\n").unwrap();
+    let out = ndt(&import_args(
+        &src("trials.nwb"),
+        &d.join("ds-bad"),
+        &["--align-times", bad.to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.contains("bad_times.txt") && e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn a_units_region_column_stands_in_for_missing_electrodes() {
+    // bad/no_electrodes.nwb is refused without --region-column (see the bad-input test).
+    let d = TempDir::new("nwb-noelec");
+    let dir = d.join("ds");
+    ndt_ok(&import_args(
+        &src("bad/no_electrodes.nwb"),
+        &dir,
+        &["--region-column", "acronym"],
+    ));
+    let ds = Dataset::open(&dir).unwrap();
+    assert_eq!(ds.session(0).regions[..3], ["VISp1", "VISp2/3", "CA1"]);
 }
 
 #[test]
