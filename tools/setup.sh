@@ -38,6 +38,7 @@ fi
 if [ "${1:-}" = "--reference" ]; then
     .venv/bin/python -c "import jax, sklearn, scipy, h5py, pandas" 2>/dev/null \
         || pip install "jax[cpu]" scikit-learn scipy h5py pandas "setuptools<70" wheel
+    .venv/bin/python -c "import pynwb" 2>/dev/null || pip install "pynwb==4.2.0"
     .venv/bin/python -c "import nlb_tools" 2>/dev/null \
         || pip install --no-build-isolation --no-deps nlb-tools
     .venv/bin/python -c "import torch" 2>/dev/null \

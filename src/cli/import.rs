@@ -10,6 +10,8 @@ pub enum Command {
     IblHf(crate::import::ibl_hf::Args),
     /// IBL sessions as the ONE API downloads them (ALF folders), binned into trials.
     Alf(crate::import::alf::Args),
+    /// Neurodata Without Borders (NWB 2, HDF5) files: units binned into trial windows.
+    Nwb(crate::import::nwb::Args),
 }
 
 pub fn run(cmd: Command) -> Result<()> {
@@ -17,5 +19,6 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Npy(a) => crate::import::npy::run(a),
         Command::IblHf(a) => crate::import::ibl_hf::run(a),
         Command::Alf(a) => crate::import::alf::run(a),
+        Command::Nwb(a) => crate::import::nwb::run(a),
     }
 }

@@ -6,3 +6,4 @@ pub mod alf;
 pub mod bin;
 pub mod ibl_hf;
 pub mod npy;
+pub mod nwb;
