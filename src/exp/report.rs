@@ -483,8 +483,10 @@ pub fn write_report(
     let mut md = String::from("# Sweep report\n\n");
     let _ = writeln!(
         md,
-        "{} evaluated models; primary metric: {PRIMARY} bps (per-neuron convention).\n",
-        points.len()
+        "{} evaluated models of results version {}; primary metric: {PRIMARY} bps \
+         (per-neuron convention).\n",
+        points.len(),
+        crate::exp::jobs::RESULTS_VERSION
     );
     let warnings = non_finite_warnings(points);
     if !warnings.is_empty() {
@@ -740,6 +742,8 @@ mod tests {
             pt("h", "random", 1, 1, 0.25),
         ];
         let md = write_report(&dir, &pts, &BTreeMap::new()).unwrap();
+        let version = format!("results version {}", crate::exp::jobs::RESULTS_VERSION);
+        assert!(md.contains(&version), "{md}");
         assert!(md.contains("## Warnings"), "{md}");
         assert!(md.contains("h ranked k=1"), "{md}");
         pts.push(pt("../../escape", "baseline", 0, 1, 0.2));
