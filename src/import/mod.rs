@@ -2,6 +2,7 @@
 //! HuggingFace) and `alf` (IBL sessions as ONE downloads them, binned with `bin`). Each reads
 //! and checks its sources, then streams sessions into the store through
 //! `crate::store::DatasetWriter`.
+
 pub mod alf;
 pub mod bin;
 pub mod ibl_hf;
