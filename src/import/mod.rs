@@ -1,5 +1,6 @@
 //! Importers (SPEC §1): `npy` (sessions saved with NumPy), `ibl_hf` (the IBL releases on
-//! HuggingFace) and `alf` (IBL sessions as ONE downloads them; binned with `bin`). Each reads and checks its sources, then streams sessions into the store through
+//! HuggingFace) and `alf` (IBL sessions as ONE downloads them, binned with `bin`). Each reads
+//! and checks its sources, then streams sessions into the store through
 //! `crate::store::DatasetWriter`.
 
 pub mod alf;
