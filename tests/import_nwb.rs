@@ -216,6 +216,15 @@ fn no_trials_table_gives_fixed_windows_and_a_bad_id_asks_for_id() {
         !dir.exists(),
         "a failed import into a new directory leaves nothing"
     );
+    // An --id that breaks the same rule is refused too.
+    let out = ndt(&import_args(
+        &src("no_trials.nwb"),
+        &dir,
+        &["--id", "../up"],
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--id `../up`"), "{}", stderr(&out));
+    assert!(!dir.exists());
 
     ndt_ok(&import_args(
         &src("no_trials.nwb"),

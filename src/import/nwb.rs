@@ -148,6 +148,9 @@ pub fn import(args: &Args) -> Result<Vec<Imported>> {
             ));
         }
     }
+    if let Some(id) = &args.id {
+        crate::store::check_id("--id", id).map_err(usage)?;
+    }
     if !(args.bin_size.is_finite() && args.bin_size > 0.0) {
         return Err(usage(format!(
             "--bin-size {}: must be a positive number of seconds",
@@ -315,6 +318,12 @@ impl Session {
             )));
         }
         let times = f.f64s(&format!("{UNITS}/spike_times"))?;
+        if times.len() != n_spikes {
+            return Err(bad(format!(
+                "{UNITS}/spike_times: read {} values of {n_spikes}",
+                times.len()
+            )));
+        }
         let mut lo = 0usize;
         for (u, &e) in index.iter().enumerate() {
             let e = e as usize;
