@@ -216,6 +216,15 @@ fn no_trials_table_gives_fixed_windows_and_a_bad_id_asks_for_id() {
         !dir.exists(),
         "a failed import into a new directory leaves nothing"
     );
+    // An --id that breaks the same rule is refused too.
+    let out = ndt(&import_args(
+        &src("no_trials.nwb"),
+        &dir,
+        &["--id", "../up"],
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--id `../up`"), "{}", stderr(&out));
+    assert!(!dir.exists());
 
     ndt_ok(&import_args(
         &src("no_trials.nwb"),
@@ -569,4 +578,21 @@ fn corrupted_bytes_never_crash_the_import() {
     }
     assert!(failed > 0, "no corruption was detected in 48 cases");
     eprintln!("{passed} imported, {failed} refused");
+}
+
+#[test]
+fn units_without_spikes_are_dropped_and_counted() {
+    let d = TempDir::new("nwb-empty");
+    let dir = d.join("ds");
+    let out = ndt_ok(&import_args(&src("empty_units.nwb"), &dir, &[]));
+    assert!(out.contains("2 units without spikes dropped"), "{out}");
+    // CHECK keeps the units whose index range is not empty, and compares ids and regions.
+    check("empty_units", &dir, 0, "fixed", "location", PAPER);
+    let ds = Dataset::open(&dir).unwrap();
+    let p = &ds.session(0).provenance;
+    assert_eq!(ds.session(0).n_neurons, 2);
+    assert_eq!(p["dropped_units"]["no spikes"], 2);
+    assert_eq!(p["dropped_unit_ids"], serde_json::json!([100, 102]));
+    assert_eq!(p["unit_ids"], serde_json::json!([101, 103]));
+    assert_eq!(ds.session(0).regions, ["ORBl", "ORBl"]);
 }

@@ -15,6 +15,7 @@ Good files:
                   contiguous
   latest.nwb      no_trials' units written with h5py libver="latest" (superblock v3, object
                   headers v2), spike times gzip-chunked
+  empty_units.nwb 4 units over 60 s, the first and third without spikes, no trials
   dense.nwb       1 unit, 16 trials, 300 spikes in the first 10 ms of each (a count above 255)
 Bad files, in bad/ (each must be refused):
   unsorted.nwb        one unit's spike times not sorted
@@ -214,6 +215,14 @@ def main():
         with NWBHDF5IO(file=f, mode="w") as io:
             io.write(nwb, cache_spec=False)
 
+    # Units without spikes (the first and the third): dropped, and counted.
+    rng = np.random.default_rng(11)
+    nwb = new_file("fixture-empty-units")
+    add_electrodes(nwb, [("a", "MOs", 1), ("b", "ORBl", 1)])
+    trains = [np.zeros(0), spikes(rng, 8, 60.0), np.zeros(0), spikes(rng, 4, 60.0)]
+    write_units(nwb, trains, [0, 1, 0, 1], compress=False)
+    save(nwb, os.path.join(ROOT, "empty_units.nwb"))
+
     # Dense: 300 spikes in the first 10 ms after each trial's start (a count of 300 in one bin).
     nwb = new_file("fixture-dense")
     add_electrodes(nwb, [("a", "VISp", 1)])
@@ -267,7 +276,14 @@ def main():
         cols = [c for c in f["units"].attrs["colnames"] if c != "electrodes"]
         f["units"].attrs["colnames"] = cols
 
-    for name in ["trials.nwb", "no_trials.nwb", "latest.nwb", "dense.nwb", "real/A8604-211122.nwb"]:
+    for name in [
+        "trials.nwb",
+        "no_trials.nwb",
+        "latest.nwb",
+        "empty_units.nwb",
+        "dense.nwb",
+        "real/A8604-211122.nwb",
+    ]:
         sidecar(os.path.join(ROOT, name))
 
     for dirpath, _, files in os.walk(ROOT):

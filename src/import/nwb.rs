@@ -148,6 +148,9 @@ pub fn import(args: &Args) -> Result<Vec<Imported>> {
             ));
         }
     }
+    if let Some(id) = &args.id {
+        crate::store::check_id("--id", id).map_err(usage)?;
+    }
     if !(args.bin_size.is_finite() && args.bin_size > 0.0) {
         return Err(usage(format!(
             "--bin-size {}: must be a positive number of seconds",
@@ -315,6 +318,12 @@ impl Session {
             )));
         }
         let times = f.f64s(&format!("{UNITS}/spike_times"))?;
+        if times.len() != n_spikes {
+            return Err(bad(format!(
+                "{UNITS}/spike_times: read {} values of {n_spikes}",
+                times.len()
+            )));
+        }
         let mut lo = 0usize;
         for (u, &e) in index.iter().enumerate() {
             let e = e as usize;
@@ -351,10 +360,9 @@ impl Session {
             }
         }
 
-        // --- Drop units without spikes.
+        // --- Drop units without spikes (which removes no spike: `times` is kept as it is).
         let mut kept_units = Vec::new();
         let mut dropped_ids = Vec::new();
-        let mut kept_times = Vec::with_capacity(times.len());
         let mut ends = Vec::new();
         let mut regions = Vec::new();
         let mut lo = 0usize;
@@ -364,20 +372,15 @@ impl Session {
                 dropped_ids.push(ids[u]);
             } else {
                 kept_units.push(ids[u]);
-                kept_times.extend_from_slice(&times[lo..e]);
-                ends.push(kept_times.len());
+                ends.push(e);
                 regions.push(regions_all[u].clone());
             }
             lo = e;
         }
-        drop(times);
         if kept_units.is_empty() {
             return Err(bad("no unit has any spike".into()));
         }
-        let trains = Trains {
-            times: kept_times,
-            ends,
-        };
+        let trains = Trains { times, ends };
         let (first, last) = trains.span().unwrap_or((0.0, 0.0));
         let rec = (first.min(0.0), last);
 

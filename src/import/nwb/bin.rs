@@ -4,7 +4,9 @@
 //! at `start`, and counts when `0 <= k < n_bins`: bins are half-open `[lo, hi)`, computed in
 //! `f64` exactly as written (the tests bin the same spikes with numpy by the same formula).
 
-/// Spike times of the kept units: unit `u` owns `times[ends[u-1]..ends[u]]`, sorted.
+/// Spike times of the kept units: unit `u` owns `times[ends[u-1]..ends[u]]` (from 0 for the
+/// first), sorted. `ends` is non-decreasing and at most `times.len()`; units with no spikes
+/// have been left out, so `times` may be the file's whole `spike_times`.
 pub struct Trains {
     pub times: Vec<f64>,
     /// Exclusive end offset of each unit's spikes in `times`.

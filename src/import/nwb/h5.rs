@@ -155,7 +155,13 @@ impl H5 {
         let e = |e| self.err(path, e);
         Ok(match ds.dtype().clone() {
             Datatype::FloatingPoint { size: 8, .. } => {
-                ds.read_array::<f64>().map_err(e)?.iter().copied().collect()
+                // Straight into the result (spike times are the one large read): `dataset`
+                // has checked the element count against the file.
+                let n = usize::try_from(ds.num_elements().map_err(|e| self.err(path, e))?)
+                    .map_err(|_| self.err(path, "too many elements"))?;
+                let mut v = vec![0f64; n];
+                ds.read_into(&mut v).map_err(e)?;
+                v
             }
             Datatype::FloatingPoint { size: 4, .. } => ds
                 .read_array::<f32>()
