@@ -42,7 +42,17 @@ pub fn grad_norm(
     sc: Dev<StepScalars>,
     scratch: Dev<f64>,
 ) -> Result<()> {
-    grad_norm_runs(gpu, res, g, trainable, n, &[0..n], sc, scratch)
+    let all = 0..n;
+    grad_norm_runs(
+        gpu,
+        res,
+        g,
+        trainable,
+        n,
+        std::slice::from_ref(&all),
+        sc,
+        scratch,
+    )
 }
 
 /// `grad_norm` over the elements of `runs` (disjoint ranges of the `n`-element vector) only:
@@ -110,7 +120,9 @@ pub fn adamw_update(
     sc: Dev<StepScalars>,
     res: Dev<StepResult>,
 ) -> Result<()> {
-    adamw_update_runs(gpu, params, m, v, g, trainable, n, &[0..n], sc, res)
+    let all = 0..n;
+    let runs = std::slice::from_ref(&all);
+    adamw_update_runs(gpu, params, m, v, g, trainable, n, runs, sc, res)
 }
 
 /// `adamw_update` over the elements of `runs` (ranges of the `n`-element vector) only, one

@@ -289,7 +289,7 @@ impl CudaBackend {
         let n = self.dev_table.total;
         let runs: Vec<std::ops::Range<usize>> = match set {
             Some(s) => s.runs().into_iter().map(|r| r.range).collect(),
-            None => vec![0..n],
+            None => std::iter::once(0..n).collect(),
         };
         adamw::grad_norm_runs(
             &self.gpu,
