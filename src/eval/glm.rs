@@ -47,7 +47,7 @@ impl Default for GlmSettings {
             kernel_sd_ms: 50.0,
             alpha: 0.01,
             tol: 1e-10,
-            max_iter: 100,
+            max_iter: 200,
         }
     }
 }
@@ -152,14 +152,15 @@ pub struct Design {
     pub x: Vec<f64>,
 }
 
-/// Objective at `beta = [b, w..]`; with `grad`, also its gradient and Hessian (`scratch` holds
-/// the row-scaled design).
+/// Objective at `beta = [b, w..]`; with `grad`, also its gradient; with `hess`, its Hessian
+/// (the second member holds the row-scaled design).
 fn objective(
     beta: &[f64],
     d: &Design,
     y: &[f64],
     alpha: f64,
-    grad: Option<(&mut [f64], &mut [f64], &mut Vec<f64>)>,
+    grad: Option<&mut [f64]>,
+    hess: Option<(&mut [f64], &mut Vec<f64>)>,
 ) -> f64 {
     use crate::cpu::gemm::{Accum, Mat, MatMut, matmul_scaled};
     let (n, q) = (d.n, d.q);
@@ -173,16 +174,12 @@ fn objective(
         f += *m - yi * eta;
     }
     let pen: f64 = beta[1..].iter().map(|w| w * w).sum();
-    if let Some((g, h, z)) = grad {
+    if let Some(g) = grad {
         g.fill(0.0);
-        z.resize(n * q, 0.0);
         for (i, (&m, &yi)) in mu.iter().zip(y).enumerate() {
-            let xi = &d.x[i * q..(i + 1) * q];
             let r = m - yi;
-            let sq = m.sqrt();
-            for ((gk, &xk), zk) in g.iter_mut().zip(xi).zip(&mut z[i * q..(i + 1) * q]) {
+            for (gk, &xk) in g.iter_mut().zip(&d.x[i * q..(i + 1) * q]) {
                 *gk += r * xk;
-                *zk = sq * xk;
             }
         }
         for (k, gk) in g.iter_mut().enumerate() {
@@ -191,7 +188,19 @@ fn objective(
                 *gk += alpha * beta[k];
             }
         }
+    }
+    if let Some((h, z)) = hess {
         // H = Zᵀ Z / n + α (intercept unpenalised), Z = diag(√μ) X.
+        z.resize(n * q, 0.0);
+        for (i, &m) in mu.iter().enumerate() {
+            let sq = m.sqrt();
+            for (zk, &xk) in z[i * q..(i + 1) * q]
+                .iter_mut()
+                .zip(&d.x[i * q..(i + 1) * q])
+            {
+                *zk = sq * xk;
+            }
+        }
         let zm = Mat::new(&z[..], n, q);
         matmul_scaled(MatMut::new(h, q, q), zm.t(), zm, 1.0 / nf, Accum::Set, 1);
         for k in 1..q {
@@ -201,9 +210,9 @@ fn objective(
     f / nf + 0.5 * alpha * pen
 }
 
-/// Solves `h d = g` for symmetric positive definite `h` (`q × q`) by Cholesky; None if `h` is
-/// not numerically positive definite.
-fn cholesky_solve(h: &[f64], g: &[f64], q: usize) -> Option<Vec<f64>> {
+/// The Cholesky factor `L` (`L Lᵀ = h`, row-major lower triangle) of a symmetric `q × q`
+/// matrix; None if it is not numerically positive definite.
+fn cholesky(h: &[f64], q: usize) -> Option<Vec<f64>> {
     let mut l = vec![0.0; q * q];
     for i in 0..q {
         for j in 0..=i {
@@ -221,6 +230,11 @@ fn cholesky_solve(h: &[f64], g: &[f64], q: usize) -> Option<Vec<f64>> {
             }
         }
     }
+    Some(l)
+}
+
+/// Solves `L Lᵀ d = g`.
+fn cholesky_solve(l: &[f64], g: &[f64], q: usize) -> Vec<f64> {
     let mut z = vec![0.0; q];
     for i in 0..q {
         let mut s = g[i];
@@ -237,28 +251,48 @@ fn cholesky_solve(h: &[f64], g: &[f64], q: usize) -> Option<Vec<f64>> {
         }
         d[i] = s / l[i * q + i];
     }
-    Some(d)
+    d
 }
 
 /// Fits the L2-penalised Poisson GLM of `y` on design `d` (first column the intercept's). `y`
 /// must hold some spikes (a unit without any has no finite optimum: the caller predicts the
-/// floor rate instead).
-pub fn fit_glm(d: &Design, y: &[f64], s: &GlmSettings) -> PoissonGlm {
+/// floor rate instead). `h0`: the Hessian at the starting point (intercept `ln mean(y)`,
+/// weights 0), if the caller has it.
+///
+/// Newton's method in which the Hessian's Cholesky factor is kept while it works: after a step
+/// that shrinks the gradient's max-norm tenfold the next step reuses it, otherwise (and when
+/// its line search fails) the Hessian is recomputed at the current point. The Hessian is what
+/// costs (`n q²`); a reused factor costs a gradient (`n q`). The optimum, and so the result to
+/// the tolerance, does not depend on which steps reuse it.
+pub fn fit_glm(d: &Design, y: &[f64], s: &GlmSettings, h0: Option<Vec<f64>>) -> PoissonGlm {
     let q = d.q;
     let y = &y[..d.n.min(y.len())];
     let mean = y.iter().sum::<f64>() / d.n.max(1) as f64;
     let mut beta = vec![0.0; q];
     beta[0] = mean.max(RATE_MIN).ln();
     let mut g = vec![0.0; q];
-    let mut h = vec![0.0; q * q];
     let mut z = Vec::new();
-    let mut f = objective(&beta, d, y, s.alpha, Some((&mut g, &mut h, &mut z)));
+    let mut f = objective(&beta, d, y, s.alpha, Some(&mut g), None);
+    let mut fresh = h0.is_none();
+    let mut h = h0.unwrap_or_else(|| {
+        let mut h = vec![0.0; q * q];
+        objective(&beta, d, y, s.alpha, None, Some((&mut h, &mut z)));
+        h
+    });
+    let mut l = cholesky(&h, q);
     let mut it = 0;
     let gnorm = |g: &[f64]| g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     while it < s.max_iter && gnorm(&g) > s.tol {
         it += 1;
-        let Some(dir) = cholesky_solve(&h, &g, q) else {
-            break;
+        let dir = match &l {
+            Some(l) => cholesky_solve(l, &g, q),
+            None if fresh => break,
+            None => {
+                objective(&beta, d, y, s.alpha, None, Some((&mut h, &mut z)));
+                l = cholesky(&h, q);
+                fresh = true;
+                continue;
+            }
         };
         // Backtracking (Armijo) along the Newton direction.
         let slope: f64 = g.iter().zip(&dir).map(|(a, b)| a * b).sum();
@@ -269,7 +303,7 @@ pub fn fit_glm(d: &Design, y: &[f64], s: &GlmSettings) -> PoissonGlm {
             for ((nb, &b), &dk) in next.iter_mut().zip(&beta).zip(&dir) {
                 *nb = b - step * dk;
             }
-            let fn_ = objective(&next, d, y, s.alpha, None);
+            let fn_ = objective(&next, d, y, s.alpha, None, None);
             // Near the optimum the decrease is below the objective's rounding: the full
             // Newton step is then taken as long as it does not raise the objective beyond it.
             let rounding = 16.0 * f64::EPSILON * f.abs().max(1.0);
@@ -282,10 +316,23 @@ pub fn fit_glm(d: &Design, y: &[f64], s: &GlmSettings) -> PoissonGlm {
             step *= 0.5;
         }
         if !accepted {
-            break;
+            if fresh {
+                break;
+            }
+            objective(&beta, d, y, s.alpha, None, Some((&mut h, &mut z)));
+            l = cholesky(&h, q);
+            fresh = true;
+            continue;
         }
+        let before = gnorm(&g);
         beta.clone_from(&next);
-        f = objective(&beta, d, y, s.alpha, Some((&mut g, &mut h, &mut z)));
+        f = objective(&beta, d, y, s.alpha, Some(&mut g), None);
+        fresh = false;
+        if gnorm(&g) > 0.1 * before {
+            objective(&beta, d, y, s.alpha, None, Some((&mut h, &mut z)));
+            l = cholesky(&h, q);
+            fresh = true;
+        }
     }
     PoissonGlm {
         intercept: beta[0],
@@ -298,7 +345,7 @@ pub fn fit_glm(d: &Design, y: &[f64], s: &GlmSettings) -> PoissonGlm {
 /// The design of unit `j`'s GLM: every other column of `feats` (`[rows, n]`), after a column of
 /// ones.
 pub fn design_without(feats: &[f64], n: usize, j: usize) -> Design {
-    let rows = if n == 0 { 0 } else { feats.len() / n };
+    let rows = feats.len().checked_div(n).unwrap_or(0);
     let mut x = Vec::with_capacity(rows * n);
     for r in feats.chunks_exact(n) {
         x.push(1.0);
@@ -321,8 +368,24 @@ pub fn cosmooth_rates(
 ) -> (Vec<f64>, Vec<Option<PoissonGlm>>) {
     let xf = log_smoothed(fit, t, n, w);
     let xe = log_smoothed(eval, t, n, w);
-    let rows_f = if n == 0 { 0 } else { fit.len() / n };
-    let rows_e = if n == 0 { 0 } else { eval.len() / n };
+    let rows_f = fit.len().checked_div(n).unwrap_or(0);
+    let rows_e = eval.len().checked_div(n).unwrap_or(0);
+    // Every unit's starting Hessian is mean(y_j) · XᵀX / n (+ α) with X = [1, features],
+    // unit j's own column left out: one Gram matrix of all columns serves them all.
+    let q = n + 1;
+    let mut full = Vec::with_capacity(rows_f * q);
+    for r in xf.chunks_exact(n.max(1)) {
+        full.push(1.0);
+        full.extend_from_slice(r);
+    }
+    let mut gram = vec![0.0; q * q];
+    {
+        use crate::cpu::gemm::{Accum, Mat, MatMut, matmul_scaled};
+        let m = Mat::new(&full[..], rows_f, q);
+        let scale = 1.0 / rows_f.max(1) as f64;
+        matmul_scaled(MatMut::new(&mut gram, q, q), m.t(), m, scale, Accum::Set, 1);
+    }
+    drop(full);
     let fits: Vec<Option<PoissonGlm>> = (0..n)
         .into_par_iter()
         .map(|j| {
@@ -330,7 +393,16 @@ pub fn cosmooth_rates(
             if !y.iter().any(|&v| v > 0.0) {
                 return None;
             }
-            Some(fit_glm(&design_without(&xf, n, j), &y, s))
+            let mean = y.iter().sum::<f64>() / rows_f as f64;
+            let keep: Vec<usize> = (0..q).filter(|&c| c != j + 1).collect();
+            let mut h0 = Vec::with_capacity(n * n);
+            for (a, &ra) in keep.iter().enumerate() {
+                for (b, &cb) in keep.iter().enumerate() {
+                    let pen = if a == b && a > 0 { s.alpha } else { 0.0 };
+                    h0.push(mean * gram[ra * q + cb] + pen);
+                }
+            }
+            Some(fit_glm(&design_without(&xf, n, j), &y, s, Some(h0)))
         })
         .collect();
     let mut rates = vec![RATE_MIN; eval.len()];
@@ -381,7 +453,7 @@ mod tests {
             q: 2,
             x: xs.iter().flat_map(|&x| [1.0, x]).collect(),
         };
-        let g = fit_glm(&d, &y, &GlmSettings::default());
+        let g = fit_glm(&d, &y, &GlmSettings::default(), None);
         assert!(g.grad_norm < 1e-10, "{g:?}");
         assert!(g.coef[0] > 0.5);
     }

@@ -813,7 +813,13 @@ pub fn format_table(r: &EvalReport) -> String {
         "{:<16} {:>22} {:>18} {:>18} {:>16} {:>10}",
         "task", "(MtM)", "(nlb_tools)", "with spikes (BWB)", "mean (BWB)", ""
     );
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    // Four decimals; a value that rounds to zero prints without a sign.
+    let f = |v: Option<f64>| {
+        v.map_or("-".to_string(), |x| {
+            let t = format!("{x:.4}");
+            if t == "-0.0000" { "0.0000".into() } else { t }
+        })
+    };
     let line = |s: &mut String, name: &str, sc: &Scores| {
         let _ = writeln!(
             s,
