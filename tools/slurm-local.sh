@@ -17,15 +17,25 @@ set -euo pipefail
 
 need=(munged mungekey slurmctld slurmd sbatch sinfo scontrol)
 
+# The path of program $1 (on PATH, else in /usr/sbin, where Debian puts the daemons), or nothing.
+bin() {
+    local p
+    for p in "$(command -v "$1" 2>/dev/null)" "/usr/sbin/$1"; do
+        if [ -n "$p" ] && [ -f "$p" ] && [ -x "$p" ]; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
 missing() {
     local m=()
     for b in "${need[@]}"; do
-        command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || m+=("$b")
+        bin "$b" >/dev/null || m+=("$b")
     done
     echo "${m[*]}"
 }
-
-bin() { command -v "$1" 2>/dev/null || echo "/usr/sbin/$1"; }
 
 unavailable() {
     echo "unavailable: $*" >&2

@@ -70,7 +70,7 @@ pub fn gpu(test: &str) -> Option<Gpu> {
                 emu.is_some(),
                 "{test}: NDT_CUDA_EMU and the device opened disagree"
             );
-            let _ = writeln!(std::io::stderr(), "CUDA-TEST ran {test} on {on}");
+            line(&format!("CUDA-TEST ran {test} on {on}"));
             Some(g)
         }
         Err(e) => {
@@ -78,13 +78,19 @@ pub fn gpu(test: &str) -> Option<Gpu> {
             let no_gpu = NO_GPU.iter().any(|m| msg.contains(m));
             let required = std::env::var_os("NDT_TEST_REQUIRE_GPU").is_some_and(|v| v != "0");
             if emu.is_none() && no_gpu && !required {
-                let _ = writeln!(std::io::stderr(), "SKIPPED: no CUDA device: {test} ({msg})");
+                line(&format!("SKIPPED: no CUDA device: {test} ({msg})"));
                 None
             } else {
                 panic!("{test}: cannot open the CUDA device: {msg}");
             }
         }
     }
+}
+
+/// Writes `text` and a newline to stderr in one write, so that the line is whole in the
+/// terminal even among the test harness's own output.
+fn line(text: &str) {
+    let _ = std::io::stderr().write_all(format!("{text}\n").as_bytes());
 }
 
 /// An output buffer: `n` elements poisoned with NaN (or set to `init`), then GUARD sentinels.
