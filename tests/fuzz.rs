@@ -610,9 +610,13 @@ impl Bases {
                 step: 30,
                 best_val: Some(0.5),
                 best_epoch: Some(2),
+                best_val_bits: Some(0.5f64.to_bits()),
+                batch: 0,
+                partial: None,
             },
             m: params.iter().map(|x| x * 0.1).collect(),
             v: params.iter().map(|x| x * x).collect(),
+            best: Some((params.iter().map(|x| x * 0.5).collect(), meta.clone())),
             params,
         };
         let p = dir.join("state.safetensors");
