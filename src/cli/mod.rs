@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// Generate a synthetic multi-session dataset with known heterogeneity.
     Synth(synth::Args),
-    /// Import sessions into a dataset (formats: npy, ibl-hf).
+    /// Import sessions into a dataset (formats: npy, ibl-hf, alf, nwb).
     #[command(subcommand)]
     Import(import::Command),
     /// Summarise a dataset.
