@@ -132,6 +132,7 @@ epoch = step = evals = 0.0
 have_step = True
 jobs = 0
 for d in sys.argv[1:]:
+    d = d.rstrip("/")
     res = os.path.join(d, "result.json")
     log = os.path.join(d, "work", "run", "log.jsonl")
     if os.path.exists(os.path.join(d, "log.jsonl")):

@@ -182,7 +182,7 @@ fn a_training_killed_at_random_points_ends_bit_identical() {
     // epochs makes most kills land between writes, with the best model in memory. A run that
     // gets to its end is checked and a new one started, until 12 kills have landed.
     let mut rng = Rng(0x5eed_0001);
-    let mut kills = 0;
+    let (mut kills, mut mid_run) = (0, 0);
     let mut n = 0;
     let resume = |r: &str| {
         vec![
@@ -215,8 +215,12 @@ fn a_training_killed_at_random_points_ends_bit_identical() {
             n += 1;
         } else {
             kills += 1;
+            // A kill that left a run under way (not one before its first write).
+            mid_run += usize::from(ndt::train::run::resumable(&run));
         }
     }
+    eprintln!("{kills} kills, {mid_run} of them mid-run; {n} runs got to their end between kills");
+    assert!(mid_run >= 6, "only {mid_run} kills landed mid-run");
     let run = dir.join(&format!("run{n}"));
     if ndt::train::run::resumable(&run) {
         let a = resume(run.to_str().unwrap());
@@ -268,6 +272,17 @@ fn points(results: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// Whether a job of the sweep has a run under way (a resume state and no result).
+fn job_under_way(results: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(results.join("jobs")) else {
+        return false;
+    };
+    rd.filter_map(|e| e.ok()).any(|e| {
+        let d = e.path();
+        ndt::train::run::resumable(&d.join("work/run")) && !d.join("result.json").exists()
+    })
+}
+
 const PLAN: &str = r#"
 dataset = "data"
 heldout_last = 1
@@ -315,7 +330,7 @@ fn a_sweep_killed_at_random_points_ends_bit_identical() {
     // Kills at random moments; each restart skips the finished jobs and resumes the one under
     // way. A sweep that gets to its end is checked and a new one started, until 12 kills.
     let mut rng = Rng(0x5eed_0002);
-    let mut kills = 0;
+    let (mut kills, mut mid_job) = (0, 0);
     let mut n = 0;
     let check = |results: &Path| {
         let (ja, jb) = (jobs(&dir.join("a")), jobs(results));
@@ -344,8 +359,13 @@ fn a_sweep_killed_at_random_points_ends_bit_identical() {
             n += 1;
         } else {
             kills += 1;
+            mid_job += usize::from(job_under_way(&dir.join(&format!("b{n}"))));
         }
     }
+    eprintln!(
+        "{kills} kills, {mid_job} of them mid-job; {n} sweeps got to their end between kills"
+    );
+    assert!(mid_job >= 6, "only {mid_job} kills landed mid-job");
     let p = plan(n);
     ndt_ok(&["sweep", p.to_str().unwrap(), "--threads", "1"]);
     check(&dir.join(&format!("b{n}")));
