@@ -137,12 +137,13 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     (ds, ckpt)
 }
 
-fn read_st(
-    path: &Path,
-) -> (
+/// A file's metadata, and its tensors' dtypes and shapes.
+type StInfo = (
     BTreeMap<String, String>,
     BTreeMap<String, (Dtype, Vec<usize>)>,
-) {
+);
+
+fn read_st(path: &Path) -> StInfo {
     let buf = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (_, header) = SafeTensors::read_metadata(&buf).unwrap();
     let meta = header

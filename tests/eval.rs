@@ -378,6 +378,7 @@ fn d2_and_baselines_are_reported_beside_bits_per_spike() {
     let opts = EvalOpts {
         choice: false,
         tasks: vec![Scheme::CoSmooth, Scheme::Forward],
+        baselines: true,
         ..EvalOpts::default()
     };
     let r = evaluate(

@@ -51,6 +51,7 @@ pub struct EvalOpts {
     pub rows_per_pass: usize,
     pub choice_opts: ChoiceOpts,
     /// Score the classical baselines (mean rate; the smoothed-spikes GLM for co-smoothing).
+    /// `ndt eval` turns them on (`--no-baselines` off); the default (sweeps) leaves them off.
     pub baselines: bool,
     pub glm: GlmSettings,
     /// Write co-smoothing and forward predictions in BrainWideBench's layout.
@@ -97,7 +98,9 @@ impl Default for EvalOpts {
             choice_block: None,
             rows_per_pass: 64,
             choice_opts: ChoiceOpts::default(),
-            baselines: true,
+            // Off unless asked for (`ndt eval` asks): the GLM baseline costs minutes on a
+            // 171-unit session, which every sweep evaluation would pay.
+            baselines: false,
             glm: GlmSettings::default(),
             bwb: None,
         }
