@@ -266,7 +266,6 @@ fn the_check_fails_when_ndts_numbers_differ_from_the_scorers() {
         "--threads",
         "1",
         "--no-choice",
-        "--no-baselines",
         "--tasks",
         "co-smooth",
         "--bwb",
@@ -324,8 +323,7 @@ fn bad_bwb_and_choice_block_flags_are_usage_errors() {
             "1",
             "--tasks",
             "co-smooth",
-            "--no-baselines",
-        ]
+            ]
         .iter()
         .map(|s| s.to_string())
         .collect();

@@ -27,15 +27,16 @@ if [ ${#need[@]} -gt 0 ]; then
     pip install "${need[@]}"
 fi
 
-# IBL BrainWideBench's scorers (tests/bwb.rs): ibl-bwb-eval pins numpy, scipy, scikit-learn and
-# torch exactly, so it goes in without its pins (numpy stays) and its imports are added.
-if ! .venv/bin/python -c "import ibl_bwb_eval.scoring.ts2" 2>/dev/null; then
-    .venv/bin/python -c "import torch" 2>/dev/null \
-        || pip install torch --index-url https://download.pytorch.org/whl/cpu || pip install torch
-    pip install --no-deps ibl-bwb-eval==0.1.0 && pip install safetensors torchmetrics rich scikit-learn scipy
-fi
-
 if [ "${1:-}" = "--reference" ]; then
+    # IBL BrainWideBench's scorers (tests/bwb.rs checks ndt's prediction files with them; without
+    # them tools/test.sh reports that check skipped): ibl-bwb-eval pins numpy, scipy, scikit-learn and
+    # torch exactly, so it goes in without its pins (numpy stays) and its imports are added.
+    if ! .venv/bin/python -c "import ibl_bwb_eval.scoring.ts2" 2>/dev/null; then
+        .venv/bin/python -c "import torch" 2>/dev/null \
+            || pip install torch --index-url https://download.pytorch.org/whl/cpu || pip install torch
+        pip install --no-deps ibl-bwb-eval==0.1.0 && pip install safetensors torchmetrics rich scikit-learn scipy
+    fi
+
     .venv/bin/python -c "import jax, sklearn, scipy, h5py, pandas" 2>/dev/null \
         || pip install "jax[cpu]" scikit-learn scipy h5py pandas "setuptools<70" wheel
     .venv/bin/python -c "import pynwb" 2>/dev/null || pip install "pynwb==4.2.0"

@@ -39,9 +39,11 @@ pub struct Args {
     /// error.
     #[arg(long)]
     pub choice_block: Option<usize>,
-    /// Skip the classical baselines (mean rate; smoothed-spikes GLM for co-smoothing).
+    /// Also score the classical baselines beside the model: the mean-rate predictor on every
+    /// task and, for co-smoothing, the smoothed-spikes Poisson GLM (one GLM per neuron, fit on
+    /// train+val: minutes on a recording of a few hundred neurons, so it is asked for).
     #[arg(long)]
-    pub no_baselines: bool,
+    pub baselines: bool,
     /// Gaussian kernel standard deviation (ms) of the smoothed-spikes GLM baseline.
     #[arg(long, default_value_t = 50.0)]
     pub glm_kernel_ms: f64,
@@ -100,7 +102,7 @@ pub fn run(a: Args) -> Result<()> {
         alpha: a.glm_alpha,
         ..GlmSettings::default()
     };
-    if !a.no_baselines && tasks.contains(&Scheme::CoSmooth) {
+    if a.baselines && tasks.contains(&Scheme::CoSmooth) {
         // A kernel the session's bins cannot carry is a usage error here (sweeps skip it).
         crate::eval::glm::gaussian_window(
             glm.kernel_sd_ms,
@@ -134,7 +136,7 @@ pub fn run(a: Args) -> Result<()> {
         choice: !a.no_choice,
         choice_block: a.choice_block,
         rows_per_pass: a.rows.max(1),
-        baselines: !a.no_baselines,
+        baselines: a.baselines,
         glm,
         bwb,
         ..EvalOpts::default()

@@ -51,7 +51,7 @@ pub struct EvalOpts {
     pub rows_per_pass: usize,
     pub choice_opts: ChoiceOpts,
     /// Score the classical baselines (mean rate; the smoothed-spikes GLM for co-smoothing).
-    /// `ndt eval` turns them on (`--no-baselines` off); the default (sweeps) leaves them off.
+    /// `ndt eval --baselines` turns them on; the default (and sweeps) leaves them off.
     pub baselines: bool,
     pub glm: GlmSettings,
     /// Write co-smoothing and forward predictions in BrainWideBench's layout.
