@@ -22,7 +22,7 @@ pub(super) enum Mem {
 }
 
 /// What runs the kernels of a `Gpu`. `capturing` tells a method that a graph is being captured.
-pub(super) trait Engine {
+pub(super) trait Engine: Send {
     /// Whether this is the kernel emulator.
     fn is_emulated(&self) -> bool;
     /// The CUDA stream, if the engine has one.

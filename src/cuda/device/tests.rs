@@ -6,6 +6,13 @@ fn emu() -> Gpu {
     Gpu::emulated(emu::Order::FirstToLast)
 }
 
+/// A `Gpu` moves between threads as before the engines were split.
+#[test]
+fn gpu_is_send() {
+    fn send<T: Send>() {}
+    send::<Gpu>();
+}
+
 #[test]
 fn live_buffer_round_trips() {
     let g = emu();

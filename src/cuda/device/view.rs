@@ -66,7 +66,9 @@ impl<T> Dev<T> {
             self.len
         );
         Dev {
-            ptr: self.ptr.wrapping_add((off * std::mem::size_of::<T>()) as u64),
+            ptr: self
+                .ptr
+                .wrapping_add((off * std::mem::size_of::<T>()) as u64),
             len,
             _t: PhantomData,
         }
