@@ -96,7 +96,7 @@ impl EmuEngine {
             EmuOp::Fill32 { dst, n, bits } => {
                 self.live
                     .check(*dst, n.saturating_mul(4), "filling device memory")?;
-                if dst % 4 != 0 {
+                if !dst.is_multiple_of(4) {
                     return Err(Error::Internal(format!(
                         "filling device memory: {dst:#x} is not 4-byte aligned"
                     )));

@@ -298,7 +298,7 @@ impl Gpu {
         }
         self.ledger
             .check(dst.ptr, dst.bytes(), "filling device memory")?;
-        if dst.ptr % 4 != 0 {
+        if !dst.ptr.is_multiple_of(4) {
             return Err(Error::Internal(format!(
                 "filling device memory: {:#x} is not 4-byte aligned",
                 dst.ptr
