@@ -257,6 +257,9 @@ fn register_report(log: &str, arch: &str) -> std::collections::BTreeMap<String, 
             "{kernel} on {arch}: two register counts"
         );
     }
+    // A `__noinline__` device function (C++-mangled, `_Z...`; the kernels are `extern "C"`)
+    // gets its own spill line but no register count: checked for spills above, not counted.
+    spills.retain(|k| !k.starts_with("_Z") || regs.contains_key(k));
     let counted: std::collections::BTreeSet<String> = regs.keys().cloned().collect();
     assert_eq!(
         spills, counted,
