@@ -267,12 +267,8 @@ pub fn draw(path: &Path, fig: &Figure) -> Result<()> {
                     }
                 }
                 for band in &fig.bands {
-                    let up: Vec<(f64, f64)> = band
-                        .x
-                        .iter()
-                        .zip(&band.hi)
-                        .map(|(x, y)| (*x, *y))
-                        .collect();
+                    let up: Vec<(f64, f64)> =
+                        band.x.iter().zip(&band.hi).map(|(x, y)| (*x, *y)).collect();
                     let down = band.x.iter().zip(&band.lo).rev().map(|(x, y)| (*x, *y));
                     let poly: Vec<(f64, f64)> = up
                         .into_iter()
@@ -296,12 +292,7 @@ pub fn draw(path: &Path, fig: &Figure) -> Result<()> {
                     let line = pts.iter().map(|p| (p.x, p.y));
                     if s.dashed {
                         chart
-                            .draw_series(DashedLineSeries::new(
-                                line,
-                                6,
-                                4,
-                                s.color.stroke_width(1),
-                            ))
+                            .draw_series(DashedLineSeries::new(line, 6, 4, s.color.stroke_width(1)))
                             .map_err(|e| err(e.to_string()))?;
                     } else {
                         let w = if s.markers { 2 } else { 1 };
@@ -313,7 +304,8 @@ pub fn draw(path: &Path, fig: &Figure) -> Result<()> {
                         draw_error_bars(&mut chart, &pts, s.color).map_err(err)?;
                         chart
                             .draw_series(
-                                pts.iter().map(|p| Circle::new((p.x, p.y), 3, s.color.filled())),
+                                pts.iter()
+                                    .map(|p| Circle::new((p.x, p.y), 3, s.color.filled())),
                             )
                             .map_err(|e| err(e.to_string()))?;
                     }
@@ -380,7 +372,10 @@ where
         .collect();
     chart
         .draw_series(bars.iter().map(|p| {
-            PathElement::new(vec![(p.x, p.y - p.sd), (p.x, p.y + p.sd)], color.stroke_width(1))
+            PathElement::new(
+                vec![(p.x, p.y - p.sd), (p.x, p.y + p.sd)],
+                color.stroke_width(1),
+            )
         }))
         .map_err(|e| e.to_string())?;
     chart
@@ -417,8 +412,11 @@ fn draw_legend(
                 }
             }
             Swatch::Band(c) => {
-                area.draw(&Rectangle::new([(4, y - 6), (30, y + 6)], c.mix(0.18).filled()))
-                    .map_err(e)?;
+                area.draw(&Rectangle::new(
+                    [(4, y - 6), (30, y + 6)],
+                    c.mix(0.18).filled(),
+                ))
+                .map_err(e)?;
             }
             Swatch::Triangle(c) => {
                 area.draw(&TriangleMarker::new((17, y), 7, c.filled()))
@@ -574,7 +572,7 @@ pub fn trials_figure(
 /// sd over held-out sessions.
 pub fn improvement_figure(rows: &[Improvement]) -> Figure {
     let mut f = Figure {
-        title: format!("{PRIMARY} bps: improvement over the baseline"),
+        title: format!("{PRIMARY} bps over the baseline (mean ± sd over sessions)"),
         xdesc: "pretraining sessions".into(),
         ydesc: "% improvement over baseline".into(),
         reference: Some(Reference {
@@ -596,7 +594,7 @@ pub fn improvement_figure(rows: &[Improvement]) -> Figure {
             .collect();
         if !points.is_empty() {
             f.series.push(Series {
-                label: format!("{o} (mean ± sd over sessions)"),
+                label: format!("{o} (mean ± sd)"),
                 color: order_color(o),
                 points,
                 markers: true,

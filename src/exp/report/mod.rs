@@ -502,7 +502,10 @@ pub fn write_report(
              ([CSV](rank_overlap.csv)).\n\n![top-k overlap](rank_overlap.svg)\n"
         );
     }
-    write_atomic(&out.join("points.csv"), tables::points_csv(points).as_bytes())?;
+    write_atomic(
+        &out.join("points.csv"),
+        tables::points_csv(points).as_bytes(),
+    )?;
     write_atomic(&out.join("report.md"), md.as_bytes())?;
     Ok(md)
 }

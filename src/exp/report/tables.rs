@@ -177,9 +177,8 @@ pub fn table3(points: &[PointResult]) -> (String, String) {
     for m in &metrics {
         let b = base_vals.get(m.as_str()).map_or(f64::NAN, |v| mean(v));
         let p = best_vals.get(m.as_str()).map_or(f64::NAN, |v| mean(v));
-        let reference = |key: Option<String>| {
-            key.and_then(|k| ref_vals.get(k.as_str()).map(|v| mean(v)))
-        };
+        let reference =
+            |key: Option<String>| key.and_then(|k| ref_vals.get(k.as_str()).map(|v| mean(v)));
         let glm = reference(glm_key(m));
         let null = match null_key(m) {
             Some(k) => reference(Some(k.to_string())),
