@@ -176,11 +176,9 @@ pub fn draw(path: &Path, fig: &Figure) -> Result<()> {
             }
         }
     }
-    if let Some(r) = &fig.reference {
-        if r.y.is_finite() {
-            let s = if r.sd.is_finite() { r.sd } else { 0.0 };
-            ys.extend([r.y - s, r.y + s]);
-        }
+    if let Some(r) = fig.reference.as_ref().filter(|r| r.y.is_finite()) {
+        let s = if r.sd.is_finite() { r.sd } else { 0.0 };
+        ys.extend([r.y - s, r.y + s]);
     }
     let fold = |v: &[f64]| {
         v.iter()

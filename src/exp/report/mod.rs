@@ -161,9 +161,16 @@ impl Curves {
     }
 }
 
+/// A cell while its points are gathered: values, trials of each, whether the full pool.
+#[derive(Default)]
+struct CellAcc {
+    values: Vec<f64>,
+    trials: Vec<f64>,
+    full: bool,
+}
+
 pub fn curves(points: &[PointResult], metric: &str) -> Curves {
-    let mut by: BTreeMap<(String, PointOrder), BTreeMap<usize, (Vec<f64>, Vec<f64>, bool)>> =
-        BTreeMap::new();
+    let mut by: BTreeMap<(String, PointOrder), BTreeMap<usize, CellAcc>> = BTreeMap::new();
     let mut baseline: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for p in points {
         let Some(&v) = p.metrics.get(metric) else {
@@ -178,9 +185,9 @@ pub fn curves(points: &[PointResult], metric: &str) -> Curves {
             .or_default()
             .entry(p.k)
             .or_default();
-        e.0.push(v);
-        e.1.push(p.total_trials as f64);
-        e.2 |= p.full;
+        e.values.push(v);
+        e.trials.push(p.total_trials as f64);
+        e.full |= p.full;
     }
     let curves = by
         .into_iter()
@@ -189,13 +196,13 @@ pub fn curves(points: &[PointResult], metric: &str) -> Curves {
             order,
             cells: m
                 .into_iter()
-                .map(|(k, (values, t, full))| {
+                .map(|(k, a)| {
                     (
                         k,
                         Cell {
-                            values,
-                            trials: mean(&t),
-                            full,
+                            values: a.values,
+                            trials: mean(&a.trials),
+                            full: a.full,
                         },
                     )
                 })
