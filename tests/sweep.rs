@@ -204,7 +204,8 @@ fn finished_sweep_is_not_rerun_and_reports_gather_it() {
         "report.md",
         "table1.csv",
         "table3.csv",
-        "improvement_over_smallest.svg",
+        "improvement_over_baseline.svg",
+        "improvement_over_smallest.csv",
         "points.csv",
         "rank_overlap.csv",
     ] {

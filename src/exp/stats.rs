@@ -1,5 +1,28 @@
-//! Small statistics used by the experiment reports: rank correlation, log-linear fits,
-//! top-k overlap of rankings.
+//! Small statistics used by the experiment reports: means and standard deviations, rank
+//! correlation, log-linear fits and their residual spread, top-k overlap of rankings.
+
+/// Arithmetic mean; NaN for no values.
+pub fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// Sample standard deviation (n − 1); 0 for fewer than two values.
+pub fn sd(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(v);
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
+/// Percent change of `v` from `base` (relative to |base|).
+pub fn pct(v: f64, base: f64) -> f64 {
+    100.0 * (v - base) / base.abs()
+}
 
 /// Ranks of `v` (1-based, ties get their average rank).
 pub fn ranks(v: &[f64]) -> Vec<f64> {
@@ -82,6 +105,21 @@ pub fn log_linear_fit(x: &[f64], y: &[f64]) -> Option<(f64, f64, f64)> {
     Some((a, b, r2))
 }
 
+/// Standard deviation of the residuals of `y = a + b·log10(x)` over the points a fit uses
+/// (x > 0, finite y), with n − 2 degrees of freedom; None for fewer than three points.
+pub fn log_linear_residual_sd(x: &[f64], y: &[f64], a: f64, b: f64) -> Option<f64> {
+    let res: Vec<f64> = x
+        .iter()
+        .zip(y)
+        .filter(|(u, v)| **u > 0.0 && v.is_finite())
+        .map(|(u, v)| v - a - b * u.log10())
+        .collect();
+    if res.len() < 3 {
+        return None;
+    }
+    Some((res.iter().map(|r| r * r).sum::<f64>() / (res.len() - 2) as f64).sqrt())
+}
+
 /// Fraction of shared items among the first `k` of two rankings.
 pub fn top_k_overlap(a: &[String], b: &[String], k: usize) -> f64 {
     let k = k.min(a.len()).min(b.len());
@@ -132,6 +170,25 @@ mod tests {
         let y: Vec<f64> = x.iter().map(|v: &f64| 0.5 + 0.25 * v.log10()).collect();
         let (a, b, r2) = log_linear_fit(&x, &y).unwrap();
         assert!((a - 0.5).abs() < 1e-12 && (b - 0.25).abs() < 1e-12 && (r2 - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mean_and_sample_sd() {
+        assert!(mean(&[]).is_nan());
+        assert_eq!(mean(&[1.0, 2.0, 6.0]), 3.0);
+        // deviations -2, -1, 3: squares sum to 14, over n - 1 = 2.
+        assert!((sd(&[1.0, 2.0, 6.0]) - 7f64.sqrt()).abs() < 1e-12);
+        assert_eq!(sd(&[4.0]), 0.0);
+    }
+
+    #[test]
+    fn residual_sd_uses_n_minus_two() {
+        let x = [10.0, 100.0, 1000.0, 10000.0];
+        // residuals +0.1, -0.1, +0.1, -0.1 around 1 + 0·log10(x): sqrt(0.04 / 2).
+        let y = [1.1, 0.9, 1.1, 0.9];
+        let s = log_linear_residual_sd(&x, &y, 1.0, 0.0).unwrap();
+        assert!((s - 0.02f64.sqrt()).abs() < 1e-12, "{s}");
+        assert!(log_linear_residual_sd(&x[..2], &y[..2], 1.0, 0.0).is_none());
     }
 
     #[test]

@@ -375,11 +375,7 @@ impl Sweep {
         let res = PointResult {
             results_version: RESULTS_VERSION,
             heldout: p.heldout.clone(),
-            order: p
-                .order
-                .as_ref()
-                .map(|o| o.name().to_string())
-                .unwrap_or_else(|| "baseline".into()),
+            order: p.order.as_ref().into(),
             shuffle: p.shuffle,
             k: p.k,
             seed: p.seed,
@@ -722,7 +718,7 @@ mod tests {
         let fwd = |o: &str, k: usize| {
             results
                 .iter()
-                .find(|r| r.order == o && r.k == k)
+                .find(|r| r.order.name() == o && r.k == k)
                 .unwrap()
                 .metrics["forward"]
         };
