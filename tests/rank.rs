@@ -69,7 +69,13 @@ fn unknown_methods_are_usage_errors() {
     assert!(stderr(&out).contains("oracle"), "{}", stderr(&out));
     let out = ndt(&["rank", plan.to_str().unwrap(), "--method", "short:0"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let out = ndt(&["rank", plan.to_str().unwrap(), "--compare", "--methods", "full,nope"]);
+    let out = ndt(&[
+        "rank",
+        plan.to_str().unwrap(),
+        "--compare",
+        "--methods",
+        "full,nope",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
     // The plan key names the file.
@@ -92,7 +98,7 @@ fn region_matched_proxies_refuse_a_one_region_session() {
         let out = ndt(&["rank", plan.to_str().unwrap(), "--method", m]);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         assert!(stderr(&out).contains("1 region"), "{}", stderr(&out));
-        assert!(!dir.join(format!("r/rankings/{m}")).exists());
+        assert!(!dir.path().join(format!("r/rankings/{m}")).exists());
     }
 }
 
@@ -111,9 +117,12 @@ fn data_only_methods_rank_the_whole_pool_and_record_their_cost() {
         .unwrap();
         let ranking = out[0]["ranking"].as_array().unwrap();
         assert_eq!(ranking.len(), 3, "{out}");
-        let scores: Vec<f64> = ranking.iter().map(|r| r["score"].as_f64().unwrap()).collect();
+        let scores: Vec<f64> = ranking
+            .iter()
+            .map(|r| r["score"].as_f64().unwrap())
+            .collect();
         assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
-        let file = read(&dir.join(format!("r/rankings/{m}/syn-0003.json")));
+        let file = read(&dir.path().join(format!("r/rankings/{m}/syn-0003.json")));
         assert_eq!(file["method"], m);
         assert!(file["cpu_s"].as_f64().unwrap() >= 0.0);
         assert!(file["trained"].as_str().unwrap().starts_with("nothing"));
@@ -137,7 +146,11 @@ fn compare_tabulates_every_method_against_full() {
     ]);
     assert!(md.contains("| subspace |"), "{md}");
     let csv = std::fs::read_to_string(dir.join("r/rank_compare.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     assert_eq!(rows.len(), 3, "{csv}");
     let row = |m: &str| rows.iter().find(|r| r[1] == m).unwrap().clone();
     let num = |r: &[&str], i: usize| r[i].parse::<f64>().unwrap();

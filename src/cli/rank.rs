@@ -144,12 +144,7 @@ fn spearman_with(r: &Ranked, other: &[(String, f64)]) -> f64 {
     let mut y = Vec::new();
     for (s, v) in &r.scores {
         x.push(*v);
-        y.push(
-            other
-                .iter()
-                .find(|o| &o.0 == s)
-                .map_or(f64::NAN, |o| o.1),
-        );
+        y.push(other.iter().find(|o| &o.0 == s).map_or(f64::NAN, |o| o.1));
     }
     spearman(&x, &y)
 }
@@ -159,7 +154,10 @@ fn top_overlap(a: &[(String, f64)], b: &[(String, f64)], k: usize) -> f64 {
     if k == 0 {
         return f64::NAN;
     }
-    let hits = a[..k].iter().filter(|x| b[..k].iter().any(|y| y.0 == x.0)).count();
+    let hits = a[..k]
+        .iter()
+        .filter(|x| b[..k].iter().any(|y| y.0 == x.0))
+        .count();
     hits as f64 / k as f64
 }
 

@@ -277,17 +277,14 @@ fn psths(ds: &Dataset, s: usize, bins: usize) -> Psths {
     let (names, index) = info.region_index();
     let mut regions = Vec::new();
     for (r, name) in names.into_iter().enumerate() {
-        let neurons: Vec<usize> = (0..n).filter(|&i| index.get(i) == Some(&(r as u16))).collect();
+        let neurons: Vec<usize> = (0..n)
+            .filter(|&i| index.get(i) == Some(&(r as u16)))
+            .collect();
         let mut m = Vec::with_capacity(2 * bins);
         for k in 0..2 {
             let denom = count[k].max(1) as f64;
             for b in 0..bins {
-                m.push(
-                    neurons
-                        .iter()
-                        .map(|&i| sum[k][b * n + i] / denom)
-                        .collect(),
-                );
+                m.push(neurons.iter().map(|&i| sum[k][b * n + i] / denom).collect());
             }
         }
         regions.push((name, m));
@@ -407,7 +404,10 @@ fn subspace_overlap(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
 fn data_ranking(sweep: &Sweep, heldout: &str, method: &Method) -> Result<Ranked> {
     let t0 = cpu_seconds();
     let ds = Dataset::open(&sweep.plan.dataset)?;
-    let manifest = sweep.plan.dataset.join(crate::store::manifest::MANIFEST_FILE);
+    let manifest = sweep
+        .plan
+        .dataset
+        .join(crate::store::manifest::MANIFEST_FILE);
     let find = |id: &str| {
         ds.find(id)
             .ok_or_else(|| input(&manifest, format!("session `{id}` is not in the dataset")))
@@ -488,7 +488,9 @@ mod tests {
         assert_eq!(Method::parse("short", Some(3)).unwrap(), Method::Short(3));
         assert_eq!(Method::parse("short:5", Some(3)).unwrap(), Method::Short(5));
         assert_eq!(Method::parse("subspace", None).unwrap().name(), "subspace");
-        for bad in ["", "fast", "short:", "short:0", "short:-1", "short:x", "Full"] {
+        for bad in [
+            "", "fast", "short:", "short:0", "short:-1", "short:x", "Full",
+        ] {
             let e = Method::parse(bad, None).unwrap_err();
             assert_eq!(e.exit_code(), 1, "{bad}");
         }
@@ -513,6 +515,10 @@ mod tests {
         let b = temporal_subspace(&mk([1.0, 2.0], &[[0.1, 2.0], [1.5, 0.1]]), 2);
         let c = temporal_subspace(&mk([5.0, 7.0], &[[1.0, 0.2], [0.3, 1.0]]), 2);
         assert!((subspace_overlap(&a, &b) - 1.0).abs() < 1e-6);
-        assert!(subspace_overlap(&a, &c) < 0.1, "{}", subspace_overlap(&a, &c));
+        assert!(
+            subspace_overlap(&a, &c) < 0.1,
+            "{}",
+            subspace_overlap(&a, &c)
+        );
     }
 }
