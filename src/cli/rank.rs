@@ -7,6 +7,7 @@
 
 use crate::error::{Result, internal};
 use crate::exp::plan::Plan;
+use crate::exp::rank_methods::{Method, Ranked, rank};
 use crate::exp::stats::spearman;
 use crate::exp::sweep::Sweep;
 use crate::exp::work::DatasetWork;
@@ -28,6 +29,22 @@ pub struct Args {
     /// 10m].
     #[arg(long)]
     pub checkpoint_every: Option<String>,
+    /// How to rank: full, short (or short:N), psth, subspace (docs/ranking.md).
+    #[arg(long, default_value = "full")]
+    pub method: String,
+    /// Epochs of the `short` method's frozen-core finetunes.
+    #[arg(long)]
+    pub short_epochs: Option<usize>,
+    /// Rank by every method of `--methods` and compare each with `full` and the ground truth;
+    /// writes RESULTS/rank_compare.md and .csv.
+    #[arg(long)]
+    pub compare: bool,
+    /// Methods compared by `--compare`, comma-separated.
+    #[arg(long, default_value = "full,short,psth,subspace")]
+    pub methods: String,
+    /// k of the top-k overlap in `--compare`.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
 }
 
 /// Ground-truth similarity of `a` to `b` from `extra.synth.similarity`, if the dataset has one.
@@ -62,11 +79,21 @@ pub fn run(args: Args) -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     };
+    let method = Method::parse(&args.method, args.short_epochs)?;
+    let methods: Vec<Method> = args
+        .methods
+        .split(',')
+        .map(|m| Method::parse(m.trim(), args.short_epochs))
+        .collect::<Result<_>>()?;
     let sweep = Sweep::new(plan, &bytes, &ids, &args.plan)?;
     let work = DatasetWork::new(&sweep.plan, threads, every)?;
+    if args.compare {
+        return compare(&sweep, &work, &manifest, &methods, args.top_k);
+    }
     let mut out = Vec::new();
     for h in &sweep.heldout {
-        let ranking = sweep.ranking(h, &work)?;
+        let ranked = rank(&sweep, h, &method, &work)?;
+        let ranking = ranked.scores;
         let sims: Vec<Option<f64>> = ranking
             .iter()
             .map(|(s, _)| truth(&manifest, h, s))
@@ -79,10 +106,15 @@ pub fn run(args: Args) -> Result<()> {
             None
         };
         if !args.json {
-            println!("held-out session {h}");
+            println!(
+                "held-out session {h} (method {}, {:.1} CPU s; trained: {})",
+                method.name(),
+                ranked.cpu_s,
+                ranked.trained
+            );
             println!(
                 "{:>4}  {:<24} {:>14} {:>14}",
-                "rank", "session", "val fwd bps", "true sim"
+                "rank", "session", "score", "true sim"
             );
             for (i, ((s, v), t)) in ranking.iter().zip(&sims).enumerate() {
                 let t = t.map(|t| format!("{t:.4}")).unwrap_or_else(|| "–".into());
@@ -94,7 +126,8 @@ pub fn run(args: Args) -> Result<()> {
             println!();
         }
         out.push(json!({"heldout": h, "ranking": ranking.iter().zip(&sims).map(|((s, v), t)|
-            json!({"session": s, "forward_bps_val": v, "similarity": t})).collect::<Vec<_>>(), "spearman": rho}));
+            json!({"session": s, "score": v, "similarity": t})).collect::<Vec<_>>(), "spearman": rho,
+            "method": method.name(), "cpu_s": ranked.cpu_s, "trained": ranked.trained}));
     }
     if args.json {
         println!(
@@ -102,5 +135,121 @@ pub fn run(args: Args) -> Result<()> {
             serde_json::to_string_pretty(&out).map_err(|e| internal(e.to_string()))?
         );
     }
+    Ok(())
+}
+
+/// Spearman of `r`'s scores with `other`'s (by session); NaN when a session is missing.
+fn spearman_with(r: &Ranked, other: &[(String, f64)]) -> f64 {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for (s, v) in &r.scores {
+        x.push(*v);
+        y.push(other.iter().find(|o| &o.0 == s).map_or(f64::NAN, |o| o.1));
+    }
+    spearman(&x, &y)
+}
+
+fn top_overlap(a: &[(String, f64)], b: &[(String, f64)], k: usize) -> f64 {
+    let k = k.min(a.len()).min(b.len());
+    if k == 0 {
+        return f64::NAN;
+    }
+    let hits = a[..k]
+        .iter()
+        .filter(|x| b[..k].iter().any(|y| y.0 == x.0))
+        .count();
+    hits as f64 / k as f64
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// `ndt rank --compare`: every method against `full` and the ground truth, per held-out session
+/// (CSV) and averaged over them (Markdown, also printed).
+fn compare(
+    sweep: &Sweep,
+    work: &DatasetWork,
+    manifest: &Value,
+    methods: &[Method],
+    top_k: usize,
+) -> Result<()> {
+    let mut csv = String::from(
+        "heldout,method,spearman_vs_full,spearman_vs_truth,top_k,top_k_overlap_vs_full,\
+         top_k_overlap_vs_truth,cpu_s,cpu_fraction_of_full,trained\n",
+    );
+    // method -> (rho full, rho truth, overlap full, overlap truth, cpu, fraction)
+    let mut agg: Vec<(String, [Vec<f64>; 6], String)> = Vec::new();
+    for h in &sweep.heldout {
+        let full = rank(sweep, h, &Method::Full, work)?;
+        let mut truth: Vec<(String, f64)> = full
+            .scores
+            .iter()
+            .map(|(s, _)| (s.clone(), self::truth(manifest, h, s).unwrap_or(f64::NAN)))
+            .collect();
+        crate::exp::sweep::sort_ranking(&mut truth);
+        for m in methods {
+            let r = if *m == Method::Full {
+                full.clone()
+            } else {
+                rank(sweep, h, m, work)?
+            };
+            let vals = [
+                spearman_with(&r, &full.scores),
+                spearman_with(&r, &truth),
+                top_overlap(&r.scores, &full.scores, top_k),
+                top_overlap(&r.scores, &truth, top_k),
+                r.cpu_s,
+                r.cpu_s / full.cpu_s,
+            ];
+            csv.push_str(&format!(
+                "{h},{},{:.4},{:.4},{top_k},{:.3},{:.3},{:.2},{:.4},\"{}\"\n",
+                m.name(),
+                vals[0],
+                vals[1],
+                vals[2],
+                vals[3],
+                vals[4],
+                vals[5],
+                r.trained
+            ));
+            let i = match agg.iter().position(|a| a.0 == m.name()) {
+                Some(i) => i,
+                None => {
+                    agg.push((m.name(), Default::default(), r.trained.clone()));
+                    agg.len() - 1
+                }
+            };
+            if let Some(a) = agg.get_mut(i) {
+                for (acc, v) in a.1.iter_mut().zip(vals) {
+                    acc.push(v);
+                }
+            }
+        }
+    }
+    let mut md = format!(
+        "Means over {} held-out session(s); pool of {} sessions; top-k with k = {top_k}.\n\n\
+         | method | Spearman vs full | Spearman vs truth | top-k overlap vs full | \
+         top-k overlap vs truth | CPU s | CPU / full | trained |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        sweep.heldout.len(),
+        sweep.pool.len()
+    );
+    for (name, v, trained) in &agg {
+        md.push_str(&format!(
+            "| {name} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.4} | {trained} |\n",
+            mean(&v[0]),
+            mean(&v[1]),
+            mean(&v[2]),
+            mean(&v[3]),
+            mean(&v[4]),
+            mean(&v[5])
+        ));
+    }
+    print!("{md}");
+    let root = sweep.root();
+    std::fs::create_dir_all(root).map_err(crate::error::io_at(root))?;
+    crate::fsutil::write_atomic(&root.join("rank_compare.md"), md.as_bytes())?;
+    crate::fsutil::write_atomic(&root.join("rank_compare.csv"), csv.as_bytes())?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod jobs;
 pub mod plan;
+pub mod rank_methods;
 pub mod report;
 pub mod slurm;
 pub mod stats;

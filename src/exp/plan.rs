@@ -15,6 +15,7 @@
 //! [finetune] epochs = 20  mode = "frozen-core"
 //! [single]   epochs = 20           # single-session models used for ranking
 //! [rank]     epochs = 10           # frozen-core finetunes used for ranking
+//! rank_method = "full"             # (top level) or a cheaper proxy, docs/ranking.md
 //! ```
 //!
 //! A top-level `checkpoint_every = "10m"` (or `"50e"`, `50`; `0` = every epoch) sets how often
@@ -142,6 +143,10 @@ pub struct Plan {
     /// every epoch; see `train::cadence`). Not part of any job's identity.
     #[serde(default)]
     pub checkpoint_every: Option<toml::Value>,
+    /// How the `ranked` and `reverse-ranked` orders rank the pool (`ndt rank --method`):
+    /// `"full"` (default), `"short"` / `"short:N"`, `"psth"`, `"subspace"`; see docs/ranking.md.
+    #[serde(default)]
+    pub rank_method: Option<String>,
 }
 
 fn default_orders() -> Vec<Order> {
@@ -291,6 +296,10 @@ impl Plan {
         }
         if plan.seeds.is_empty() {
             return Err(input(path, "`seeds` is empty"));
+        }
+        if let Some(m) = &plan.rank_method {
+            crate::exp::rank_methods::Method::parse(m, None)
+                .map_err(|e| input(path, format!("`rank_method`: {e}")))?;
         }
         if plan.orders.contains(&Order::Random) && plan.shuffles == 0 {
             return Err(input(path, "order `random` needs `shuffles` >= 1"));

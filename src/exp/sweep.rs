@@ -14,7 +14,7 @@
 //! records [`RESULTS_VERSION`]: files of another version are recomputed, and left out when
 //! results are gathered.
 
-use crate::error::{Result, input, internal, usage};
+use crate::error::{Result, input, internal};
 use crate::exp::jobs::{Job, RESULTS_VERSION, content_hash};
 use crate::exp::plan::{Order, Plan, Stage};
 use crate::exp::report::PointResult;
@@ -200,7 +200,7 @@ impl Sweep {
         serde_json::to_value(st).unwrap_or(Value::Null)
     }
 
-    fn single_job(&self, session: &str) -> Job {
+    pub(crate) fn single_job(&self, session: &str) -> Job {
         let spec = json!({"dataset": self.dataset_key, "model": self.model, "sessions": [session],
             "stage": self.stage_json(&self.plan.single), "seed": self.plan.seeds[0]});
         Job::new(self.root(), "pretrain", spec)
@@ -214,15 +214,17 @@ impl Sweep {
         Job::new(self.root(), "pretrain", spec)
     }
 
-    fn run_pretrain(&self, job: &Job, w: &dyn Work) -> Result<PathBuf> {
+    pub(crate) fn run_pretrain(&self, job: &Job, w: &dyn Work) -> Result<PathBuf> {
         let sessions: Vec<String> = serde_json::from_value(job.spec["sessions"].clone())
             .map_err(|e| internal(e.to_string()))?;
         let stage: Stage = serde_json::from_value(job.spec["stage"].clone())
             .map_err(|e| internal(e.to_string()))?;
         let seed = job.spec["seed"].as_u64().unwrap_or(42);
         let r = job.run(|work| {
+            let t0 = crate::exp::rank_methods::cpu_seconds();
             let ckpt = w.pretrain(&sessions, &stage, seed, work)?;
-            Ok(json!({"checkpoint": ckpt}))
+            let cpu_s = crate::exp::rank_methods::cpu_seconds() - t0;
+            Ok(json!({"checkpoint": ckpt, "cpu_s": cpu_s}))
         })?;
         r["checkpoint"].as_str().map(PathBuf::from).ok_or_else(|| {
             input(
@@ -237,50 +239,18 @@ impl Sweep {
     /// A session without a finite score (a diverged or degenerate model) ranks last, with a
     /// warning on stderr and in the ranking file.
     pub fn ranking(&self, heldout: &str, w: &dyn Work) -> Result<Vec<(String, f64)>> {
-        check_id("held-out session id", heldout).map_err(usage)?;
-        let mut scores = Vec::new();
-        for s in &self.pool {
-            let single = self.single_job(s);
-            let ckpt = self.run_pretrain(&single, w)?;
-            let spec = json!({"base": single.spec, "heldout": heldout, "stage": self.stage_json(&self.plan.rank),
-                "seed": self.plan.seeds[0], "split": "val"});
-            let job = Job::new(self.root(), "rankft", spec);
-            let mut stage = self.plan.rank.clone();
-            stage.mode.get_or_insert_with(|| "frozen-core".into());
-            let r = job.run(|work| {
-                let job = FinetuneEval {
-                    ckpt: Some(&ckpt),
-                    session: heldout,
-                    stage: &stage,
-                    seed: self.plan.seeds[0],
-                    split: "val",
-                    only_forward: true,
-                };
-                let m = w.finetune_eval(&job, work)?;
-                Ok(json!(m))
-            })?;
-            scores.push((s.clone(), r["forward"].as_f64().unwrap_or(f64::NAN)));
+        let r = crate::exp::rank_methods::finetune_ranking(self, heldout, &self.plan.rank, w)?;
+        crate::exp::rank_methods::write_ranking(self, &r, "rankings")?;
+        Ok(r.scores)
+    }
+
+    /// The ranking the plan's `rank_method` asks for (the full one by default).
+    fn plan_ranking(&self, heldout: &str, w: &dyn Work) -> Result<Vec<(String, f64)>> {
+        use crate::exp::rank_methods::{Method, rank};
+        match self.plan.rank_method.as_deref() {
+            None | Some("full") => self.ranking(heldout, w),
+            Some(m) => Ok(rank(self, heldout, &Method::parse(m, None)?, w)?.scores),
         }
-        sort_ranking(&mut scores);
-        let warnings: Vec<String> = scores
-            .iter()
-            .filter(|(_, v)| !v.is_finite())
-            .map(|(s, v)| format!("session {s}: no finite val forward bps ({v}); ranked last"))
-            .collect();
-        for w in &warnings {
-            eprintln!("warning: ranking for held-out session {heldout}: {w}");
-        }
-        let dir = self.root().join("rankings");
-        std::fs::create_dir_all(&dir).map_err(crate::error::io_at(&dir))?;
-        let table: Vec<Value> = scores
-            .iter()
-            .map(|(s, v)| json!({"session": s, "forward_bps_val": v}))
-            .collect();
-        let doc = json!({"results_version": RESULTS_VERSION, "heldout": heldout,
-            "ranking": table, "warnings": warnings});
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| internal(e.to_string()))?;
-        write_atomic(&dir.join(format!("{heldout}.json")), text.as_bytes())?;
-        Ok(scores)
     }
 
     /// The order of the pool a point pretrains from.
@@ -289,14 +259,14 @@ impl Sweep {
             None => Vec::new(),
             Some(Order::Random) => self.random_order(p.shuffle),
             Some(Order::Ranked) => self
-                .ranking(&p.heldout, w)?
+                .plan_ranking(&p.heldout, w)?
                 .into_iter()
                 .map(|x| x.0)
                 .collect(),
             Some(Order::ReverseRanked) => {
                 // Worst scored first; sessions without a finite score stay last here too.
                 let (scored, unscored): (Vec<_>, Vec<_>) = self
-                    .ranking(&p.heldout, w)?
+                    .plan_ranking(&p.heldout, w)?
                     .into_iter()
                     .partition(|x| x.1.is_finite());
                 scored

@@ -1,0 +1,168 @@
+//! `ndt rank --method` and `ndt rank --compare` on a tiny synthetic dataset: each method writes
+//! its ranking with its cost, `--compare` tabulates every method against `full`, and bad input
+//! (an unknown method, a region-matched proxy on a one-region session) is a usage error.
+
+mod common;
+
+use common::{TempDir, ndt, ndt_ok, stderr};
+use serde_json::Value;
+use std::path::Path;
+
+const PLAN: &str = r#"
+dataset = "data"
+results = "r"
+heldout_last = 1
+sizes = [1, "all"]
+orders = ["ranked"]
+seeds = [42]
+device = "cpu"
+[model]
+preset = "small"
+d_model = 32
+d_tok = 32
+d_embed_hidden = 64
+n_layers = 1
+n_heads = 2
+d_ff = 64
+[single]
+epochs = 3
+lr = 1e-3
+[rank]
+epochs = 3
+lr = 1e-3
+"#;
+
+fn setup(dir: &Path, regions: &str) -> std::path::PathBuf {
+    ndt_ok(&[
+        "synth",
+        "--preset",
+        "rs",
+        "--tiny",
+        "--sessions",
+        "4",
+        "--bins",
+        "30",
+        "--onset-bin",
+        "5",
+        "--regions",
+        regions,
+        "--seed",
+        "3",
+        "--out",
+        dir.join("data").to_str().unwrap(),
+    ]);
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, PLAN).unwrap();
+    plan
+}
+
+fn read(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn unknown_methods_are_usage_errors() {
+    let dir = TempDir::new("rank-bad-method");
+    let plan = setup(dir.path(), "3");
+    let out = ndt(&["rank", plan.to_str().unwrap(), "--method", "oracle"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("oracle"), "{}", stderr(&out));
+    let out = ndt(&["rank", plan.to_str().unwrap(), "--method", "short:0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = ndt(&[
+        "rank",
+        plan.to_str().unwrap(),
+        "--compare",
+        "--methods",
+        "full,nope",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    // The plan key names the file.
+    std::fs::write(&plan, format!("rank_method = \"fast\"\n{PLAN}")).unwrap();
+    let out = ndt(&["sweep", plan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("plan.toml") && stderr(&out).contains("fast"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("r").exists(), "nothing ran");
+}
+
+#[test]
+fn region_matched_proxies_refuse_a_one_region_session() {
+    let dir = TempDir::new("rank-one-region");
+    let plan = setup(dir.path(), "1");
+    for m in ["psth", "subspace"] {
+        let out = ndt(&["rank", plan.to_str().unwrap(), "--method", m]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("1 region"), "{}", stderr(&out));
+        assert!(!dir.path().join(format!("r/rankings/{m}")).exists());
+    }
+}
+
+#[test]
+fn data_only_methods_rank_the_whole_pool_and_record_their_cost() {
+    let dir = TempDir::new("rank-data");
+    let plan = setup(dir.path(), "3");
+    for m in ["psth", "subspace"] {
+        let out: Value = serde_json::from_str(&ndt_ok(&[
+            "rank",
+            plan.to_str().unwrap(),
+            "--method",
+            m,
+            "--json",
+        ]))
+        .unwrap();
+        let ranking = out[0]["ranking"].as_array().unwrap();
+        assert_eq!(ranking.len(), 3, "{out}");
+        let scores: Vec<f64> = ranking
+            .iter()
+            .map(|r| r["score"].as_f64().unwrap())
+            .collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+        let file = read(&dir.path().join(format!("r/rankings/{m}/syn-0003.json")));
+        assert_eq!(file["method"], m);
+        assert!(file["cpu_s"].as_f64().unwrap() >= 0.0);
+        assert!(file["trained"].as_str().unwrap().starts_with("nothing"));
+        // No model was trained.
+        assert!(!dir.join("r/jobs").exists());
+    }
+}
+
+#[test]
+fn compare_tabulates_every_method_against_full() {
+    let dir = TempDir::new("rank-compare");
+    let plan = setup(dir.path(), "3");
+    let md = ndt_ok(&[
+        "rank",
+        plan.to_str().unwrap(),
+        "--compare",
+        "--methods",
+        "full,short:1,subspace",
+        "--top-k",
+        "2",
+    ]);
+    assert!(md.contains("| subspace |"), "{md}");
+    let csv = std::fs::read_to_string(dir.join("r/rank_compare.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    let row = |m: &str| rows.iter().find(|r| r[1] == m).unwrap().clone();
+    let num = |r: &[&str], i: usize| r[i].parse::<f64>().unwrap();
+    let full = row("full");
+    assert_eq!(num(&full, 2), 1.0, "full agrees with itself");
+    assert_eq!(num(&full, 5), 1.0);
+    assert_eq!(num(&full, 8), 1.0);
+    // The short finetunes and the data-only proxy cost less than the full ranking.
+    assert!(num(&row("short:1"), 8) < 1.0, "{csv}");
+    assert!(num(&row("subspace"), 8) < 0.2, "{csv}");
+    assert!(dir.join("r/rank_compare.md").exists());
+    // The full ranking's file is the sweep's, with its cost.
+    let file = read(&dir.join("r/rankings/syn-0003.json"));
+    assert!(file["cpu_s"].as_f64().unwrap() > 0.0, "{file}");
+}
