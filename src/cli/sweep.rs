@@ -91,7 +91,11 @@ pub fn run(args: Args) -> Result<()> {
     let sweep = open(&args)?;
     // The plan's `threads` applies unless `--threads` is given.
     let args = Args {
-        threads: if args.threads > 0 { args.threads } else { sweep.plan.threads },
+        threads: if args.threads > 0 {
+            args.threads
+        } else {
+            sweep.plan.threads
+        },
         ..args
     };
     let points = sweep.points();

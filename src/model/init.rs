@@ -269,7 +269,10 @@ mod tests {
         let t = ParamTable::new(&c);
         let p = init_params(&c, &t, 3);
         let b = 1.0 / 9f32.sqrt();
-        for name in ["sessions.x.ln1.y.stitch_in.weight", "sessions.x.ln1.y.stitch_in.bias"] {
+        for name in [
+            "sessions.x.ln1.y.stitch_in.weight",
+            "sessions.x.ln1.y.stitch_in.bias",
+        ] {
             let w = t.slice(&p, name);
             assert!(w.iter().all(|x| x.abs() <= b), "{name}");
             assert!(w.iter().any(|x| x.abs() > 0.1 * b), "{name}");

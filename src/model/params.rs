@@ -79,6 +79,7 @@ impl ParamTable {
     /// whose vector loads need 16-byte aligned rows whatever a session's neuron count.
     /// `aligned(cfg, 1)` is `new(cfg)`.
     pub fn aligned(cfg: &ModelConfig, align: usize) -> ParamTable {
+        use Role::*;
         let (d, dt, dh, f) = (cfg.d_model, cfg.d_tok, cfg.d_embed_hidden, cfg.d_ff);
         let mut t = ParamTable {
             entries: Vec::new(),
@@ -92,35 +93,70 @@ impl ParamTable {
         for (sid, &n) in &cfg.sessions {
             let s = Some(sid.as_str());
             let p = format!("sessions.{sid}");
-            push(format!("{p}.stitch_in.weight"), vec![dt, n], s, Role::StitchInWeight);
-            push(format!("{p}.stitch_in.bias"), vec![dt], s, Role::StitchInBias);
-            push(format!("{p}.stitch_out.weight"), vec![n, d], s, Role::StitchOutWeight);
-            push(format!("{p}.stitch_out.bias"), vec![n], s, Role::StitchOutBias);
-            push(format!("{p}.token"), vec![d], s, Role::SessionToken);
+            push(
+                format!("{p}.stitch_in.weight"),
+                vec![dt, n],
+                s,
+                StitchInWeight,
+            );
+            push(format!("{p}.stitch_in.bias"), vec![dt], s, StitchInBias);
+            push(
+                format!("{p}.stitch_out.weight"),
+                vec![n, d],
+                s,
+                StitchOutWeight,
+            );
+            push(format!("{p}.stitch_out.bias"), vec![n], s, StitchOutBias);
+            push(format!("{p}.token"), vec![d], s, SessionToken);
         }
-        push("embed.fc1.weight".into(), vec![dh, dt], None, Role::EmbedFc1Weight);
-        push("embed.fc1.bias".into(), vec![dh], None, Role::EmbedFc1Bias);
-        push("embed.fc2.weight".into(), vec![d, dh], None, Role::EmbedFc2Weight);
-        push("embed.fc2.bias".into(), vec![d], None, Role::EmbedFc2Bias);
-        push("pos".into(), vec![cfg.n_bins, d], None, Role::Pos);
-        push("mask_tokens".into(), vec![4, d], None, Role::MaskTokens);
+        push(
+            "embed.fc1.weight".into(),
+            vec![dh, dt],
+            None,
+            EmbedFc1Weight,
+        );
+        push("embed.fc1.bias".into(), vec![dh], None, EmbedFc1Bias);
+        push("embed.fc2.weight".into(), vec![d, dh], None, EmbedFc2Weight);
+        push("embed.fc2.bias".into(), vec![d], None, EmbedFc2Bias);
+        push("pos".into(), vec![cfg.n_bins, d], None, Pos);
+        push("mask_tokens".into(), vec![4, d], None, MaskTokens);
         for i in 0..cfg.n_layers {
             let p = format!("blocks.{i}");
-            push(format!("{p}.ln1.weight"), vec![d], None, Role::LnWeight);
-            push(format!("{p}.ln1.bias"), vec![d], None, Role::LnBias);
-            push(format!("{p}.attn.qkv.weight"), vec![3 * d, d], None, Role::QkvWeight);
-            push(format!("{p}.attn.qkv.bias"), vec![3 * d], None, Role::QkvBias);
-            push(format!("{p}.attn.out.weight"), vec![d, d], None, Role::AttnOutWeight);
-            push(format!("{p}.attn.out.bias"), vec![d], None, Role::AttnOutBias);
-            push(format!("{p}.ln2.weight"), vec![d], None, Role::LnWeight);
-            push(format!("{p}.ln2.bias"), vec![d], None, Role::LnBias);
-            push(format!("{p}.mlp.fc1.weight"), vec![f, d], None, Role::MlpFc1Weight);
-            push(format!("{p}.mlp.fc1.bias"), vec![f], None, Role::MlpFc1Bias);
-            push(format!("{p}.mlp.fc2.weight"), vec![d, f], None, Role::MlpFc2Weight);
-            push(format!("{p}.mlp.fc2.bias"), vec![d], None, Role::MlpFc2Bias);
+            push(format!("{p}.ln1.weight"), vec![d], None, LnWeight);
+            push(format!("{p}.ln1.bias"), vec![d], None, LnBias);
+            push(
+                format!("{p}.attn.qkv.weight"),
+                vec![3 * d, d],
+                None,
+                QkvWeight,
+            );
+            push(format!("{p}.attn.qkv.bias"), vec![3 * d], None, QkvBias);
+            push(
+                format!("{p}.attn.out.weight"),
+                vec![d, d],
+                None,
+                AttnOutWeight,
+            );
+            push(format!("{p}.attn.out.bias"), vec![d], None, AttnOutBias);
+            push(format!("{p}.ln2.weight"), vec![d], None, LnWeight);
+            push(format!("{p}.ln2.bias"), vec![d], None, LnBias);
+            push(
+                format!("{p}.mlp.fc1.weight"),
+                vec![f, d],
+                None,
+                MlpFc1Weight,
+            );
+            push(format!("{p}.mlp.fc1.bias"), vec![f], None, MlpFc1Bias);
+            push(
+                format!("{p}.mlp.fc2.weight"),
+                vec![d, f],
+                None,
+                MlpFc2Weight,
+            );
+            push(format!("{p}.mlp.fc2.bias"), vec![d], None, MlpFc2Bias);
         }
-        push("ln_f.weight".into(), vec![d], None, Role::FinalLnWeight);
-        push("ln_f.bias".into(), vec![d], None, Role::FinalLnBias);
+        push("ln_f.weight".into(), vec![d], None, FinalLnWeight);
+        push("ln_f.bias".into(), vec![d], None, FinalLnBias);
         t
     }
 
