@@ -18,6 +18,7 @@ pub mod eval;
 pub mod exp;
 pub mod fixture;
 pub mod fsutil;
+pub mod hash;
 pub mod import;
 pub mod inspect;
 pub mod mask;

@@ -27,7 +27,7 @@ pub struct Args {
     /// GPUs to spread the jobs over (e.g. `0,1,2,3`), one per job, round robin.
     #[arg(long)]
     pub gpus: Option<String>,
-    /// CPU threads per job (0 = cores / jobs).
+    /// CPU threads per job (0 = the plan's `threads`, else cores / jobs).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// List the points and their state, run nothing.
@@ -89,6 +89,15 @@ fn threads(args: &Args) -> usize {
 pub fn run(args: Args) -> Result<()> {
     let every = cadence(&args.checkpoint_every)?;
     let sweep = open(&args)?;
+    // The plan's `threads` applies unless `--threads` is given.
+    let args = Args {
+        threads: if args.threads > 0 {
+            args.threads
+        } else {
+            sweep.plan.threads
+        },
+        ..args
+    };
     let points = sweep.points();
     if args.list {
         for (i, p) in points.iter().enumerate() {

@@ -7,6 +7,7 @@
 //! read the rest: the same bits as the whole-vector forms with the same mask.
 
 use crate::backend::StepHyper;
+use crate::model::adamw::AdamwScalars;
 use crate::model::params::TrainRun;
 use rayon::prelude::*;
 
@@ -116,14 +117,14 @@ pub fn adamw_update_runs(
     grad_scale: f32,
     runs: &[TrainRun],
 ) {
-    let (lr, b1, b2) = (hp.lr as f64, hp.beta1 as f64, hp.beta2 as f64);
-    let t = hp.step.max(1) as i32;
-    let decay = (1.0 - lr * hp.weight_decay as f64) as f32;
-    let w = (1.0 - b1) as f32;
+    let AdamwScalars {
+        decay,
+        one_m_beta1: w,
+        one_m_beta2: one_m_b2,
+        step_size,
+        bc2_sqrt,
+    } = AdamwScalars::of(hp);
     let beta2 = hp.beta2;
-    let one_m_b2 = (1.0 - b2) as f32;
-    let step_size = -(lr / (1.0 - b1.powi(t))) as f32;
-    let bc2_sqrt = (1.0 - b2.powi(t)).sqrt() as f32;
     let eps = hp.eps;
     let n = params.len().min(m.len()).min(v.len()).min(grads.len());
     for run in runs {

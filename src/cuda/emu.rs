@@ -147,16 +147,6 @@ fn source(file: &KernelFile) -> Result<String> {
     Ok(s)
 }
 
-/// FNV-1a, 64 bits, for the library's file name.
-fn fnv64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
-
 /// Compiles `file` (or finds it in the cache) and returns the library's path.
 fn build(file: &KernelFile) -> Result<PathBuf> {
     let cxx = compiler();
@@ -173,9 +163,9 @@ fn build(file: &KernelFile) -> Result<PathBuf> {
         ))
     })?;
     let stem = format!(
-        "{}-{:016x}",
+        "{}-{}",
         file.name.trim_end_matches(".cu"),
-        fnv64(key.as_bytes())
+        crate::hash::id_of(&[key.as_bytes()])
     );
     let lib = dir.join(format!("{stem}.so"));
     if lib.exists() {

@@ -79,27 +79,26 @@ pub struct StepScalars {
 }
 
 impl StepScalars {
-    /// Scalars of one step: the AdamW constants computed in f64 and rounded as the CPU
-    /// reference (src/cpu/adamw.rs) rounds them.
+    /// Scalars of one step: the AdamW constants from `model::adamw`, the same the CPU
+    /// reference (src/cpu/adamw.rs) uses.
     pub fn new(
         hp: &crate::backend::StepHyper,
         n_targets: usize,
         scheme: usize,
         causal: bool,
     ) -> StepScalars {
-        let (lr, b1, b2) = (hp.lr as f64, hp.beta1 as f64, hp.beta2 as f64);
-        let t = hp.step.max(1) as i32;
+        let a = crate::model::adamw::AdamwScalars::of(hp);
         StepScalars {
             seed: hp.seed,
             dropout: hp.dropout,
             clip: hp.clip,
             inv_targets: inv_targets(n_targets),
-            decay: (1.0 - lr * hp.weight_decay as f64) as f32,
-            one_m_beta1: (1.0 - b1) as f32,
+            decay: a.decay,
+            one_m_beta1: a.one_m_beta1,
             beta2: hp.beta2,
-            one_m_beta2: (1.0 - b2) as f32,
-            step_size: -(lr / (1.0 - b1.powi(t))) as f32,
-            bc2_sqrt: (1.0 - b2.powi(t)).sqrt() as f32,
+            one_m_beta2: a.one_m_beta2,
+            step_size: a.step_size,
+            bc2_sqrt: a.bc2_sqrt,
             eps: hp.eps,
             scheme: scheme as i32,
             causal: causal as i32,

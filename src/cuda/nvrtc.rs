@@ -173,8 +173,8 @@ impl Nvrtc {
         let path = dir.as_ref().map(|d| {
             let stem = file.name.trim_end_matches(".cu");
             d.join(format!(
-                "{stem}-{arch}-{:032x}.bin",
-                fnv1a128(key.as_bytes())
+                "{stem}-{arch}-{}.bin",
+                crate::hash::id_of(&[key.as_bytes()])
             ))
         });
         if let Some(hit) = path.as_deref().and_then(|p| read_cache(p, &key)) {
@@ -234,16 +234,6 @@ fn read_cache(path: &Path, key: &str) -> Option<Vec<u8>> {
         return None;
     }
     Some(rest[len..].to_vec())
-}
-
-/// FNV-1a, 128 bits: a stable hash for cache file names (the full key is checked on read).
-fn fnv1a128(bytes: &[u8]) -> u128 {
-    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    for &b in bytes {
-        h ^= b as u128;
-        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
-    }
-    h
 }
 
 /// The source of `file` with the project's headers pasted in (each once), `#pragma once`
@@ -467,6 +457,5 @@ mod tests {
         std::fs::write(&p, &bytes[..10]).unwrap();
         assert_eq!(read_cache(&p, "key"), None);
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_ne!(fnv1a128(b"a"), fnv1a128(b"b"));
     }
 }

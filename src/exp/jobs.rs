@@ -32,27 +32,14 @@ use std::time::Duration;
 /// current results.
 pub const RESULTS_VERSION: u32 = 1;
 
-/// FNV-1a over `bytes` from a given offset basis.
-fn fnv1a(bytes: &[u8], basis: u64) -> u64 {
-    let mut h = basis;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 /// Canonical JSON: object keys sorted (serde_json's map is a BTreeMap), no whitespace.
 pub fn canonical(v: &Value) -> String {
     v.to_string()
 }
 
-/// 128-bit content hash of a job spec, as 32 hex digits.
+/// 128-bit content hash of a job spec (SHA-256 of its canonical JSON), as 32 hex digits.
 pub fn content_hash(spec: &Value) -> String {
-    let s = canonical(spec);
-    let a = fnv1a(s.as_bytes(), 0xcbf2_9ce4_8422_2325);
-    let b = fnv1a(s.as_bytes(), 0x84222325_cbf29ce4);
-    format!("{a:016x}{b:016x}")
+    crate::hash::id_of(&[canonical(spec).as_bytes()])
 }
 
 #[derive(Clone, Debug)]

@@ -11,7 +11,6 @@ mod allen;
 mod files;
 mod layout;
 mod probe;
-mod sha256;
 mod trials;
 
 use crate::error::{Result, input, usage};

@@ -794,10 +794,9 @@ fn string_columns(f: &H5, table: &str, cols: &[String]) -> Vec<String> {
 
 /// Size and SHA-256 (hex) of a file, read in blocks.
 fn file_digest(path: &Path) -> Result<(u64, String)> {
-    use sha2::Digest;
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(io_at(path))?;
-    let mut h = sha2::Sha256::new();
+    let mut h = crate::hash::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
     loop {
@@ -808,8 +807,7 @@ fn file_digest(path: &Path) -> Result<(u64, String)> {
         h.update(&buf[..k]);
         n += k as u64;
     }
-    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((n, hex))
+    Ok((n, h.hex()))
 }
 
 fn absolute(p: &Path) -> PathBuf {

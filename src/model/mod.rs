@@ -1,5 +1,6 @@
 //! The model: config, parameter table, init, checkpoints.
 
+pub mod adamw;
 pub mod checkpoint;
 pub mod config;
 pub mod init;

@@ -23,6 +23,36 @@ pub struct ParamEntry {
     pub len: usize,
     /// `Some(sid)` for the tensors of session `sid` (`sessions.{sid}.*`), `None` for the core.
     pub session: Option<String>,
+    /// What the tensor is (set where the table is built; init reads it, never the name).
+    pub role: Role,
+}
+
+/// The part of the model a tensor plays (SPEC §2); `Ln*` are the blocks' `ln1`/`ln2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    StitchInWeight,
+    StitchInBias,
+    StitchOutWeight,
+    StitchOutBias,
+    SessionToken,
+    EmbedFc1Weight,
+    EmbedFc1Bias,
+    EmbedFc2Weight,
+    EmbedFc2Bias,
+    Pos,
+    MaskTokens,
+    LnWeight,
+    LnBias,
+    QkvWeight,
+    QkvBias,
+    AttnOutWeight,
+    AttnOutBias,
+    MlpFc1Weight,
+    MlpFc1Bias,
+    MlpFc2Weight,
+    MlpFc2Bias,
+    FinalLnWeight,
+    FinalLnBias,
 }
 
 impl ParamEntry {
@@ -49,52 +79,88 @@ impl ParamTable {
     /// whose vector loads need 16-byte aligned rows whatever a session's neuron count.
     /// `aligned(cfg, 1)` is `new(cfg)`.
     pub fn aligned(cfg: &ModelConfig, align: usize) -> ParamTable {
+        use Role::*;
         let (d, dt, dh, f) = (cfg.d_model, cfg.d_tok, cfg.d_embed_hidden, cfg.d_ff);
         let mut t = ParamTable {
             entries: Vec::new(),
             total: 0,
         };
         let align = align.max(1);
-        let mut push = |name: String, shape: Vec<usize>, session: Option<&str>| {
+        let mut push = |name: String, shape: Vec<usize>, session: Option<&str>, role: Role| {
             t.total = t.total.div_ceil(align) * align;
-            t.push(name, shape, session);
+            t.push(name, shape, session, role);
         };
         for (sid, &n) in &cfg.sessions {
             let s = Some(sid.as_str());
             let p = format!("sessions.{sid}");
-            push(format!("{p}.stitch_in.weight"), vec![dt, n], s);
-            push(format!("{p}.stitch_in.bias"), vec![dt], s);
-            push(format!("{p}.stitch_out.weight"), vec![n, d], s);
-            push(format!("{p}.stitch_out.bias"), vec![n], s);
-            push(format!("{p}.token"), vec![d], s);
+            push(
+                format!("{p}.stitch_in.weight"),
+                vec![dt, n],
+                s,
+                StitchInWeight,
+            );
+            push(format!("{p}.stitch_in.bias"), vec![dt], s, StitchInBias);
+            push(
+                format!("{p}.stitch_out.weight"),
+                vec![n, d],
+                s,
+                StitchOutWeight,
+            );
+            push(format!("{p}.stitch_out.bias"), vec![n], s, StitchOutBias);
+            push(format!("{p}.token"), vec![d], s, SessionToken);
         }
-        push("embed.fc1.weight".into(), vec![dh, dt], None);
-        push("embed.fc1.bias".into(), vec![dh], None);
-        push("embed.fc2.weight".into(), vec![d, dh], None);
-        push("embed.fc2.bias".into(), vec![d], None);
-        push("pos".into(), vec![cfg.n_bins, d], None);
-        push("mask_tokens".into(), vec![4, d], None);
+        push(
+            "embed.fc1.weight".into(),
+            vec![dh, dt],
+            None,
+            EmbedFc1Weight,
+        );
+        push("embed.fc1.bias".into(), vec![dh], None, EmbedFc1Bias);
+        push("embed.fc2.weight".into(), vec![d, dh], None, EmbedFc2Weight);
+        push("embed.fc2.bias".into(), vec![d], None, EmbedFc2Bias);
+        push("pos".into(), vec![cfg.n_bins, d], None, Pos);
+        push("mask_tokens".into(), vec![4, d], None, MaskTokens);
         for i in 0..cfg.n_layers {
             let p = format!("blocks.{i}");
-            push(format!("{p}.ln1.weight"), vec![d], None);
-            push(format!("{p}.ln1.bias"), vec![d], None);
-            push(format!("{p}.attn.qkv.weight"), vec![3 * d, d], None);
-            push(format!("{p}.attn.qkv.bias"), vec![3 * d], None);
-            push(format!("{p}.attn.out.weight"), vec![d, d], None);
-            push(format!("{p}.attn.out.bias"), vec![d], None);
-            push(format!("{p}.ln2.weight"), vec![d], None);
-            push(format!("{p}.ln2.bias"), vec![d], None);
-            push(format!("{p}.mlp.fc1.weight"), vec![f, d], None);
-            push(format!("{p}.mlp.fc1.bias"), vec![f], None);
-            push(format!("{p}.mlp.fc2.weight"), vec![d, f], None);
-            push(format!("{p}.mlp.fc2.bias"), vec![d], None);
+            push(format!("{p}.ln1.weight"), vec![d], None, LnWeight);
+            push(format!("{p}.ln1.bias"), vec![d], None, LnBias);
+            push(
+                format!("{p}.attn.qkv.weight"),
+                vec![3 * d, d],
+                None,
+                QkvWeight,
+            );
+            push(format!("{p}.attn.qkv.bias"), vec![3 * d], None, QkvBias);
+            push(
+                format!("{p}.attn.out.weight"),
+                vec![d, d],
+                None,
+                AttnOutWeight,
+            );
+            push(format!("{p}.attn.out.bias"), vec![d], None, AttnOutBias);
+            push(format!("{p}.ln2.weight"), vec![d], None, LnWeight);
+            push(format!("{p}.ln2.bias"), vec![d], None, LnBias);
+            push(
+                format!("{p}.mlp.fc1.weight"),
+                vec![f, d],
+                None,
+                MlpFc1Weight,
+            );
+            push(format!("{p}.mlp.fc1.bias"), vec![f], None, MlpFc1Bias);
+            push(
+                format!("{p}.mlp.fc2.weight"),
+                vec![d, f],
+                None,
+                MlpFc2Weight,
+            );
+            push(format!("{p}.mlp.fc2.bias"), vec![d], None, MlpFc2Bias);
         }
-        push("ln_f.weight".into(), vec![d], None);
-        push("ln_f.bias".into(), vec![d], None);
+        push("ln_f.weight".into(), vec![d], None, FinalLnWeight);
+        push("ln_f.bias".into(), vec![d], None, FinalLnBias);
         t
     }
 
-    fn push(&mut self, name: String, shape: Vec<usize>, session: Option<&str>) {
+    fn push(&mut self, name: String, shape: Vec<usize>, session: Option<&str>, role: Role) {
         let len = shape.iter().product();
         self.entries.push(ParamEntry {
             name,
@@ -102,6 +168,7 @@ impl ParamTable {
             offset: self.total,
             len,
             session: session.map(str::to_string),
+            role,
         });
         self.total += len;
     }

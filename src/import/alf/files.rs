@@ -1,7 +1,6 @@
 //! Reading the session's files, each recorded once (relative path, size, SHA-256) for the
 //! manifest's provenance.
 
-use super::sha256;
 use crate::error::{Result, input, io_at};
 use crate::store::npy::NpyArray;
 use serde_json::{Value, json};
@@ -31,7 +30,7 @@ impl Sources {
             .into_owned();
         if !self.read.iter().any(|(r, _, _)| r == &rel) {
             self.read
-                .push((rel, bytes.len() as u64, sha256::hex(&bytes)));
+                .push((rel, bytes.len() as u64, crate::hash::sha256_hex(&bytes)));
         }
         Ok(bytes)
     }
