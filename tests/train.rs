@@ -523,7 +523,10 @@ fn nothing_is_written_before_the_first_interval_and_a_finished_state_is_small() 
     child.kill().unwrap();
     child.wait().unwrap();
     for f in ["state.safetensors", "last.safetensors", "best.safetensors"] {
-        assert!(!run.join(f).exists(), "{f} written before the first interval");
+        assert!(
+            !run.join(f).exists(),
+            "{f} written before the first interval"
+        );
     }
     // Such a run has nothing to resume (and says why); started again, it starts over.
     let o = ndt(&format!("train {ds} --out {r} --resume --device cpu"));
@@ -536,8 +539,12 @@ fn nothing_is_written_before_the_first_interval_and_a_finished_state_is_small() 
     let st = ndt::train::state::load(&run.join("state.safetensors")).unwrap();
     assert!(ndt::train::state::is_finished(&st));
     assert_eq!((st.counters.epoch, st.counters.batch), (2, 0));
-    let state_len = std::fs::metadata(run.join("state.safetensors")).unwrap().len();
-    let last_len = std::fs::metadata(run.join("last.safetensors")).unwrap().len();
+    let state_len = std::fs::metadata(run.join("state.safetensors"))
+        .unwrap()
+        .len();
+    let last_len = std::fs::metadata(run.join("last.safetensors"))
+        .unwrap()
+        .len();
     assert!(
         state_len * 4 < last_len,
         "finished state {state_len} bytes, last checkpoint {last_len}"
@@ -548,11 +555,52 @@ fn nothing_is_written_before_the_first_interval_and_a_finished_state_is_small() 
     c.step /= 2;
     c.best_epoch = c.best_epoch.map(|_| 1);
     ndt::train::state::save_finished(&run.join("state.safetensors"), &st.config, &c).unwrap();
-    let o = ndt(&format!("train {ds} --out {r} --resume --device cpu --threads 1"));
+    let o = ndt(&format!(
+        "train {ds} --out {r} --resume --device cpu --threads 1"
+    ));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
         err.contains("state.safetensors") && err.contains("finished run"),
         "{err}"
     );
+}
+
+#[test]
+fn a_batch_that_does_not_fit_in_memory_is_refused_before_training() {
+    // 400 bins make the attention workspace of a batch of 65536 trials far larger than any
+    // machine's memory, while the model itself is tiny (the run config alone passes).
+    let dir = tmp("memory");
+    let ds = dir.join("ds");
+    let d = ds.display();
+    ok(&format!(
+        "synth --preset rs --out {d} --sessions 1 --trials 40 --neurons 20 --bins 400 \
+         --onset-bin 5 --rate 20 --seed 3"
+    ));
+    let cfg = data().1;
+    let pre = dir.join("pre");
+    let o = ndt(&format!(
+        "train {d} --out {} --config {cfg} --epochs 1 --batch-size 65536 --device cpu",
+        pre.display()
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("memory") && err.contains("65536"), "{err}");
+    assert!(!pre.join("run.json").exists());
+    // Finetuning checks the finetuned model at its batch size too.
+    let small = dir.join("small");
+    ok(&format!(
+        "train {d} --out {} --config {cfg} --epochs 1 --batch-size 8 --device cpu --threads 1",
+        small.display()
+    ));
+    let ft = dir.join("ft");
+    let o = ndt(&format!(
+        "finetune {} {d} --session syn-0000 --out {} --epochs 1 --batch-size 65536 --device cpu",
+        small.join("last.safetensors").display(),
+        ft.display()
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("memory") && err.contains("65536"), "{err}");
+    assert!(!ft.join("run.json").exists());
 }

@@ -115,7 +115,9 @@ pub fn save(path: &Path, state: &State) -> Result<()> {
 /// Writes the state of a finished run (counters and config, no tensors) to `path` atomically.
 pub fn save_finished(path: &Path, config: &ModelConfig, counters: &Counters) -> Result<()> {
     if counters.batch > 0 || counters.partial.is_some() {
-        return Err(internal("a finished run's state stopped part way through an epoch"));
+        return Err(internal(
+            "a finished run's state stopped part way through an epoch",
+        ));
     }
     save_parts(path, config, counters, [&[], &[], &[]], None)
 }
