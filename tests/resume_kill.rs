@@ -179,8 +179,10 @@ fn a_training_killed_at_random_points_ends_bit_identical() {
     let full = t0.elapsed().as_millis() as u64;
 
     // Kills at random moments; each restart resumes what the last one left. The cadence of 3
-    // epochs makes most kills land between writes, with the best model in memory. A run that
-    // gets to its end is checked and a new one started, until 12 kills have landed.
+    // epochs makes most kills land between writes, with the best model in memory; a run killed
+    // before its first write (epoch 3) has no state and starts over. Kills come within half a
+    // full run's time, so that a run gets past its first write often enough. A run that gets to
+    // its end is checked and a new one started, until 12 kills have landed.
     let mut rng = Rng(0x5eed_0001);
     let (mut kills, mut mid_run) = (0, 0);
     let mut n = 0;
@@ -210,7 +212,7 @@ fn a_training_killed_at_random_points_ends_bit_identical() {
             a.extend(common);
             spawn(&a)
         };
-        if kill_after(child, rng.ms(5, (full / 4).max(40))) {
+        if kill_after(child, rng.ms(5, (full / 2).max(40))) {
             same_run(&reference, &run);
             n += 1;
         } else {

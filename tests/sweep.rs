@@ -80,7 +80,7 @@ fn points(results: &Path) -> BTreeMap<String, BTreeMap<String, f64>> {
     out
 }
 
-/// A pretraining job that has saved an epoch but not finished.
+/// A pretraining job that has finished an epoch (a line in its log) but not the job.
 fn job_in_progress(results: &Path) -> bool {
     let Ok(rd) = std::fs::read_dir(results.join("jobs")) else {
         return false;
@@ -91,7 +91,7 @@ fn job_in_progress(results: &Path) -> bool {
             .unwrap()
             .to_string_lossy()
             .starts_with("pretrain")
-            && d.join("work/run/state.safetensors").exists()
+            && std::fs::metadata(d.join("work/run/log.jsonl")).is_ok_and(|m| m.len() > 0)
             && !d.join("result.json").exists()
     })
 }

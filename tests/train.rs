@@ -153,12 +153,14 @@ fn frozen_core_finetuning_trains_only_the_new_session() {
     }
 }
 
-fn state_bits(run: &Path) -> Vec<u32> {
+/// The state's tensors as bits (none for a finished run) and its counters.
+fn state_bits(run: &Path) -> (Vec<u32>, ndt::train::state::Counters) {
     let st = ndt::train::state::load(&run.join("state.safetensors")).unwrap();
-    [&st.params, &st.m, &st.v]
+    let bits = [&st.params, &st.m, &st.v]
         .iter()
         .flat_map(|a| a.iter().map(|x| x.to_bits()))
-        .collect()
+        .collect();
+    (bits, st.counters)
 }
 
 #[test]
@@ -175,14 +177,16 @@ fn a_resumed_run_is_bit_identical_to_an_uninterrupted_one() {
     ok(&format!(
         "train {ds} --out {pb} --resume --device cpu --threads 2"
     ));
-    assert_eq!(
-        state_bits(&a),
-        state_bits(&b),
-        "parameters or moments differ"
-    );
-    let (_, xa, _) = checkpoint::load(&a.join("last.safetensors")).unwrap();
-    let (_, xb, _) = checkpoint::load(&b.join("last.safetensors")).unwrap();
-    assert!(xa.iter().zip(&xb).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert_eq!(state_bits(&a), state_bits(&b), "the final states differ");
+    for f in ["last.safetensors", "best.safetensors"] {
+        let (_, xa, ma) = checkpoint::load(&a.join(f)).unwrap();
+        let (_, xb, mb) = checkpoint::load(&b.join(f)).unwrap();
+        assert_eq!(ma, mb, "{f}");
+        assert!(
+            xa.iter().zip(&xb).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{f} differs"
+        );
+    }
     let (la, lb) = (log_lines(&a), log_lines(&b));
     assert_eq!((la.len(), lb.len()), (4, 4));
     for (x, y) in la.iter().zip(&lb) {
@@ -288,7 +292,7 @@ fn a_run_directory_has_one_writer_at_a_time() {
         .spawn()
         .unwrap();
     let t0 = std::time::Instant::now();
-    while !run2.join("state.safetensors").exists() {
+    while std::fs::metadata(run2.join("log.jsonl")).map_or(true, |m| m.len() == 0) {
         assert!(t0.elapsed().as_secs() < 60);
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
@@ -495,4 +499,108 @@ fn resuming_a_finished_run_is_a_no_op_that_says_so() {
             p.display()
         );
     }
+}
+
+#[test]
+fn nothing_is_written_before_the_first_interval_and_a_finished_state_is_small() {
+    let (ds, cfg) = data();
+    let dir = tmp("first-write");
+    let run = dir.join("run");
+    let r = run.display();
+    let common = format!("--sessions syn-0000 --config {cfg} --device cpu --threads 1");
+    // At the default cadence (10 minutes) a run under way for an epoch has written its settings
+    // and log, but no checkpoint and no state yet.
+    let mut child = Command::new(NDT)
+        .args(format!("train {ds} --out {r} {common} --epochs 400").split_whitespace())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while std::fs::metadata(run.join("log.jsonl")).map_or(true, |m| m.len() == 0) {
+        assert!(t0.elapsed().as_secs() < 60, "no epoch finished");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for f in ["state.safetensors", "last.safetensors", "best.safetensors"] {
+        assert!(
+            !run.join(f).exists(),
+            "{f} written before the first interval"
+        );
+    }
+    // Such a run has nothing to resume (and says why); started again, it starts over.
+    let o = ndt(&format!("train {ds} --out {r} --resume --device cpu"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("before its first write"), "{err}");
+    ok(&format!("train {ds} --out {r} {common} --epochs 2"));
+    assert_eq!(log_lines(&run).len(), 2);
+    // A finished run's state holds its counters, not four copies of the parameters.
+    let st = ndt::train::state::load(&run.join("state.safetensors")).unwrap();
+    assert!(ndt::train::state::is_finished(&st));
+    assert_eq!((st.counters.epoch, st.counters.batch), (2, 0));
+    let state_len = std::fs::metadata(run.join("state.safetensors"))
+        .unwrap()
+        .len();
+    let last_len = std::fs::metadata(run.join("last.safetensors"))
+        .unwrap()
+        .len();
+    assert!(
+        state_len * 4 < last_len,
+        "finished state {state_len} bytes, last checkpoint {last_len}"
+    );
+    // A state without parameters that claims fewer epochs than the run's is refused.
+    let mut c = st.counters.clone();
+    c.epoch = 1;
+    c.step /= 2;
+    c.best_epoch = c.best_epoch.map(|_| 1);
+    ndt::train::state::save_finished(&run.join("state.safetensors"), &st.config, &c).unwrap();
+    let o = ndt(&format!(
+        "train {ds} --out {r} --resume --device cpu --threads 1"
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("state.safetensors") && err.contains("finished run"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_batch_that_does_not_fit_in_memory_is_refused_before_training() {
+    // 400 bins make the attention workspace of a batch of 65536 trials far larger than any
+    // machine's memory, while the model itself is tiny (the run config alone passes).
+    let dir = tmp("memory");
+    let ds = dir.join("ds");
+    let d = ds.display();
+    ok(&format!(
+        "synth --preset rs --out {d} --sessions 1 --trials 40 --neurons 20 --bins 400 \
+         --onset-bin 5 --rate 20 --seed 3"
+    ));
+    let cfg = data().1;
+    let pre = dir.join("pre");
+    let o = ndt(&format!(
+        "train {d} --out {} --config {cfg} --epochs 1 --batch-size 65536 --device cpu",
+        pre.display()
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("memory") && err.contains("65536"), "{err}");
+    assert!(!pre.join("run.json").exists());
+    // Finetuning checks the finetuned model at its batch size too.
+    let small = dir.join("small");
+    ok(&format!(
+        "train {d} --out {} --config {cfg} --epochs 1 --batch-size 8 --device cpu --threads 1",
+        small.display()
+    ));
+    let ft = dir.join("ft");
+    let o = ndt(&format!(
+        "finetune {} {d} --session syn-0000 --out {} --epochs 1 --batch-size 65536 --device cpu",
+        small.join("last.safetensors").display(),
+        ft.display()
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("memory") && err.contains("65536"), "{err}");
+    assert!(!ft.join("run.json").exists());
 }

@@ -158,8 +158,25 @@ pub fn run(args: Args) -> Result<()> {
     run_parallel(&args, points.len())
 }
 
-/// Runs every point as a child `ndt sweep PLAN --task I`, `--jobs` at a time.
+/// Asks a child task to stop at its next step boundary. SIGUSR1, whatever the parent got: it
+/// raises the child's stop flag and nothing more, where a second SIGINT or SIGTERM (a Ctrl-C
+/// reaches the whole process group) would end the child before it saves its state.
+fn ask_to_stop(child: &std::process::Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with a valid signal number and the pid of our own unreaped child.
+        unsafe {
+            libc::kill(pid, libc::SIGUSR1);
+        }
+    }
+}
+
+/// Runs every point as a child `ndt sweep PLAN --task I`, `--jobs` at a time. SIGTERM, SIGINT
+/// or SIGUSR1 to this process starts no more tasks and asks the running ones to stop (each saves
+/// its state at its next step boundary); it then waits for them and fails with
+/// `Error::Interrupted` (the next run of the sweep resumes them).
 fn run_parallel(args: &Args, n: usize) -> Result<()> {
+    crate::train::signals::install()?;
+    let mut forwarded = false;
     let exe = std::env::current_exe()
         .map_err(|e| internal(format!("cannot locate the ndt binary: {e}")))?;
     let gpus: Vec<String> = args
@@ -178,6 +195,13 @@ fn run_parallel(args: &Args, n: usize) -> Result<()> {
     let mut failed = Vec::new();
     let mut slot_free: Vec<usize> = (0..args.jobs).rev().collect();
     while next < n || !running.is_empty() {
+        if crate::train::signals::requested() && !forwarded {
+            forwarded = true;
+            next = n;
+            for (_, _, child) in &running {
+                ask_to_stop(child);
+            }
+        }
         while next < n && !slot_free.is_empty() {
             let slot = slot_free.pop().unwrap_or(0);
             let mut cmd = Command::new(&exe);
@@ -219,6 +243,13 @@ fn run_parallel(args: &Args, n: usize) -> Result<()> {
                 Err(e) => return Err(internal(format!("waiting for a sweep task: {e}"))),
             }
         }
+    }
+    if forwarded {
+        return Err(crate::error::Error::Interrupted(
+            "the sweep was interrupted: its running tasks saved their state and stopped; \
+             running the sweep again continues them"
+                .into(),
+        ));
     }
     if failed.is_empty() {
         Ok(())

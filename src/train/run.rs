@@ -128,6 +128,7 @@ pub fn pretrain_on(
 ) -> Result<Outcome> {
     rc.train.check().map_err(usage)?;
     let cfg = model_config(ds, sessions, rc)?;
+    cfg.check_memory(rc.train.batch_size).map_err(usage)?;
     let backend = worker.backend(&cfg)?;
     let init = if exec.resume {
         Init::Resume
@@ -189,6 +190,7 @@ pub fn finetune_on(
         info.n_bins,
         hyper.seed,
     )?;
+    cfg.check_memory(hyper.batch_size).map_err(usage)?;
     let backend = worker.backend(&cfg)?;
     let meta = BTreeMap::from([
         ("finetuned_from".to_string(), ckpt.display().to_string()),

@@ -1,12 +1,17 @@
 //! Resume state of a run (`RUN/state.safetensors`): parameters, both AdamW moments, the best
 //! parameters so far and the loop counters in one safetensors file, written atomically at the
-//! run's checkpoint cadence, at its end and on a stop signal. A run killed anywhere restarts from
-//! the last state written with bit-identical results on the CPU backend.
+//! run's checkpoint cadence, at `stop_after` and on a stop signal. A run killed anywhere restarts
+//! from the last state written with bit-identical results on the CPU backend (a run killed
+//! before its first write has no state and starts over).
 //!
 //! Tensors `params`, `m`, `v` and, once a validation ran, `best` (flat f32, `ParamTable`
 //! layout); metadata `ndt_state` = the `Counters` JSON, `config` = the `ModelConfig` JSON and,
 //! with `best`, `best_meta` = the metadata of `best.safetensors` (so that file can be rewritten
 //! exactly from the state).
+//!
+//! A finished run's state (`save_finished`) has no tensors: resuming it restores nothing (its
+//! results are `best.safetensors` and `last.safetensors`), so it holds the counters and the
+//! config only; `load` returns it with empty `params`, `m` and `v` and no `best`.
 
 use crate::error::{Result, input, internal};
 use crate::model::ModelConfig;
@@ -107,7 +112,23 @@ pub fn save(path: &Path, state: &State) -> Result<()> {
     )
 }
 
-/// `save` from borrowed parts: `[params, m, v]` and the best parameters with their metadata.
+/// Writes the state of a finished run (counters and config, no tensors) to `path` atomically.
+pub fn save_finished(path: &Path, config: &ModelConfig, counters: &Counters) -> Result<()> {
+    if counters.batch > 0 || counters.partial.is_some() {
+        return Err(internal(
+            "a finished run's state stopped part way through an epoch",
+        ));
+    }
+    save_parts(path, config, counters, [&[], &[], &[]], None)
+}
+
+/// Whether `state` is a finished run's (no tensors; see `save_finished`).
+pub fn is_finished(state: &State) -> bool {
+    state.params.is_empty() && state.best.is_none()
+}
+
+/// `save` from borrowed parts: `[params, m, v]` and the best parameters with their metadata
+/// (all empty and no best: a finished run's state, written without tensors).
 pub fn save_parts(
     path: &Path,
     config: &ModelConfig,
@@ -121,7 +142,10 @@ pub fn save_parts(
             "resume state: moments, best and parameters differ in length",
         ));
     }
-    let mut arrays: Vec<(&str, &[f32])> = vec![("params", pmv[0]), ("m", pmv[1]), ("v", pmv[2])];
+    let mut arrays: Vec<(&str, &[f32])> = Vec::new();
+    if n > 0 || best.is_some() {
+        arrays = vec![("params", pmv[0]), ("m", pmv[1]), ("v", pmv[2])];
+    }
     if let Some((b, _)) = best {
         arrays.push(("best", b));
     }
@@ -180,9 +204,18 @@ pub fn load(path: &Path) -> Result<State> {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect())
     };
-    let params = tensor("params")?;
-    let m = tensor("m")?;
-    let v = tensor("v")?;
+    let finished = st.is_empty();
+    if finished && (counters.batch > 0 || counters.partial.is_some()) {
+        return Err(bad(
+            "a state without parameters (a finished run's) stopped part way through an epoch"
+                .into(),
+        ));
+    }
+    let (params, m, v) = if finished {
+        (Vec::new(), Vec::new(), Vec::new())
+    } else {
+        (tensor("params")?, tensor("m")?, tensor("v")?)
+    };
     let has_best = st.names().contains(&"best");
     let best = if has_best {
         let bm: BTreeMap<String, String> = serde_json::from_str(get(BEST_META_KEY)?)

@@ -8,14 +8,18 @@
 //! run's checkpoint cadence (`Run::checkpoint_every`), at its end, at `stop_after`, and when a
 //! stop signal arrives (checked at every step boundary). Between writes the best parameters live
 //! in memory; the resume state holds them too, so a run killed between writes loses at most one
-//! interval of work and nothing of its best model.
+//! interval of work and nothing of its best model. Nothing is written before the first interval
+//! ends (a run killed then has no state and starts over, which loses the same interval), and a
+//! finished run's state holds its counters only (`state::save_finished`): its results are
+//! `best` and `last`, and resuming it does nothing.
 //!
 //! Run directory (`--out RUN`):
 //! - `run.json`: the settings (model config, hyper-parameters, sessions, origin), checked on resume;
 //! - `log.jsonl`: one line per epoch (see `train::log`);
 //! - `best.safetensors`, `last.safetensors`: checkpoints (`model::checkpoint`);
 //! - `state.safetensors`: parameters, AdamW moments, best parameters and counters for `--resume`
-//!   (`train::state`); written last, so the checkpoints on disk are never behind it;
+//!   (`train::state`; counters only once the run is finished); written last, so the checkpoints
+//!   on disk are never behind it; absent until the first write;
 //! - `.ndt.lock`: held while a process writes the run (`train::lock`).
 //!
 //! Randomness is counter-based and keyed by the run seed: batch order and masks by
@@ -343,7 +347,8 @@ impl Ctx<'_, '_> {
 
     /// Writes the held checkpoints, then the resume state at `c` with the backend's current
     /// parameters `params` (the state last: it is the point a resumed run starts from, and the
-    /// checkpoints on disk are never behind it).
+    /// checkpoints on disk are never behind it). At the run's last epoch the state is the
+    /// finished run's, without tensors.
     fn write(
         &self,
         backend: &dyn Backend,
@@ -352,9 +357,13 @@ impl Ctx<'_, '_> {
         mem: &mut Mem,
     ) -> Result<()> {
         self.flush_checkpoints(mem)?;
-        let (m, v) = backend.moments()?;
-        let best = mem.best.as_ref().map(|(b, meta)| (b.as_slice(), meta));
-        state::save_parts(&self.files.state, self.cfg, c, [params, &m, &v], best)?;
+        if c.epoch >= self.run.hyper.epochs {
+            state::save_finished(&self.files.state, self.cfg, c)?;
+        } else {
+            let (m, v) = backend.moments()?;
+            let best = mem.best.as_ref().map(|(b, meta)| (b.as_slice(), meta));
+            state::save_parts(&self.files.state, self.cfg, c, [params, &m, &v], best)?;
+        }
         mem.since = Instant::now();
         mem.since_epoch = c.epoch;
         Ok(())
@@ -371,8 +380,9 @@ impl Ctx<'_, '_> {
         }
     }
 
-    /// Starts a new run (writes `run.json`, the initial checkpoint and state) or restores the
-    /// run in the directory, and returns where the loop stands.
+    /// Starts a new run (writes `run.json`; the initial parameters are held as the last
+    /// checkpoint until the first write) or restores the run in the directory, and returns where
+    /// the loop stands.
     fn start(
         &self,
         backend: &mut dyn Backend,
@@ -403,9 +413,9 @@ impl Ctx<'_, '_> {
                 backend.set_params(&p)?;
                 log::truncate(&f.log, 0)?;
                 let c = Counters::start();
-                // The initial parameters are the last good checkpoint until an epoch finishes.
-                mem.last = Some((p.clone(), self.meta("last", &c, f64::NAN, None)));
-                self.write(backend, &c, &p, &mut mem)?;
+                // The initial parameters are the last good checkpoint until an epoch finishes;
+                // held, not written: until the first write a killed run starts over.
+                mem.last = Some((p, self.meta("last", &c, f64::NAN, None)));
                 Ok((c, mem))
             }
             Init::Resume => {
@@ -440,6 +450,16 @@ impl Ctx<'_, '_> {
                     ));
                 }
                 state::check(&f.state, &st.counters, self.run.hyper.epochs, per_epoch)?;
+                let finished = state::is_finished(&st);
+                if finished && st.counters.epoch < self.run.hyper.epochs {
+                    return Err(input(
+                        &f.state,
+                        format!(
+                            "a finished run's state (no parameters) at epoch {}, but the run has {} epochs",
+                            st.counters.epoch, self.run.hyper.epochs
+                        ),
+                    ));
+                }
                 let c = st.counters;
                 if c.epoch >= self.run.hyper.epochs {
                     // Finished: nothing to restore, nothing to rewrite.
@@ -500,6 +520,15 @@ pub fn train(
         files: Files::new(&run.out),
     };
     if matches!(init, Init::Resume) && !can_resume(&run.out) {
+        if run.out.join(RUN_FILE).is_file() {
+            // A process may be writing the run before its first write: that is the error then.
+            let _lock = RunLock::acquire(&run.out)?;
+            return Err(usage(format!(
+                "nothing to resume in {}: the run stopped before its first write (no {STATE_FILE}); \
+                 start it again without --resume",
+                run.out.display()
+            )));
+        }
         return Err(usage(format!(
             "nothing to resume in {} (no {RUN_FILE} and {STATE_FILE})",
             run.out.display()
