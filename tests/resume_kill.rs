@@ -246,9 +246,14 @@ fn jobs(results: &Path) -> BTreeMap<String, JobRecord> {
     for e in std::fs::read_dir(results.join("jobs")).unwrap() {
         let d = e.unwrap().path();
         let name = d.file_name().unwrap().to_string_lossy().into_owned();
-        let result = std::fs::read_to_string(d.join("result.json"))
+        // `cpu_s` is what the job cost (a measurement), not a result: left out.
+        let result: String = std::fs::read_to_string(d.join("result.json"))
             .unwrap()
-            .replace(&root, "RESULTS");
+            .replace(&root, "RESULTS")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("\"cpu_s\""))
+            .collect::<Vec<_>>()
+            .join("\n");
         let run = d.join("work/run");
         let best = run
             .join("best.safetensors")
