@@ -323,7 +323,7 @@ fn bad_bwb_and_choice_block_flags_are_usage_errors() {
             "1",
             "--tasks",
             "co-smooth",
-            ]
+        ]
         .iter()
         .map(|s| s.to_string())
         .collect();

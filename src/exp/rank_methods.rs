@@ -518,7 +518,12 @@ mod tests {
         let b = temporal_subspace(&mk([1.0, 2.0], &[[0.1, 2.0], [1.5, 0.1]]), 2);
         let c = temporal_subspace(&mk([5.0, 7.0], &[[1.0, 0.2], [0.3, 1.0]]), 2);
         let ab = subspace_overlap(&a, &b);
-        assert!((ab - 1.0).abs() < 1e-6, "{ab} ({} and {} directions)", a.len(), b.len());
+        assert!(
+            (ab - 1.0).abs() < 1e-6,
+            "{ab} ({} and {} directions)",
+            a.len(),
+            b.len()
+        );
         assert!(
             subspace_overlap(&a, &c) < 0.1,
             "{}",
