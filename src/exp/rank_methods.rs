@@ -335,7 +335,7 @@ fn temporal_subspace(rows: &[Vec<f64>], k: usize) -> Vec<Vec<f64>> {
     // direction of a sinusoidal subspace and lose the others).
     let mut q: Vec<Vec<f64>> = (0..k)
         .map(|c| {
-            let key = crate::rng::key(0x5_0b59_ace, c as u64);
+            let key = crate::rng::key(0x50b5_9ace, c as u64);
             (0..t)
                 .map(|i| crate::rng::uniform(key, i as u64) as f64 - 0.5)
                 .collect()
