@@ -625,9 +625,11 @@ impl Bases {
         let results = vec![
             "{\n  \"checkpoint\": \"/runs/x/best.safetensors\"\n}".to_string(),
             "{\n  \"forward\": 0.125,\n  \"co_smooth\": 0.25,\n  \"choice\": 0.75\n}".to_string(),
-            "{\n  \"heldout\": \"s1\",\n  \"order\": \"random\",\n  \"shuffle\": 0,\n  \"k\": 2,\n  \
-             \"seed\": 42,\n  \"total_trials\": 300,\n  \"full\": false,\n  \"metrics\": {\"forward\": 0.1}\n}"
-                .to_string(),
+            format!(
+                "{{\n  \"results_version\": {v},\n  \"heldout\": \"s1\",\n  \"order\": \"random\",\n  \"shuffle\": 0,\n  \"k\": 2,\n  \
+             \"seed\": 42,\n  \"total_trials\": 300,\n  \"full\": false,\n  \"metrics\": {{\"forward\": 0.1}}\n}}",
+                v = ndt::exp::jobs::RESULTS_VERSION
+            ),
         ];
         Bases {
             npy,
