@@ -685,9 +685,7 @@ fn cli_args<A: clap::Args>(argv: &[&std::ffi::OsStr]) -> A {
         args: A,
     }
     let argv = std::iter::once(std::ffi::OsStr::new("ndt")).chain(argv.iter().copied());
-    <Cli<A> as clap::Parser>::try_parse_from(argv)
-        .unwrap()
-        .args
+    <Cli<A> as clap::Parser>::try_parse_from(argv).unwrap().args
 }
 
 /// Every file under `dir` (recursively), sorted.
@@ -1415,7 +1413,11 @@ fn parquet_attack(bytes: &mut Vec<u8>, huge: bool, rng: &mut Rng) {
                 bytes[n - 8..n - 4].copy_from_slice(&v.to_le_bytes());
             }
             _ => {
-                let at = if rng.chance(1, 2) { rng.below(4) } else { n - 4 + rng.below(4) };
+                let at = if rng.chance(1, 2) {
+                    rng.below(4)
+                } else {
+                    n - 4 + rng.below(4)
+                };
                 bytes[at] = rng.next() as u8;
             }
         }
@@ -1515,7 +1517,11 @@ fn hdf5_superblock(bytes: &mut [u8], rng: &mut Rng) {
     let v0 = bytes[8] < 2;
     match rng.below(3) {
         0 => {
-            let at = if v0 { *rng.pick(&[8usize, 13, 14]) } else { *rng.pick(&[8usize, 9, 10]) };
+            let at = if v0 {
+                *rng.pick(&[8usize, 13, 14])
+            } else {
+                *rng.pick(&[8usize, 9, 10])
+            };
             bytes[at] = *rng.pick(&[0u8, 1, 2, 3, 4, 7, 16, 255]);
         }
         _ => {
