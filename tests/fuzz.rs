@@ -2,7 +2,7 @@
 //!
 //! Seeded and deterministic: case `i` of seed `s` is always the same input. Each case takes a
 //! valid file of one reader (`.npy`, `.npz` session, manifest, the spikes of a dataset, sweep
-//! plan, run config, checkpoint, resume state, job result), mutates it with one of six classes
+//! plan, run config, checkpoint, resume state, job result, ALF session, NWB file), mutates it with one of six classes
 //! (truncation, byte flips, header and size attacks, huge counts, special files, deep nesting)
 //! and reads it. A case passes when the reader returns, within `CASE_LIMIT`, either a value or
 //! an error of an exit-1 kind (never `Internal`/`Cuda`); a panic, an abort (a stack overflow,
@@ -11,7 +11,7 @@
 //! The cases run in a child process (this same binary, `NDT_FUZZ_CHILD` set) that reports each
 //! case on stdout as it starts and ends; panics are caught per case with `catch_unwind`, and a
 //! child that dies or stops reporting is recorded against the case it was in, then restarted
-//! after it. Settings (environment): `NDT_FUZZ_CASES` (default 2,400), `NDT_FUZZ_SECONDS`
+//! after it. Settings (environment): `NDT_FUZZ_CASES` (default 2,900), `NDT_FUZZ_SECONDS`
 //! (run until this much time has passed instead), `NDT_FUZZ_SEED`, `NDT_FUZZ_START` (first
 //! case: replaying case `i` alone is `NDT_FUZZ_START=i NDT_FUZZ_CASES=1`), `NDT_FUZZ_VERBOSE`
 //! (print every case's outcome and error).
@@ -25,7 +25,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const CHILD_ENV: &str = "NDT_FUZZ_CHILD";
-const DEFAULT_CASES: u64 = 2400;
+const DEFAULT_CASES: u64 = 2900;
 const DEFAULT_SEED: u64 = 0x6e64_7466_757a_7a31;
 /// A case that takes longer than this is a hang.
 const CASE_LIMIT: Duration = Duration::from_secs(20);
@@ -85,9 +85,13 @@ enum Target {
     Checkpoint,
     State,
     Result,
+    /// `import::alf::import` of a copied ALF session folder with one file mutated.
+    Alf,
+    /// `import::nwb::import` of a mutated `.nwb` (HDF5) file.
+    Nwb,
 }
 
-const TARGETS: [Target; 9] = [
+const TARGETS: [Target; 11] = [
     Target::Npy,
     Target::Npz,
     Target::Manifest,
@@ -97,6 +101,8 @@ const TARGETS: [Target; 9] = [
     Target::Checkpoint,
     Target::State,
     Target::Result,
+    Target::Alf,
+    Target::Nwb,
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -531,6 +537,10 @@ struct Bases {
     checkpoint: Vec<u8>,
     state: Vec<u8>,
     results: Vec<String>,
+    /// ALF session folders (relative to `fixtures/alf/good`) that import with the defaults.
+    alf: Vec<&'static str>,
+    /// `.nwb` files that import with the defaults.
+    nwb: Vec<(&'static str, Vec<u8>)>,
 }
 
 fn fixture(rel: &str) -> PathBuf {
@@ -631,6 +641,14 @@ impl Bases {
                 v = ndt::exp::jobs::RESULTS_VERSION
             ),
         ];
+        let alf = vec![
+            "SW002/2023-02-10/002",
+            "cortexlab/Subjects/SW001/2023-01-05/001",
+        ];
+        let nwb = ["trials.nwb", "latest.nwb"]
+            .iter()
+            .map(|r| (*r, std::fs::read(fixture(&format!("nwb/{r}"))).unwrap()))
+            .collect();
         Bases {
             npy,
             npz,
@@ -640,6 +658,8 @@ impl Bases {
             checkpoint,
             state,
             results,
+            alf,
+            nwb,
         }
     }
 }
@@ -657,6 +677,32 @@ fn import_args(paths: Vec<PathBuf>, out: PathBuf) -> ndt::import::npy::Args {
         onset_bin: None,
         min_trials: 1,
     }
+}
+
+/// Parses importer flags the way the command line does, so the defaults are the CLI's.
+fn cli_args<A: clap::Args>(argv: &[&std::ffi::OsStr]) -> A {
+    #[derive(clap::Parser)]
+    struct Cli<A: clap::Args> {
+        #[command(flatten)]
+        args: A,
+    }
+    let argv = std::iter::once(std::ffi::OsStr::new("ndt")).chain(argv.iter().copied());
+    <Cli<A> as clap::Parser>::try_parse_from(argv).unwrap().args
+}
+
+/// Every file under `dir` (recursively), sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -788,6 +834,41 @@ fn run_case(b: &Bases, dir: &Path, target: Target, mutation: Mutation, rng: &mut
             }
             Ok(())
         }
+        Target::Alf => {
+            let rel = *rng.pick(&b.alf);
+            let session = dir.join("src").join(rel);
+            copy_tree(&fixture("alf/good").join(rel), &session);
+            // One file of the session; deep nesting applies to the .npy files only.
+            let files: Vec<PathBuf> = files_under(&session)
+                .into_iter()
+                .filter(|f| mutation != Mutation::Nest || f.extension().is_some_and(|e| e == "npy"))
+                .collect();
+            if mutation != Mutation::Keep {
+                let p = rng.pick(&files).clone();
+                let bytes = std::fs::read(&p).unwrap();
+                let format = match p.extension().and_then(|e| e.to_str()) {
+                    Some("npy") => Format::Npy,
+                    Some("csv") => Format::Csv,
+                    _ => Format::Parquet,
+                };
+                place(&p, &bytes, format, mutation, rng);
+            }
+            let out = dir.join("out");
+            let args: ndt::import::alf::Args =
+                cli_args(&[session.as_os_str(), "--out".as_ref(), out.as_os_str()]);
+            ndt::import::alf::import(&args)?;
+            use_dataset(&out)
+        }
+        Target::Nwb => {
+            let (name, base) = rng.pick(&b.nwb);
+            let p = dir.join(name);
+            place(&p, base, Format::Hdf5, mutation, rng);
+            let out = dir.join("out");
+            let args: ndt::import::nwb::Args =
+                cli_args(&[p.as_os_str(), "--out".as_ref(), out.as_os_str()]);
+            ndt::import::nwb::import(&args)?;
+            use_dataset(&out)
+        }
     }
 }
 
@@ -850,6 +931,12 @@ enum Format {
     Json,
     Toml,
     Safetensors,
+    /// An ALF `.csv` table (text lines).
+    Csv,
+    /// An ALF `.pqt` (Parquet) table.
+    Parquet,
+    /// An NWB (HDF5) file.
+    Hdf5,
 }
 
 /// Numbers that break careless arithmetic.
@@ -1063,7 +1150,9 @@ fn header_attack(bytes: &mut Vec<u8>, format: Format, rng: &mut Rng) {
             }
         },
         Format::Zip => zip_attack(bytes, rng),
-        Format::Json | Format::Toml => {
+        Format::Parquet => parquet_attack(bytes, false, rng),
+        Format::Hdf5 => hdf5_extents(bytes, rng),
+        Format::Json | Format::Toml | Format::Csv => {
             let text = String::from_utf8_lossy(bytes).into_owned();
             let lines: Vec<&str> = text.lines().collect();
             let k = rng.below(lines.len());
@@ -1078,7 +1167,11 @@ fn header_attack(bytes: &mut Vec<u8>, format: Format, rng: &mut Rng) {
                 }
                 2 => {
                     // Swap a value for another type.
-                    let sep = if format == Format::Json { ':' } else { '=' };
+                    let sep = match format {
+                        Format::Json => ':',
+                        Format::Csv => ',',
+                        _ => '=',
+                    };
                     if let Some(at) = out[k].find(sep) {
                         let repl = if format == Format::Json {
                             *rng.pick(&["[]", "{}", "null", "\"x\"", "true", "[1, 2]", "-0"])
@@ -1119,7 +1212,7 @@ fn header_attack(bytes: &mut Vec<u8>, format: Format, rng: &mut Rng) {
                 }
                 _ => {
                     // A key renamed.
-                    if let Some(at) = out[k].find(['"', '=']) {
+                    if let Some(at) = out[k].find(['"', '=', ',']) {
                         out[k].insert_str(at + 1, "zz");
                     }
                 }
@@ -1226,7 +1319,9 @@ fn huge_numbers(bytes: &mut Vec<u8>, format: Format, rng: &mut Rng) {
             }
         }
         Format::Zip => zip_attack(bytes, rng),
-        Format::Json | Format::Toml => {
+        Format::Parquet => parquet_attack(bytes, true, rng),
+        Format::Hdf5 => hdf5_fields(bytes, rng),
+        Format::Json | Format::Toml | Format::Csv => {
             let text = String::from_utf8_lossy(bytes).into_owned();
             *bytes = replace_numbers(&text, rng, format == Format::Toml).into_bytes();
         }
@@ -1256,6 +1351,9 @@ fn nest(bytes: &mut Vec<u8>, format: Format, rng: &mut Rng) {
         Format::Json | Format::Safetensors => *rng.pick(&["[", "{\"a\": "]),
         Format::Toml => *rng.pick(&["[", "{ a = "]),
         Format::Zip => "(",
+        Format::Hdf5 => return hdf5_superblock(bytes, rng),
+        // Not drawn: nesting picks a session's .npy files only.
+        Format::Csv | Format::Parquet => return,
     };
     let deep = open.repeat(depth);
     match format {
@@ -1277,11 +1375,170 @@ fn nest(bytes: &mut Vec<u8>, format: Format, rng: &mut Rng) {
             let text = String::from_utf8_lossy(bytes).into_owned();
             *bytes = format!("deep = {deep}\n{text}").into_bytes();
         }
+        Format::Hdf5 | Format::Csv | Format::Parquet => {}
         Format::Safetensors => {
             let text = format!("{{\"a\": {deep}}}");
             let mut out = (text.len() as u64).to_le_bytes().to_vec();
             out.extend_from_slice(text.as_bytes());
             *bytes = out;
+        }
+    }
+}
+
+/// Sizes that break careless arithmetic, as binary fields.
+const HUGE_U64: [u64; 10] = [
+    u64::MAX,
+    u64::MAX - 1,
+    1 << 63,
+    (1 << 63) - 1,
+    1 << 62,
+    1 << 32,
+    1 << 40,
+    1_000_000_000_000_000,
+    3_074_457_345_618_258_603,
+    0,
+];
+
+/// A Parquet file's footer: its length field (the 4 bytes before the closing `PAR1`) or the
+/// magic (`header`), or 1-3 varints of its Thrift metadata overwritten with huge values
+/// (`huge`).
+fn parquet_attack(bytes: &mut Vec<u8>, huge: bool, rng: &mut Rng) {
+    let n = bytes.len();
+    if n < 12 {
+        return;
+    }
+    let flen = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+    if !huge {
+        match rng.below(3) {
+            0 | 1 => {
+                let v = *rng.pick(&[0u32, 1, 8, u32::MAX, 1 << 31, (n - 7) as u32]);
+                bytes[n - 8..n - 4].copy_from_slice(&v.to_le_bytes());
+            }
+            _ => {
+                let at = if rng.chance(1, 2) {
+                    rng.below(4)
+                } else {
+                    n - 4 + rng.below(4)
+                };
+                bytes[at] = rng.next() as u8;
+            }
+        }
+        return;
+    }
+    let start = (n - 8).saturating_sub(flen);
+    for _ in 0..1 + rng.below(3) {
+        let at = start + rng.below(n - 8 - start);
+        // A zigzag varint of a huge value (up to 10 bytes), overwriting what was there.
+        let v = *rng.pick(&HUGE_U64);
+        let mut z = v;
+        let mut enc = Vec::new();
+        loop {
+            let byte = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                enc.push(byte);
+                break;
+            }
+            enc.push(byte | 0x80);
+        }
+        for (k, b) in enc.into_iter().enumerate() {
+            if at + k < n - 8 {
+                bytes[at + k] = b;
+            }
+        }
+    }
+}
+
+/// Where the dimensions of the HDF5 dataspace messages start (version 1 messages in version 1
+/// object headers, version 2 messages in either), found by their byte pattern.
+fn hdf5_dataspaces(bytes: &[u8]) -> Vec<(usize, usize, bool)> {
+    let mut out = Vec::new();
+    for i in 8..bytes.len().saturating_sub(16) {
+        let (v, rank, flags) = (bytes[i], bytes[i + 1] as usize, bytes[i + 2]);
+        if !(1..=3).contains(&rank) || flags > 1 {
+            continue;
+        }
+        if v == 1 && bytes[i + 3..i + 8] == [0; 5] && bytes[i - 8..i - 6] == [1, 0] {
+            out.push((i + 8, rank, flags == 1));
+        } else if v == 2 && bytes[i + 3] == 1 && (bytes[i - 4] == 1 || bytes[i - 6] == 1) {
+            out.push((i + 4, rank, flags == 1));
+        }
+    }
+    out
+}
+
+/// A dataset's extent patched: one dimension (or maximum dimension) of a dataspace message
+/// set to a huge value, zero, or a count larger than the data by one.
+fn hdf5_extents(bytes: &mut [u8], rng: &mut Rng) {
+    let spaces = hdf5_dataspaces(bytes);
+    if spaces.is_empty() {
+        return hdf5_fields(bytes, rng);
+    }
+    for _ in 0..1 + rng.below(2) {
+        let (at, rank, has_max) = *rng.pick(&spaces);
+        let k = rng.below(if has_max { 2 * rank } else { rank });
+        let p = at + 8 * k;
+        if p + 8 > bytes.len() {
+            continue;
+        }
+        let old = u64::from_le_bytes(bytes[p..p + 8].try_into().unwrap());
+        let v = if rng.chance(1, 3) {
+            old.wrapping_add(1 + rng.below(1000) as u64)
+        } else {
+            *rng.pick(&HUGE_U64)
+        };
+        bytes[p..p + 8].copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// 1-3 little-endian 8-byte fields holding small sizes, lengths or addresses (1..2^24)
+/// replaced by huge values.
+fn hdf5_fields(bytes: &mut [u8], rng: &mut Rng) {
+    let fields: Vec<usize> = (0..bytes.len().saturating_sub(8))
+        .filter(|&i| {
+            let v = u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+            (1..1 << 24).contains(&v) && i % 4 == 0
+        })
+        .collect();
+    if fields.is_empty() {
+        return;
+    }
+    for _ in 0..1 + rng.below(3) {
+        let p = *rng.pick(&fields);
+        let v = *rng.pick(&HUGE_U64);
+        bytes[p..p + 8].copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// The superblock: its version, the sizes of offsets and lengths, and the base, end-of-file
+/// and root group addresses (version 0 and 2/3 layouts), set to hostile values.
+fn hdf5_superblock(bytes: &mut [u8], rng: &mut Rng) {
+    if bytes.len() < 96 {
+        return;
+    }
+    let v0 = bytes[8] < 2;
+    match rng.below(3) {
+        0 => {
+            let at = if v0 {
+                *rng.pick(&[8usize, 13, 14])
+            } else {
+                *rng.pick(&[8usize, 9, 10])
+            };
+            bytes[at] = *rng.pick(&[0u8, 1, 2, 3, 4, 7, 16, 255]);
+        }
+        _ => {
+            let at = if v0 {
+                *rng.pick(&[24usize, 40, 64])
+            } else {
+                *rng.pick(&[12usize, 28, 36])
+            };
+            let v = if rng.chance(1, 3) {
+                // Addresses that point back into the superblock or just past the file.
+                *rng.pick(&[0u64, 8, bytes.len() as u64, bytes.len() as u64 - 1])
+            } else {
+                *rng.pick(&HUGE_U64)
+            };
+            bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
         }
     }
 }
