@@ -336,7 +336,7 @@ fn kernels(c: &mut Criterion, g: &Gpu, ops: &mut [Op]) {
 }
 
 fn step(c: &mut Criterion) {
-    let g = match Gpu::open(0) {
+    let g = match Gpu::open(&ndt::cuda::Settings::from_env().unwrap()) {
         Ok(g) if g.is_emulated() => {
             println!("cuda_kernels: NDT_CUDA_EMU is set; the emulator is not timed");
             return;
@@ -389,7 +389,12 @@ fn step(c: &mut Criterion) {
     grp.throughput(Throughput::Elements((B * T) as u64));
     grp.sample_size(20);
     for prec in [Precision::Bf16, Precision::F32] {
-        let mut be = CudaBackend::new(Gpu::open(0).unwrap(), cfg.clone(), prec).unwrap();
+        let mut be = CudaBackend::new(
+            Gpu::open(&ndt::cuda::Settings::from_env().unwrap()).unwrap(),
+            cfg.clone(),
+            prec,
+        )
+        .unwrap();
         be.set_params(&params).unwrap();
         let mut k = 0u64;
         let mut hp = move || {

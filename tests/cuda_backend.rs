@@ -112,7 +112,12 @@ fn loss_log_rates_and_gradients_match_the_cpu() {
     let mut cpu = cpu_backend(&cfg, &params);
     // bf16 tolerances: every product rounds its operands to 8 bits through two blocks.
     for (prec, t_rates, t_grad) in [(Precision::F32, 1e-5, 1e-4), (Precision::Bf16, 2e-2, 1e-1)] {
-        let mut gpu_be = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+        let mut gpu_be = cuda(
+            Gpu::open(&ndt::cuda::Settings::from_env().unwrap()).unwrap(),
+            &cfg,
+            prec,
+            &params,
+        );
         for (sid, t, scheme) in [
             ("a", 20, Scheme::Forward),
             ("b", 17, Scheme::CoSmooth),
@@ -149,7 +154,12 @@ fn training_steps_match_the_cpu_and_replay_exactly() {
     let params = init_params(&cfg, &table, 4);
     let mut cpu = cpu_backend(&cfg, &params);
     let mut graphed = cuda(g, &cfg, Precision::F32, &params);
-    let mut eager = cuda(Gpu::open(0).unwrap(), &cfg, Precision::F32, &params);
+    let mut eager = cuda(
+        Gpu::open(&ndt::cuda::Settings::from_env().unwrap()).unwrap(),
+        &cfg,
+        Precision::F32,
+        &params,
+    );
     eager.set_use_graphs(false);
     let batches = [
         batch(&cfg, "a", 4, 20, Scheme::Forward, 1),
@@ -207,7 +217,12 @@ fn runs_are_deterministic() {
     let table = ParamTable::new(&cfg);
     let params = init_params(&cfg, &table, 5);
     let mut one = cuda(g, &cfg, Precision::Bf16, &params);
-    let mut two = cuda(Gpu::open(0).unwrap(), &cfg, Precision::Bf16, &params);
+    let mut two = cuda(
+        Gpu::open(&ndt::cuda::Settings::from_env().unwrap()).unwrap(),
+        &cfg,
+        Precision::Bf16,
+        &params,
+    );
     for i in 0..3 {
         let bt = batch(&cfg, "a", 3, 20, Scheme::Forward, 10 + i);
         one.train_step(&bt, &hyper(i + 1)).unwrap();
@@ -231,9 +246,19 @@ fn switched_pair(
 ) -> (CudaBackend, CudaBackend) {
     let cfg = config();
     let params = init_params(&cfg, &ParamTable::new(&cfg), 6);
-    let mut off = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+    let mut off = cuda(
+        Gpu::open(&ndt::cuda::Settings::from_env().unwrap()).unwrap(),
+        &cfg,
+        prec,
+        &params,
+    );
     switch(&mut off, false);
-    let mut on = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+    let mut on = cuda(
+        Gpu::open(&ndt::cuda::Settings::from_env().unwrap()).unwrap(),
+        &cfg,
+        prec,
+        &params,
+    );
     switch(&mut on, true);
     (off, on)
 }
@@ -498,8 +523,18 @@ fn frozen_core_steps_skip_the_frozen_work_with_the_bits_of_the_full_steps() {
         batch(&cfg, "b", 3, 20, Scheme::CoSmooth, 4),
     ];
     for prec in [Precision::F32, Precision::Bf16] {
-        let mut skip = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
-        let mut full = cuda(Gpu::open(0).unwrap(), &cfg, prec, &params);
+        let mut skip = cuda(
+            Gpu::open(&ndt::cuda::Settings::from_env().unwrap()).unwrap(),
+            &cfg,
+            prec,
+            &params,
+        );
+        let mut full = cuda(
+            Gpu::open(&ndt::cuda::Settings::from_env().unwrap()).unwrap(),
+            &cfg,
+            prec,
+            &params,
+        );
         full.set_skip_frozen(false);
         full.set_use_graphs(false);
         let mut cpu = cpu_backend(&cfg, &params);
@@ -642,7 +677,12 @@ fn graphs_follow_the_trainable_set() {
     let table = ParamTable::new(&cfg);
     let params = init_params(&cfg, &table, 14);
     let mut graphed = cuda(g, &cfg, Precision::F32, &params);
-    let mut eager = cuda(Gpu::open(0).unwrap(), &cfg, Precision::F32, &params);
+    let mut eager = cuda(
+        Gpu::open(&ndt::cuda::Settings::from_env().unwrap()).unwrap(),
+        &cfg,
+        Precision::F32,
+        &params,
+    );
     eager.set_use_graphs(false);
     let (frozen, all) = (table.session_only_mask("b"), vec![1u8; table.total]);
     let bt = batch(&cfg, "b", 3, 20, Scheme::Forward, 6);

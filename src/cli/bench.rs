@@ -118,7 +118,7 @@ impl Under {
     }
 }
 
-fn open(a: &Args, cfg: &ModelConfig) -> Result<Under> {
+fn open(a: &Args, cfg: &ModelConfig, settings: &crate::cuda::Settings) -> Result<Under> {
     let prec = if a.precision == "f32" {
         Precision::F32
     } else {
@@ -129,11 +129,13 @@ fn open(a: &Args, cfg: &ModelConfig) -> Result<Under> {
         Under::Cpu(Box::new(CpuBackend::new(cfg.clone(), threads)), threads)
     };
     let cuda = || -> Result<Under> {
-        let ordinal = crate::cuda::default_ordinal()?;
-        Ok(Under::Cuda(Box::new(crate::cuda::open_backend_with(
+        let settings = crate::cuda::Settings {
+            precision: prec,
+            ..*settings
+        };
+        Ok(Under::Cuda(Box::new(crate::cuda::open_cuda(
             cfg.clone(),
-            prec,
-            ordinal,
+            &settings,
         )?)))
     };
     match a.device {
@@ -552,7 +554,7 @@ impl Profiled {
     }
 }
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, cuda: &crate::cuda::Settings) -> Result<()> {
     if a.batch_size == 0 || a.bins == 0 || a.neurons == 0 || a.steps == 0 {
         return Err(usage(
             "--batch-size, --bins, --neurons and --steps must be positive",
@@ -580,7 +582,7 @@ pub fn run(a: Args) -> Result<()> {
         .model
         .config(a.bins, BTreeMap::from([(sid.clone(), a.neurons)]));
     let table = ParamTable::new(&cfg);
-    let mut under = open(&a, &cfg)?;
+    let mut under = open(&a, &cfg, cuda)?;
     let label = under.label();
     let backend = under.backend();
     backend.set_params(&init_params(&cfg, &table, 42))?;

@@ -35,7 +35,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, cuda: &crate::cuda::Settings) -> Result<()> {
     let base = if args.device == "cuda" && args.precision == "bf16" {
         Tolerances::BF16
     } else {
@@ -56,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut reports = Vec::with_capacity(args.files.len());
     for path in &args.files {
         let fx = fixture::load(path)?;
-        let mut backend = open(&args, &fx.cfg)?;
+        let mut backend = open(&args, &fx.cfg, cuda)?;
         let report = fixture::check(&fx, backend.as_mut(), tol)?;
         if !args.json {
             print_table(&report);
@@ -91,7 +91,7 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-fn open(args: &Args, cfg: &ModelConfig) -> Result<Box<dyn Backend>> {
+fn open(args: &Args, cfg: &ModelConfig, cuda: &crate::cuda::Settings) -> Result<Box<dyn Backend>> {
     match args.device.as_str() {
         "cpu" => match args.threads {
             Some(n) => Ok(Box::new(crate::cpu::CpuBackend::new(cfg.clone(), n))),
@@ -103,9 +103,11 @@ fn open(args: &Args, cfg: &ModelConfig) -> Result<Box<dyn Backend>> {
             } else {
                 crate::cuda::Precision::F32
             };
-            let b =
-                crate::cuda::open_backend_with(cfg.clone(), prec, crate::cuda::default_ordinal()?)?;
-            Ok(Box::new(b))
+            let settings = crate::cuda::Settings {
+                precision: prec,
+                ..*cuda
+            };
+            crate::cuda::open_backend(cfg.clone(), &settings)
         }
     }
 }

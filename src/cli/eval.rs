@@ -80,7 +80,7 @@ pub struct Args {
     pub threads: usize,
 }
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, cuda: &crate::cuda::Settings) -> Result<()> {
     let split: SplitName = a
         .split
         .parse()
@@ -144,6 +144,7 @@ pub fn run(a: Args) -> Result<()> {
     let exec = Exec {
         device: a.device,
         threads: a.threads,
+        cuda: *cuda,
         ..Exec::default()
     };
     let report = evaluate_checkpoint(&a.ckpt, &ds, session[0], &opts, &exec)?;

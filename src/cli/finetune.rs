@@ -52,8 +52,8 @@ pub struct Args {
     pub exec: ExecArgs,
 }
 
-pub fn run(a: Args) -> Result<()> {
-    let exec = a.exec.exec()?;
+pub fn run(a: Args, cuda: &crate::cuda::Settings) -> Result<()> {
+    let exec = a.exec.exec(cuda)?;
     let mode = Mode::parse(&a.mode)?;
     let ds = Dataset::open(&a.dataset)?;
     let session = resolve_sessions(&ds, &a.session)?;

@@ -62,17 +62,20 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 1 } else { 0 };
         }
     };
+    // The backend's settings: read from the environment here, once, by the commands that open
+    // a backend, and passed down (`crate::cuda::Settings`).
+    let cuda = crate::cuda::Settings::from_env;
     let res = match cli.command {
         Command::Synth(a) => synth::run(a),
         Command::Import(c) => import::run(c),
         Command::Inspect(a) => inspect::run(a),
-        Command::Train(a) => train::run(a),
-        Command::Finetune(a) => finetune::run(a),
-        Command::Eval(a) => eval::run(a),
-        Command::CheckFixture(a) => check_fixture::run(a),
-        Command::Bench(a) => bench::run(a),
-        Command::Rank(a) => rank::run(a),
-        Command::Sweep(a) => sweep::run(a),
+        Command::Train(a) => cuda().and_then(|s| train::run(a, &s)),
+        Command::Finetune(a) => cuda().and_then(|s| finetune::run(a, &s)),
+        Command::Eval(a) => cuda().and_then(|s| eval::run(a, &s)),
+        Command::CheckFixture(a) => cuda().and_then(|s| check_fixture::run(a, &s)),
+        Command::Bench(a) => cuda().and_then(|s| bench::run(a, &s)),
+        Command::Rank(a) => cuda().and_then(|s| rank::run(a, &s)),
+        Command::Sweep(a) => cuda().and_then(|s| sweep::run(a, &s)),
         Command::Report(a) => report::run(a),
     };
     match res {

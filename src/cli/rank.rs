@@ -61,7 +61,7 @@ fn truth(manifest: &Value, a: &str, b: &str) -> Option<f64> {
     sim.get("matrix")?.get(i)?.get(j)?.as_f64()
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, cuda: &crate::cuda::Settings) -> Result<()> {
     let every = crate::cli::sweep::cadence(&args.checkpoint_every)?;
     let plan = Plan::load(&args.plan)?;
     let manifest_path = plan.dataset.join("manifest.json");
@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
         .map(|m| Method::parse(m.trim(), args.short_epochs))
         .collect::<Result<_>>()?;
     let sweep = Sweep::new(plan, &bytes, &ids, &args.plan)?;
-    let work = DatasetWork::new(&sweep.plan, threads, every)?;
+    let work = DatasetWork::new(&sweep.plan, threads, every, cuda)?;
     if args.compare {
         return compare(&sweep, &work, &manifest, &methods, args.top_k);
     }

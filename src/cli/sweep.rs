@@ -86,7 +86,7 @@ fn threads(args: &Args) -> usize {
     (cores / args.jobs.max(1)).max(1)
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, cuda: &crate::cuda::Settings) -> Result<()> {
     let every = cadence(&args.checkpoint_every)?;
     let sweep = open(&args)?;
     // The plan's `threads` applies unless `--threads` is given.
@@ -135,13 +135,13 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     if let Some(i) = args.task {
-        let work = DatasetWork::new(&sweep.plan, threads(&args), every)?;
+        let work = DatasetWork::new(&sweep.plan, threads(&args), every, cuda)?;
         let r = sweep.run_point(i, &work)?;
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
         return Ok(());
     }
     if args.jobs <= 1 {
-        let work = DatasetWork::new(&sweep.plan, threads(&args), every)?;
+        let work = DatasetWork::new(&sweep.plan, threads(&args), every, cuda)?;
         for i in 0..points.len() {
             let r = sweep.run_point(i, &work)?;
             eprintln!(

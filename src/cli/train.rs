@@ -76,7 +76,7 @@ pub struct ExecArgs {
 
 impl ExecArgs {
     /// How the run executes; installs the stop-signal handlers.
-    pub fn exec(&self) -> Result<Exec> {
+    pub fn exec(&self, cuda: &crate::cuda::Settings) -> Result<Exec> {
         let checkpoint_every = Cadence::parse(&self.checkpoint_every)
             .map_err(|m| usage(format!("--checkpoint-every: {m}")))?;
         crate::train::signals::install()?;
@@ -87,6 +87,7 @@ impl ExecArgs {
             stop_after: self.stop_after,
             resume: self.resume,
             checkpoint_every,
+            cuda: *cuda,
         })
     }
 }
@@ -139,8 +140,8 @@ fn settings_flags_given(a: &Args) -> bool {
         || a.val_every.is_some()
 }
 
-pub fn run(a: Args) -> Result<()> {
-    let exec = a.exec.exec()?;
+pub fn run(a: Args, cuda: &crate::cuda::Settings) -> Result<()> {
+    let exec = a.exec.exec(cuda)?;
     let ds = Dataset::open(&a.dataset)?;
     let (sessions, rc) = if a.exec.resume {
         if settings_flags_given(&a) {

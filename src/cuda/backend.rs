@@ -98,10 +98,7 @@ impl CudaBackend {
         let mut all = vec![0u8; n];
         dev_table.scatter(&table, &vec![1u8; table.total], &mut all);
         gpu.upload(trainable.dev(), &all)?;
-        let use_graphs = std::env::var("NDT_CUDA_GRAPHS").map_or(true, |v| v != "0");
-        let keep_att = std::env::var("NDT_ATTENTION_KEEP").is_ok_and(|v| v == "1");
-        let fused_att = std::env::var("NDT_ATTENTION_UNFUSED").map_or(true, |v| v != "1");
-        let bf16_store = std::env::var("NDT_STORE_F32").map_or(true, |v| v != "1");
+        let sw = super::settings::Switches::default();
         Ok(CudaBackend {
             params: gpu.alloc(n)?,
             grads: gpu.alloc(n)?,
@@ -119,10 +116,10 @@ impl CudaBackend {
             dev_table,
             layout,
             prec,
-            use_graphs,
-            keep_att,
-            fused_att,
-            bf16_store,
+            use_graphs: sw.graphs,
+            keep_att: sw.keep_attention,
+            fused_att: sw.fused_attention,
+            bf16_store: sw.bf16_store,
             gpu,
         })
     }
@@ -131,15 +128,23 @@ impl CudaBackend {
         &self.cfg
     }
 
-    /// Whether training steps are captured as CUDA graphs (default: yes, unless
-    /// `NDT_CUDA_GRAPHS=0`); without, the same launches are issued one by one.
+    /// Every switch of `sw` (`Settings::backend`); a new backend has `Switches::default()`.
+    pub fn set_switches(&mut self, sw: super::settings::Switches) {
+        self.set_use_graphs(sw.graphs);
+        self.set_keep_attention(sw.keep_attention);
+        self.set_fused_attention(sw.fused_attention);
+        self.set_bf16_store(sw.bf16_store);
+    }
+
+    /// Whether training steps are captured as CUDA graphs (default: yes; `NDT_CUDA_GRAPHS=0`
+    /// in `Settings`); without, the same launches are issued one by one.
     pub fn set_use_graphs(&mut self, on: bool) {
         self.use_graphs = on;
         self.graphs.clear();
     }
 
     /// Whether the forward keeps every layer's attention probabilities for the backward
-    /// (default: no, unless `NDT_ATTENTION_KEEP=1`; the backward then recomputes them, with
+    /// (default: no; `NDT_ATTENTION_KEEP=1` in `Settings`; the backward then recomputes them, with
     /// the same results bit for bit). Changing it drops the workspace and every graph.
     pub fn set_keep_attention(&mut self, on: bool) {
         if on != self.keep_att {
@@ -150,8 +155,8 @@ impl CudaBackend {
     }
 
     /// Whether, in bf16 precision, the attention forward (and the backward's recomputation of
-    /// the probabilities) runs as one fused kernel where the shape allows it (default: yes,
-    /// unless `NDT_ATTENTION_UNFUSED=1`; the results are the same bits either way). Changing it
+    /// the probabilities) runs as one fused kernel where the shape allows it (default: yes;
+    /// `NDT_ATTENTION_UNFUSED=1` in `Settings`; the results are the same bits either way). Changing it
     /// drops every graph.
     pub fn set_fused_attention(&mut self, on: bool) {
         if on != self.fused_att {
@@ -161,8 +166,8 @@ impl CudaBackend {
     }
 
     /// Whether, in bf16 precision, the tensors that only matrix products read (`qkv`, the
-    /// attention output, the input layer's output, the softsign output) are stored as bf16 (default: yes, unless `NDT_STORE_F32=1`; the
-    /// results are the same bits either way). Changing it drops the workspace and every graph.
+    /// attention output, the input layer's output, the softsign output) are stored as bf16
+    /// (default: yes; `NDT_STORE_F32=1` in `Settings`; the results are the same bits either way). Changing it drops the workspace and every graph.
     pub fn set_bf16_store(&mut self, on: bool) {
         if on != self.bf16_store {
             self.bf16_store = on;

@@ -3,7 +3,7 @@
 //! against `kernels/emu.h`, loaded as shared libraries and launched through their
 //! `ndt_emu_launch` entry.
 //!
-//! Selected by `NDT_CUDA_EMU=1`: `Gpu::open` then returns an emulated device and everything
+//! Selected by `Settings::emulator` (`NDT_CUDA_EMU=1`): `Gpu::open` then returns an emulated device and everything
 //! above it (launchers, the CUDA backend, graphs, `--device cuda`) runs unchanged, slowly, on
 //! the CPU. What it checks and what it cannot is written in kernels/emu.h and docs/cuda.md.
 
@@ -42,36 +42,6 @@ const FLAGS: &[&str] = &[
 pub enum Order {
     FirstToLast,
     LastToFirst,
-}
-
-/// What `NDT_CUDA_EMU` asks for: nothing (unset, empty or `0`), the emulator (`1`), or the
-/// emulator running threads last to first (`reverse`); any other value is an error.
-pub fn requested() -> Result<Option<Order>> {
-    let Ok(v) = std::env::var("NDT_CUDA_EMU") else {
-        return Ok(None);
-    };
-    match v.as_str() {
-        "" | "0" => Ok(None),
-        "1" => Ok(Some(Order::FirstToLast)),
-        "reverse" => Ok(Some(Order::LastToFirst)),
-        other => Err(Error::Usage(format!(
-            "NDT_CUDA_EMU={other}: expected 1 (the kernel emulator), reverse (the emulator, \
-             threads last to first) or 0 (off)"
-        ))),
-    }
-}
-
-/// Worker threads per launch: `NDT_CUDA_EMU_THREADS`, else one per core.
-fn threads() -> Result<u32> {
-    match std::env::var("NDT_CUDA_EMU_THREADS") {
-        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
-        Ok(v) => match v.trim().parse::<u32>() {
-            Ok(n) if (1..=1024).contains(&n) => Ok(n),
-            _ => Err(Error::Usage(format!(
-                "NDT_CUDA_EMU_THREADS={v}: expected a number of threads from 1 to 1024"
-            ))),
-        },
-    }
 }
 
 type LaunchFn = unsafe extern "C" fn(
@@ -284,9 +254,9 @@ pub fn launch(
     block: (u32, u32, u32),
     args: &[&[u8]],
     order: Order,
+    workers: u32,
 ) -> Result<()> {
     let m = module(file)?;
-    let workers = threads()?;
     let cname = CString::new(name).map_err(|_| Error::Internal(format!("kernel name {name}")))?;
     let grid = [grid.0, grid.1, grid.2];
     let block = [block.0, block.1, block.2];

@@ -290,30 +290,6 @@ unsafe impl DeviceRepr for GemmParams {}
 pub const TILE_BF16: (usize, usize) = (64, 64);
 pub const TILE_F32: (usize, usize) = (64, 64);
 
-/// The earlier ways of gemm_bf16, kept to measure the newer ones against in the same build
-/// (read once): `NDT_GEMM_SCALAR_LOADS=1` reads operands one float at a time instead of as
-/// float4; `NDT_GEMM_NO_LDMATRIX=1` loads the mma fragments with 32-bit shared loads.
-struct GemmEnv {
-    scalar_loads: bool,
-    /// `GemmParams::flags`.
-    flags: i32,
-}
-
-fn gemm_env() -> &'static GemmEnv {
-    static E: std::sync::OnceLock<GemmEnv> = std::sync::OnceLock::new();
-    E.get_or_init(|| {
-        let on = |var: &str| std::env::var(var).is_ok_and(|v| v == "1");
-        GemmEnv {
-            scalar_loads: on("NDT_GEMM_SCALAR_LOADS"),
-            flags: if on("NDT_GEMM_NO_LDMATRIX") {
-                GEMM_NO_LDMATRIX
-            } else {
-                0
-            },
-        }
-    })
-}
-
 /// How a gemm_bf16 kernel reads an operand tile: four elements at a time along k (`K`) or
 /// along the rows (`R`), or one at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,7 +318,7 @@ fn fetch(o: &Operand, z: usize) -> Fetch {
 
 /// The gemm_bf16 kernel for `g` (`GEMM_BF16_KERNELS`): the row of its operands' storage and of
 /// the dropout of A, the column of quad reads when both operands allow them.
-fn bf16_kernel(g: &Gemm) -> Result<&'static str> {
+fn bf16_kernel(g: &Gemm, scalar_loads: bool) -> Result<&'static str> {
     let row = match (g.a.buf.is_bf16(), g.b.buf.is_bf16(), g.drop_a) {
         (false, false, false) => 0,
         (false, false, true) => 1,
@@ -356,7 +332,7 @@ fn bf16_kernel(g: &Gemm) -> Result<&'static str> {
             ));
         }
     };
-    let pair = if gemm_env().scalar_loads {
+    let pair = if scalar_loads {
         (Fetch::Scalar, Fetch::Scalar)
     } else {
         (fetch(&g.a, g.z), fetch(&g.b, g.z))
@@ -447,12 +423,19 @@ pub fn gemm(gpu: &Gpu, prec: Precision, g: &Gemm) -> Result<()> {
         alpha: g.alpha,
         accumulate: g.accumulate as i32,
         act: g.act as i32,
-        flags: gemm_env().flags
-            | if g.drop_a { GEMM_DROP_A } else { 0 }
+        flags: if gpu.gemm_switches().no_ldmatrix {
+            GEMM_NO_LDMATRIX
+        } else {
+            0
+        } | if g.drop_a { GEMM_DROP_A } else { 0 }
             | if g.c.buf.is_bf16() { GEMM_C_BF16 } else { 0 },
     };
     let (name, (tm, tn), threads) = match prec {
-        Precision::Bf16 => (bf16_kernel(g)?, TILE_BF16, 128),
+        Precision::Bf16 => (
+            bf16_kernel(g, gpu.gemm_switches().scalar_loads)?,
+            TILE_BF16,
+            128,
+        ),
         Precision::F32 => ("gemm_f32", TILE_F32, 256),
     };
     let cfg = LaunchConfig {

@@ -21,30 +21,20 @@ pub mod nvrtc;
 pub mod nvrtc_load;
 pub mod poisson;
 pub mod profile;
+pub mod settings;
 pub mod workspace;
 
 pub use backend::CudaBackend;
 pub use device::{DeviceInfo, Gpu};
 pub use gemm::Precision;
+pub use settings::Settings;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// The GPU the backend would use (device 0, or `NDT_CUDA_DEVICE`), or why there is none:
-/// no driver, no device, a device older than sm_80, or no NVRTC. Never panics.
-pub fn available() -> Result<DeviceInfo> {
-    Ok(Gpu::open(default_ordinal()?)?.info)
-}
-
-/// Device ordinal from `NDT_CUDA_DEVICE` (default 0).
-pub fn default_ordinal() -> Result<usize> {
-    match std::env::var("NDT_CUDA_DEVICE") {
-        Ok(s) if !s.trim().is_empty() => s.trim().parse().map_err(|_| {
-            Error::Usage(format!(
-                "NDT_CUDA_DEVICE={s}: expected a device number such as 0"
-            ))
-        }),
-        _ => Ok(0),
-    }
+/// The GPU the backend would use with `settings` (its device, or the kernel emulator), or why
+/// there is none: no driver, no device, a device older than sm_80, or no NVRTC. Never panics.
+pub fn available(settings: &Settings) -> Result<DeviceInfo> {
+    Ok(Gpu::open(settings)?.info)
 }
 
 /// Per-step values the kernels of a captured training step read from device memory (a graph
@@ -157,34 +147,19 @@ unsafe impl cudarc::driver::DeviceRepr for StepResult {}
 // SAFETY: all-zero bits are a valid value.
 unsafe impl cudarc::driver::ValidAsZeroBits for StepResult {}
 
-/// The CUDA backend for `cfg` on the default device (`NDT_CUDA_DEVICE`, else 0), in the
-/// precision named by `NDT_CUDA_PRECISION` (`bf16`, the default, or `f32`). Any missing piece
+/// The CUDA backend for `cfg` with `settings` (device, precision, switches). Any missing piece
 /// (driver, device, NVRTC) is an `Error::Cuda` saying what is missing; callers with
 /// `--device auto` fall back to the CPU on it.
-pub fn open_backend(cfg: crate::model::ModelConfig) -> Result<Box<dyn crate::backend::Backend>> {
-    let prec = precision_from_env()?;
-    Ok(Box::new(open_backend_with(cfg, prec, default_ordinal()?)?))
-}
-
-/// The CUDA backend for `cfg` on device `ordinal` in precision `prec`.
-pub fn open_backend_with(
+pub fn open_backend(
     cfg: crate::model::ModelConfig,
-    prec: Precision,
-    ordinal: usize,
-) -> Result<CudaBackend> {
-    CudaBackend::new(Gpu::open(ordinal)?, cfg, prec)
+    settings: &Settings,
+) -> Result<Box<dyn crate::backend::Backend>> {
+    Ok(Box::new(open_cuda(cfg, settings)?))
 }
 
-/// `NDT_CUDA_PRECISION`: `bf16` (default) or `f32`.
-pub fn precision_from_env() -> Result<Precision> {
-    match std::env::var("NDT_CUDA_PRECISION") {
-        Err(_) => Ok(Precision::Bf16),
-        Ok(s) => match s.trim() {
-            "" | "bf16" => Ok(Precision::Bf16),
-            "f32" => Ok(Precision::F32),
-            other => Err(Error::Usage(format!(
-                "NDT_CUDA_PRECISION={other}: expected bf16 or f32"
-            ))),
-        },
-    }
+/// `open_backend`, as the concrete type.
+pub fn open_cuda(cfg: crate::model::ModelConfig, settings: &Settings) -> Result<CudaBackend> {
+    let mut b = CudaBackend::new(Gpu::open(settings)?, cfg, settings.precision)?;
+    b.set_switches(settings.backend);
+    Ok(b)
 }

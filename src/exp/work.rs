@@ -58,6 +58,7 @@ impl DatasetWork {
         plan: &Plan,
         threads: usize,
         checkpoint_every: Option<Cadence>,
+        cuda: &crate::cuda::Settings,
     ) -> Result<DatasetWork> {
         let ds = Dataset::open(&plan.dataset)?;
         let checkpoint_every = match checkpoint_every {
@@ -66,7 +67,7 @@ impl DatasetWork {
         };
         let device = match plan.device.as_str() {
             // Resolved once here: every job opens its backend on the same device.
-            "auto" => match crate::cuda::available() {
+            "auto" => match crate::cuda::available(cuda) {
                 Ok(_) => Device::Cuda,
                 Err(why) => {
                     eprintln!("note: no usable GPU ({why}); running on the CPU");
@@ -88,7 +89,7 @@ impl DatasetWork {
             device,
             threads,
             checkpoint_every,
-            worker: RefCell::new(Worker::new(device, threads)),
+            worker: RefCell::new(Worker::new(device, threads, *cuda)),
         })
     }
 
@@ -126,6 +127,7 @@ impl DatasetWork {
             stop_after: None,
             resume: resumable(out),
             checkpoint_every: self.checkpoint_every,
+            cuda: self.worker.borrow().cuda,
         };
         let mut worker = self.worker.borrow_mut();
         step(&mut worker, &exec)

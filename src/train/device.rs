@@ -24,11 +24,16 @@ pub fn cpu_threads(threads: usize) -> usize {
     }
 }
 
-/// A backend for `cfg` on `device`.
-pub fn open(device: Device, cfg: &ModelConfig, threads: usize) -> Result<Box<dyn Backend>> {
+/// A backend for `cfg` on `device` (CUDA: with `cuda`).
+pub fn open(
+    device: Device,
+    cfg: &ModelConfig,
+    threads: usize,
+    cuda: &crate::cuda::Settings,
+) -> Result<Box<dyn Backend>> {
     let cpu =
         || -> Box<dyn Backend> { Box::new(CpuBackend::new(cfg.clone(), cpu_threads(threads))) };
-    if device != Device::Cpu && crate::cuda::emu::requested()?.is_some() {
+    if device != Device::Cpu && cuda.emulator.is_some() {
         eprintln!(
             "note: NDT_CUDA_EMU is set: the CUDA kernels run on the CPU kernel emulator \
              (slow; for checking them)"
@@ -36,8 +41,8 @@ pub fn open(device: Device, cfg: &ModelConfig, threads: usize) -> Result<Box<dyn
     }
     match device {
         Device::Cpu => Ok(cpu()),
-        Device::Cuda => crate::cuda::open_backend(cfg.clone()),
-        Device::Auto => match crate::cuda::open_backend(cfg.clone()) {
+        Device::Cuda => crate::cuda::open_backend(cfg.clone(), cuda),
+        Device::Auto => match crate::cuda::open_backend(cfg.clone(), cuda) {
             Ok(b) => Ok(b),
             Err(Error::Cuda(why)) => {
                 eprintln!("note: no usable GPU ({why}); running on the CPU");
@@ -56,14 +61,16 @@ pub fn open(device: Device, cfg: &ModelConfig, threads: usize) -> Result<Box<dyn
 pub struct Worker {
     pub device: Device,
     pub threads: usize,
+    pub cuda: crate::cuda::Settings,
     kept: Option<(ModelConfig, Box<dyn Backend>)>,
 }
 
 impl Worker {
-    pub fn new(device: Device, threads: usize) -> Worker {
+    pub fn new(device: Device, threads: usize, cuda: crate::cuda::Settings) -> Worker {
         Worker {
             device,
             threads,
+            cuda,
             kept: None,
         }
     }
@@ -81,7 +88,7 @@ impl Worker {
         } else {
             // The old backend goes first, so two never hold device memory at once.
             self.kept = None;
-            let b = open(self.device, cfg, self.threads)?;
+            let b = open(self.device, cfg, self.threads, &self.cuda)?;
             self.kept = Some((cfg.clone(), b));
         }
         match self.kept.as_mut() {

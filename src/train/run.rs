@@ -26,6 +26,8 @@ pub struct Exec {
     pub resume: bool,
     /// When the resume state and checkpoints are written (see `train::cadence`).
     pub checkpoint_every: Cadence,
+    /// The CUDA backend's settings (read once by the command line).
+    pub cuda: crate::cuda::Settings,
 }
 
 impl Default for Exec {
@@ -37,6 +39,7 @@ impl Default for Exec {
             stop_after: None,
             resume: false,
             checkpoint_every: Cadence::default(),
+            cuda: crate::cuda::Settings::default(),
         }
     }
 }
@@ -108,7 +111,7 @@ pub fn pretrain(
     exec: &Exec,
 ) -> Result<Outcome> {
     pretrain_on(
-        &mut Worker::new(exec.device, exec.threads),
+        &mut Worker::new(exec.device, exec.threads, exec.cuda),
         ds,
         sessions,
         rc,
@@ -163,7 +166,7 @@ pub fn finetune(
     out: &Path,
     exec: &Exec,
 ) -> Result<Outcome> {
-    let mut worker = Worker::new(exec.device, exec.threads);
+    let mut worker = Worker::new(exec.device, exec.threads, exec.cuda);
     finetune_on(&mut worker, ds, session, ckpt, mode, hyper, out, exec)
 }
 
@@ -228,7 +231,7 @@ pub fn evaluate_checkpoint(
     opts: &EvalOpts,
     exec: &Exec,
 ) -> Result<EvalReport> {
-    let mut worker = Worker::new(exec.device, exec.threads);
+    let mut worker = Worker::new(exec.device, exec.threads, exec.cuda);
     evaluate_checkpoint_on(&mut worker, ckpt, ds, session, opts)
 }
 

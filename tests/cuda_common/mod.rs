@@ -51,11 +51,8 @@ const NO_GPU: [&str; 2] = [
 /// Every other failure to open the device panics: a bad `NDT_CUDA_EMU` value, a GPU that is
 /// there but cannot be used, and a missing GPU when `NDT_TEST_REQUIRE_GPU=1`.
 pub fn gpu(test: &str) -> Option<Gpu> {
-    let emu = match ndt::cuda::emu::requested() {
-        Ok(o) => o,
-        Err(e) => panic!("{test}: {e}"),
-    };
-    match Gpu::open(0) {
+    let emu = settings(test).emulator;
+    match Gpu::open(&settings(test)) {
         Ok(g) => {
             let on = match emu {
                 Some(ndt::cuda::emu::Order::FirstToLast) => "emulator order 1".to_string(),
@@ -84,6 +81,15 @@ pub fn gpu(test: &str) -> Option<Gpu> {
                 panic!("{test}: cannot open the CUDA device: {msg}");
             }
         }
+    }
+}
+
+/// The CUDA settings of this process's environment, as the command line reads them; a bad
+/// value (`NDT_CUDA_EMU=yes`) fails `test`.
+pub fn settings(test: &str) -> ndt::cuda::Settings {
+    match ndt::cuda::Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => panic!("{test}: {e}"),
     }
 }
 

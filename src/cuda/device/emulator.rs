@@ -18,6 +18,8 @@ pub(super) struct EmuEngine {
     /// The operations of a graph being captured.
     recorded: RefCell<Vec<EmuOp>>,
     order: emu::Order,
+    /// Worker threads per launch.
+    workers: u32,
     /// The live allocations of the `Gpu` (a replay checks its memory operations against them).
     live: Arc<Ledger>,
 }
@@ -48,10 +50,11 @@ pub(super) enum EmuOp {
 }
 
 impl EmuEngine {
-    pub(super) fn new(order: emu::Order, live: Arc<Ledger>) -> EmuEngine {
+    pub(super) fn new(order: emu::Order, workers: u32, live: Arc<Ledger>) -> EmuEngine {
         EmuEngine {
             recorded: RefCell::new(Vec::new()),
             order,
+            workers,
             live,
         }
     }
@@ -78,7 +81,7 @@ impl EmuEngine {
                 args,
             } => {
                 let a: Vec<&[u8]> = args.iter().map(|v| v.as_slice()).collect();
-                emu::launch(file, name, *grid, *block, &a, self.order)
+                emu::launch(file, name, *grid, *block, &a, self.order, self.workers)
             }
             EmuOp::Copy { dst, src, bytes } => {
                 self.live.check(*dst, *bytes, "device copy (dst)")?;

@@ -26,6 +26,7 @@ pub use view::{Dev, Tensor};
 use super::emu;
 use super::kernels::KernelFile;
 use super::nvrtc::Arch;
+use super::settings::{GemmSwitches, Settings};
 use crate::error::{Error, Result};
 use cudarc::driver::{CudaStream, LaunchConfig, result};
 use engine::Engine;
@@ -83,17 +84,21 @@ pub struct Gpu {
     capturing: Cell<bool>,
     /// The operation times being recorded (`profile_start`), if any.
     profile: RefCell<Option<super::profile::Recorder>>,
+    /// How the bf16 products load their operands.
+    gemm: GemmSwitches,
 }
 
 impl Gpu {
-    /// Opens device `ordinal`, or the kernel emulator when `NDT_CUDA_EMU=1`. Every failure
-    /// (no driver, no device, no NVRTC, an unusable driver) is an `Error::Cuda` saying what is
-    /// missing.
-    pub fn open(ordinal: usize) -> Result<Gpu> {
-        if let Some(order) = emu::requested()? {
-            return Ok(Gpu::emulated(order));
+    /// Opens the device of `settings`, or the kernel emulator when it asks for one. Every
+    /// failure (no driver, no device, no NVRTC, an unusable driver) is an `Error::Cuda` saying
+    /// what is missing.
+    pub fn open(settings: &Settings) -> Result<Gpu> {
+        if let Some(order) = settings.emulator {
+            let mut g = Gpu::emulated_on(order, settings.emulator_workers());
+            g.gemm = settings.gemm;
+            return Ok(g);
         }
-        let (engine, info) = driver::CudaEngine::open(ordinal)?;
+        let (engine, info) = driver::CudaEngine::open(settings.ordinal)?;
         Ok(Gpu {
             engine: Box::new(engine),
             arch: Arch::new(info.arch.0, info.arch.1),
@@ -101,16 +106,22 @@ impl Gpu {
             ledger: Arc::new(Ledger::default()),
             capturing: Cell::new(false),
             profile: RefCell::new(None),
+            gemm: settings.gemm,
         })
     }
 
     /// The CPU kernel emulator as a device (see `emu`), running the threads of a block in
-    /// `order` between barriers: named "kernel emulator (CPU)", sm_86 by convention, memory
-    /// limited only by the host.
+    /// `order` between barriers, on one worker thread per core: named "kernel emulator (CPU)",
+    /// sm_86 by convention, memory limited only by the host.
     pub fn emulated(order: emu::Order) -> Gpu {
+        Gpu::emulated_on(order, Settings::default().emulator_workers())
+    }
+
+    /// `emulated`, on `workers` threads per launch.
+    pub fn emulated_on(order: emu::Order, workers: u32) -> Gpu {
         let ledger = Arc::new(Ledger::default());
         Gpu {
-            engine: Box::new(emulator::EmuEngine::new(order, ledger.clone())),
+            engine: Box::new(emulator::EmuEngine::new(order, workers, ledger.clone())),
             info: DeviceInfo {
                 ordinal: 0,
                 name: "kernel emulator (CPU)".into(),
@@ -124,7 +135,13 @@ impl Gpu {
             ledger,
             capturing: Cell::new(false),
             profile: RefCell::new(None),
+            gemm: GemmSwitches::default(),
         }
+    }
+
+    /// How the bf16 products load their operands (`Settings::gemm`).
+    pub fn gemm_switches(&self) -> GemmSwitches {
+        self.gemm
     }
 
     /// Whether this is the kernel emulator rather than a GPU.
