@@ -27,8 +27,11 @@ use std::time::{Duration, Instant};
 const CHILD_ENV: &str = "NDT_FUZZ_CHILD";
 const DEFAULT_CASES: u64 = 2900;
 const DEFAULT_SEED: u64 = 0x6e64_7466_757a_7a31;
-/// A case that takes longer than this is a hang.
+/// A case that takes longer than this is a hang. Time the child spent waiting for a CPU (a
+/// loaded machine) does not count: see `runnable_wait`.
 const CASE_LIMIT: Duration = Duration::from_secs(20);
+/// The child's set-up (building the valid inputs and reading each once) before its first case.
+const SETUP_LIMIT: Duration = Duration::from_secs(600);
 /// Address space of the child: far more than any reader needs for these kilobyte inputs, far
 /// less than an allocation sized by a hostile count.
 const ADDRESS_LIMIT: u64 = 6 << 30;
@@ -298,13 +301,19 @@ fn run_cases(run: &Run) -> Tally {
         });
         let mut current: Option<u64> = None;
         let mut last = next;
+        // The case limit runs from the child's last line, less the time its threads waited
+        // for a CPU; before its first case, the set-up limit.
+        let mut ready = false;
+        let mut since = (Instant::now(), runnable_wait(child.id()));
         loop {
-            match rx.recv_timeout(run.limit) {
+            match rx.recv_timeout(Duration::from_millis(250)) {
                 Ok(line) => {
+                    since = (Instant::now(), runnable_wait(child.id()));
                     let mut it = line.splitn(4, ' ');
                     let tag = it.next().unwrap_or("");
                     let i: u64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
                     match tag {
+                        "B" => ready = true,
                         "S" => current = Some(i),
                         "R" => {
                             let outcome = it.next().unwrap_or("");
@@ -317,6 +326,11 @@ fn run_cases(run: &Run) -> Tally {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let waited_for_cpu = runnable_wait(child.id()).saturating_sub(since.1);
+                    let ran = since.0.elapsed().saturating_sub(waited_for_cpu);
+                    if ran < if ready { run.limit } else { SETUP_LIMIT } {
+                        continue;
+                    }
                     let _ = child.kill();
                     let _ = child.wait();
                     let i = current.unwrap_or(last);
@@ -357,6 +371,21 @@ fn run_cases(run: &Run) -> Tally {
         next = last;
     }
     tally
+}
+
+/// The time the threads of process `pid` have spent waiting on a run queue (runnable, but not
+/// running: the machine was busy), summed from `/proc/PID/task/*/schedstat`; zero where that is
+/// not readable, so the limits are then plain wall time.
+fn runnable_wait(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 fn record(t: &mut Tally, selfcheck: bool, case: u64, outcome: &str, detail: &str) {
@@ -447,6 +476,8 @@ fn child(spec: &str) {
     }
     let mut stdout = std::io::stdout().lock();
     use std::io::Write;
+    writeln!(stdout, "B 0").unwrap();
+    stdout.flush().unwrap();
     let mut i = start;
     while i < end && deadline.is_none_or(|d| Instant::now() < d) {
         writeln!(stdout, "S {i}").unwrap();
@@ -1402,7 +1433,7 @@ const HUGE_U64: [u64; 10] = [
 /// A Parquet file's footer: its length field (the 4 bytes before the closing `PAR1`) or the
 /// magic (`header`), or 1-3 varints of its Thrift metadata overwritten with huge values
 /// (`huge`).
-fn parquet_attack(bytes: &mut Vec<u8>, huge: bool, rng: &mut Rng) {
+fn parquet_attack(bytes: &mut [u8], huge: bool, rng: &mut Rng) {
     let n = bytes.len();
     if n < 12 {
         return;

@@ -204,7 +204,7 @@ pub fn import(args: &Args) -> Result<Vec<Imported>> {
 
 /// Alignment times from a .npy (1-d) or text file.
 fn read_align_times(path: &Path) -> Result<Vec<f64>> {
-    let bytes = std::fs::read(path).map_err(io_at(path))?;
+    let bytes = crate::fsutil::read_regular(path)?;
     if bytes.starts_with(b"\x93NUMPY") {
         let a = crate::store::npy::NpyArray::from_bytes(bytes, path)?;
         if a.shape().len() != 1 {
@@ -795,7 +795,7 @@ fn string_columns(f: &H5, table: &str, cols: &[String]) -> Vec<String> {
 /// Size and SHA-256 (hex) of a file, read in blocks.
 fn file_digest(path: &Path) -> Result<(u64, String)> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(io_at(path))?;
+    let (mut file, _) = crate::fsutil::open_regular(path)?;
     let mut h = crate::hash::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;

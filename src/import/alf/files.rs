@@ -1,7 +1,7 @@
 //! Reading the session's files, each recorded once (relative path, size, SHA-256) for the
 //! manifest's provenance.
 
-use crate::error::{Result, input, io_at};
+use crate::error::{Result, input};
 use crate::store::npy::NpyArray;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ impl Sources {
 
     /// The bytes of `path`, recorded.
     pub fn read(&mut self, path: &Path) -> Result<Vec<u8>> {
-        let bytes = std::fs::read(path).map_err(io_at(path))?;
+        let bytes = crate::fsutil::read_regular(path)?;
         let rel = path
             .strip_prefix(&self.root)
             .unwrap_or(path)

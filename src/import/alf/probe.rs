@@ -262,7 +262,7 @@ pub fn load(
 /// column, when present, must count 0, 1, 2, ...).
 fn read_labels(path: &Path, sources: &mut Sources, n_clusters: usize) -> Result<Vec<bool>> {
     sources.read(path)?;
-    let file = std::fs::File::open(path).map_err(crate::error::io_at(path))?;
+    let (file, _) = crate::fsutil::open_regular(path)?;
     let bad = |e: String| input(path, format!("cannot read the cluster metrics: {e}"));
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| bad(e.to_string()))?

@@ -213,7 +213,7 @@ fn read_table(
 ) -> Result<()> {
     // Recorded (size and hash) from the bytes read, then parsed from the file.
     sources.read(path)?;
-    let file = std::fs::File::open(path).map_err(crate::error::io_at(path))?;
+    let (file, _) = crate::fsutil::open_regular(path)?;
     let bad = |e: String| input(path, format!("cannot read the trials table: {e}"));
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| bad(e.to_string()))?

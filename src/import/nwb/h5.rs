@@ -28,9 +28,9 @@ pub struct H5 {
 impl H5 {
     /// Opens `path`, refusing what is not HDF5 or is shorter than its superblock says.
     pub fn open(path: &Path) -> Result<H5> {
-        let len = std::fs::metadata(path).map_err(io_at(path))?.len();
+        // A regular file (not a FIFO, a device or a directory), opened without blocking.
+        let (mut f, len) = crate::fsutil::open_regular(path)?;
         let mut head = [0u8; 8];
-        let mut f = std::fs::File::open(path).map_err(io_at(path))?;
         let got = f.read(&mut head).map_err(io_at(path))?;
         // h5py writes the signature at offset 0 (a user block would move it; NWB files have none).
         if got < 8 || head != SIGNATURE {
