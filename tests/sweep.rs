@@ -287,6 +287,67 @@ fn finished_sweep_is_not_rerun_and_reports_gather_it() {
 }
 
 #[test]
+fn a_plan_with_baselines_scores_them_beside_each_model_and_the_report_shows_them() {
+    let dir = TempDir::new("sweep-baselines");
+    setup(dir.path(), &[]);
+    let plan = PLAN
+        .replace("sizes = [1, 2, \"all\"]", "sizes = [1]")
+        .replace(
+            "orders = [\"random\", \"ranked\", \"reverse-ranked\"]",
+            "orders = [\"random\"]",
+        );
+    for (name, extra) in [("with", "baselines = true\n"), ("without", "")] {
+        std::fs::write(
+            dir.join(&format!("{name}.toml")),
+            format!("results = \"{name}\"\n{extra}{plan}"),
+        )
+        .unwrap();
+        ndt_ok(&[
+            "sweep",
+            dir.join(&format!("{name}.toml")).to_str().unwrap(),
+            "--threads",
+            "1",
+        ]);
+    }
+    let with = points(&dir.join("with"));
+    let without = points(&dir.join("without"));
+    assert_eq!(with.len(), 2, "{with:?}"); // the baseline and random k=1
+    assert_eq!(
+        with.keys().collect::<Vec<_>>(),
+        without.keys().collect::<Vec<_>>()
+    );
+    for (name, m) in &with {
+        for key in ["co-smooth.glm", "co-smooth.glm.pooled"] {
+            assert!(
+                m.get(key).is_some_and(|v| v.is_finite()),
+                "{name}: {key} in {m:?}"
+            );
+        }
+        // The model's own numbers are those of the plan without baselines.
+        for (k, v) in &without[name] {
+            assert_eq!(m.get(k), Some(v), "{name}: {k}");
+        }
+    }
+    for m in without.values() {
+        assert!(!m.keys().any(|k| k.contains(".glm")), "{m:?}");
+    }
+    for (name, glm_column) in [("with", true), ("without", false)] {
+        ndt_ok(&["report", dir.join(name).to_str().unwrap()]);
+        let csv =
+            std::fs::read_to_string(dir.join(name).join("report").join("table3.csv")).unwrap();
+        let row = csv
+            .lines()
+            .find(|l| l.starts_with("co-smooth,"))
+            .unwrap_or_else(|| panic!("{name}: no co-smooth row in\n{csv}"));
+        let glm = row.split(',').nth(3).unwrap();
+        assert_eq!(!glm.is_empty(), glm_column, "{name}: {row}");
+        if glm_column {
+            assert!(glm.parse::<f64>().unwrap().is_finite(), "{row}");
+        }
+    }
+}
+
+#[test]
 fn bad_plans_fail_naming_the_file() {
     let dir = TempDir::new("sweep-bad");
     setup(dir.path(), &[]);

@@ -147,6 +147,11 @@ pub struct Plan {
     /// `"full"` (default), `"short"` / `"short:N"`, `"psth"`, `"subspace"`; see docs/ranking.md.
     #[serde(default)]
     pub rank_method: Option<String>,
+    /// Score the classical baselines beside each evaluated model (`ndt eval --baselines`: the
+    /// mean-rate null model and the smoothed-spikes Poisson GLM for co-smoothing), so the report
+    /// shows them in Table 3. Off by default: the GLM costs far more than the evaluation.
+    #[serde(default)]
+    pub baselines: bool,
 }
 
 fn default_orders() -> Vec<Order> {

@@ -179,6 +179,7 @@ pub fn finetune_ranking(
                 seed,
                 split: "val",
                 only_forward: true,
+                baselines: false,
             };
             let mut m = json!(w.finetune_eval(&job, work)?);
             m["cpu_s"] = json!(cpu_seconds() - t0);

@@ -52,6 +52,8 @@ pub struct FinetuneEval<'a> {
     pub seed: u64,
     pub split: &'a str,
     pub only_forward: bool,
+    /// Also score the classical baselines (the plan's `baselines`).
+    pub baselines: bool,
 }
 
 /// One evaluation of the sweep.
@@ -317,9 +319,13 @@ impl Sweep {
             stage.mode = Some("full".into());
             stage.epochs = self.plan.pretrain.epochs.max(stage.epochs);
         }
-        let spec = json!({"dataset": self.dataset_key, "model": self.model,
+        let mut spec = json!({"dataset": self.dataset_key, "model": self.model,
             "pretrained": ckpt.as_ref().map(|_| self.pretrain_job(&sessions, p.seed).spec),
             "heldout": p.heldout, "stage": self.stage_json(&stage), "seed": p.seed, "split": "test"});
+        if self.plan.baselines {
+            // Only when on, so the ids of evaluations without baselines stay what they were.
+            spec["baselines"] = json!(true);
+        }
         let job = Job::new(self.root(), "eval", spec);
         let r = job.run(|work| {
             let job = FinetuneEval {
@@ -329,6 +335,7 @@ impl Sweep {
                 seed: p.seed,
                 split: "test",
                 only_forward: false,
+                baselines: self.plan.baselines,
             };
             Ok(json!(w.finetune_eval(&job, work)?))
         })?;

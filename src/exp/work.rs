@@ -182,6 +182,7 @@ impl Work for DatasetWork {
                 Scheme::ALL.to_vec()
             },
             choice: !job.only_forward,
+            baselines: job.baselines,
             ..EvalOpts::default()
         };
         let mut worker = self.worker.borrow_mut();
