@@ -8,6 +8,7 @@
 //! `mask_tokens`, the blocks in order (`ln1`, `attn.qkv`, `attn.out`, `ln2`, `mlp.fc1`,
 //! `mlp.fc2`, weight before bias), and `ln_f`. Each session's tensors are contiguous.
 
+use crate::error::{Result, internal};
 use crate::model::ModelConfig;
 
 /// One named tensor of the flat parameter vector.
@@ -179,6 +180,18 @@ impl ParamTable {
         for (to, fr) in self.entries.iter().zip(&from.entries) {
             dst[to.range()].copy_from_slice(&src[fr.range()]);
         }
+    }
+
+    /// Checks that a flat vector handed to a backend (`what`: parameters, moments, mask) has
+    /// `total` elements.
+    pub fn check_len(&self, what: &str, got: usize) -> Result<()> {
+        if got != self.total {
+            return Err(internal(format!(
+                "{what}: {got} elements, the parameter table has {}",
+                self.total
+            )));
+        }
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&ParamEntry> {
