@@ -44,3 +44,33 @@ pub mod dropout_streams {
         3 + 3 * layer as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn check_dropout_takes_zero_up_to_but_not_one() {
+        for p in [0.0, 0.2, 0.999] {
+            assert!(check_dropout(p).is_ok(), "{p}");
+        }
+        for p in [1.0, -0.1, f32::NAN, f32::INFINITY] {
+            match check_dropout(p) {
+                Err(Error::Usage(m)) => assert!(m.contains("is not in [0, 1)"), "{m}"),
+                other => panic!("dropout {p}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_site_has_its_own_stream_in_layer_order() {
+        let mut streams = vec![dropout_streams::SEQUENCE];
+        for l in 0..4 {
+            streams.push(dropout_streams::attn_probs(l));
+            streams.push(dropout_streams::attn_resid(l));
+            streams.push(dropout_streams::mlp_resid(l));
+        }
+        assert_eq!(streams, (0..13).collect::<Vec<u64>>());
+    }
+}

@@ -353,7 +353,26 @@ impl TrainableSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn check_len_takes_the_table_total_only() {
+        let cfg = ModelConfig::paper(5, BTreeMap::from([("a".to_string(), 3)]));
+        let t = ParamTable::new(&cfg);
+        assert!(t.check_len("parameters", t.total).is_ok());
+        match t.check_len("first moments", t.total - 1) {
+            Err(Error::Internal(m)) => assert_eq!(
+                m,
+                format!(
+                    "first moments: {} elements, the parameter table has {}",
+                    t.total - 1,
+                    t.total
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn table_is_contiguous_and_counts_match() {

@@ -202,3 +202,79 @@ pub fn check_block(cfg: &ModelConfig, k: usize) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::scheme::Scheme;
+
+    fn cfg() -> ModelConfig {
+        let mut c = ModelConfig::paper(5, BTreeMap::from([("a".to_string(), 3)]));
+        c.n_layers = 2;
+        c
+    }
+
+    fn batch(b: usize, t: usize, n: usize) -> Batch {
+        Batch {
+            session: 0,
+            session_id: "a".into(),
+            trials: (0..b as u32).collect(),
+            b,
+            t,
+            n,
+            counts: vec![0.0; b * t * n],
+            mask: vec![0; b * t * n],
+            target: vec![0; b * t * n],
+            scheme: Scheme::CoSmooth,
+        }
+    }
+
+    #[test]
+    fn check_batch_takes_a_batch_that_fits() {
+        let c = cfg();
+        assert!(check_batch(&c, &batch(2, 5, 3)).is_ok());
+        assert!(check_batch(&c, &batch(1, 1, 3)).is_ok());
+    }
+
+    #[test]
+    fn check_batch_names_what_does_not_fit() {
+        let c = cfg();
+        let usage_with = |b: &Batch, want: &str| match check_batch(&c, b) {
+            Err(Error::Usage(m)) => assert!(m.contains(want), "{m}"),
+            other => panic!("{want}: {other:?}"),
+        };
+        let mut other = batch(2, 5, 3);
+        other.session_id = "b".into();
+        usage_with(&other, "session 'b' is not in the model (it has a)");
+        usage_with(
+            &batch(2, 5, 4),
+            "has 4 neurons in the batch but 3 in the model",
+        );
+        usage_with(
+            &batch(2, 6, 3),
+            "2 trials × 6 bins does not fit a model of 5 bins",
+        );
+        usage_with(&batch(2, 0, 3), "does not fit");
+        usage_with(&batch(0, 5, 3), "does not fit");
+        let mut short = batch(2, 5, 3);
+        short.mask.pop();
+        match check_batch(&c, &short) {
+            Err(Error::Internal(m)) => assert!(m.contains("30/29/30, expected 30"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn check_block_takes_the_blocks_of_the_model() {
+        let c = cfg();
+        assert!(check_block(&c, 0).is_ok());
+        assert!(check_block(&c, 1).is_ok());
+        match check_block(&c, 2) {
+            Err(Error::Usage(m)) => {
+                assert_eq!(m, "block 2 does not exist (the model has 2 blocks)")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
