@@ -13,12 +13,12 @@
 use crate::backend::{Backend, ForwardOpts, ForwardOut, StepHyper, StepStats};
 use crate::batch::Batch;
 use crate::cpu::adamw::{adamw_update_runs, clip_coef, grad_norm_runs};
-use crate::cpu::model::{
-    DropoutCfg, block_features, check_batch, model_backward_trainable, model_forward,
-};
-use crate::cpu::workspace::{Layout, Workspace};
-use crate::error::{Result, internal, usage};
+use crate::cpu::model::{block_features, model_backward_trainable, model_forward};
+use crate::cpu::workspace::Workspace;
+use crate::error::Result;
+use crate::model::dropout::{DropoutCfg, check_dropout};
 use crate::model::params::{TrainRun, TrainableSet};
+use crate::model::shape::{Layout, check_batch, check_block};
 use crate::model::{ModelConfig, ParamTable};
 
 /// The CPU reference backend.
@@ -146,7 +146,7 @@ impl Backend for CpuBackend {
     }
 
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
-        check_len("parameters", params.len(), self.table.total)?;
+        self.table.check_len("parameters", params.len())?;
         self.params.copy_from_slice(params);
         self.m.fill(0.0);
         self.v.fill(0.0);
@@ -162,15 +162,15 @@ impl Backend for CpuBackend {
     }
 
     fn set_moments(&mut self, m: &[f32], v: &[f32]) -> Result<()> {
-        check_len("first moments", m.len(), self.table.total)?;
-        check_len("second moments", v.len(), self.table.total)?;
+        self.table.check_len("first moments", m.len())?;
+        self.table.check_len("second moments", v.len())?;
         self.m.copy_from_slice(m);
         self.v.copy_from_slice(v);
         Ok(())
     }
 
     fn set_trainable(&mut self, trainable: &[u8]) -> Result<()> {
-        check_len("trainable mask", trainable.len(), self.table.total)?;
+        self.table.check_len("trainable mask", trainable.len())?;
         self.trainable.copy_from_slice(trainable);
         self.set = TrainableSet::from_mask(&self.table, trainable);
         self.runs = self.set.runs();
@@ -182,9 +182,7 @@ impl Backend for CpuBackend {
     /// gradient norm leaves the parameters and moments untouched (the trainer stops on it).
     fn train_step(&mut self, batch: &Batch, hp: &StepHyper) -> Result<StepStats> {
         check_batch(&self.cfg, batch)?;
-        if !(0.0..1.0).contains(&hp.dropout) {
-            return Err(usage(format!("dropout {} is not in [0, 1)", hp.dropout)));
-        }
+        check_dropout(hp.dropout)?;
         let drop = DropoutCfg {
             p: hp.dropout,
             seed: hp.seed,
@@ -223,13 +221,8 @@ impl Backend for CpuBackend {
 
     fn forward(&mut self, batch: &Batch, opts: &ForwardOpts) -> Result<ForwardOut> {
         check_batch(&self.cfg, batch)?;
-        if let Some(k) = opts.capture_block
-            && k >= self.cfg.n_layers
-        {
-            return Err(usage(format!(
-                "block {k} does not exist (the model has {} blocks)",
-                self.cfg.n_layers
-            )));
+        if let Some(k) = opts.capture_block {
+            check_block(&self.cfg, k)?;
         }
         let CpuBackend {
             cfg,
@@ -265,13 +258,4 @@ impl Backend for CpuBackend {
         };
         Ok((out, self.grads.clone()))
     }
-}
-
-fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
-    if got != want {
-        return Err(internal(format!(
-            "{what}: {got} elements, the parameter table has {want}"
-        )));
-    }
-    Ok(())
 }

@@ -1,4 +1,4 @@
-//! defines: Dropout, dropout_forward, dropout_backward, dropout_add_forward, dropout_streams
+//! defines: Dropout, dropout_forward, dropout_backward, dropout_add_forward
 //!
 //! Inverted dropout driven by the counter-based `crate::rng`, so the CUDA kernels reproduce
 //! every draw without sharing state:
@@ -7,12 +7,11 @@
 //! - element `i` of the site's tensor (its flat row-major index) is kept iff
 //!   `rng::uniform(key, i) >= p`, and a kept element is scaled by `1 / (1 − p)`.
 //!
-//! Streams (see `dropout_streams`): 0 = the input sequence `[B, S, D]` (step 4 of SPEC §2);
-//! for block `l`: `1 + 3l` = attention probabilities `[B, H, S, S]`, `2 + 3l` = the attention
-//! residual branch `[B, S, D]`, `3 + 3l` = the MLP residual branch `[B, S, D]`.
+//! The stream of each site of the model is in `crate::model::dropout::dropout_streams`.
 //! The backward pass recomputes the same keep decisions instead of storing a mask.
 
 use crate::cpu::float::Float;
+use crate::model::dropout::DropoutCfg;
 use crate::rng;
 use rayon::prelude::*;
 
@@ -32,6 +31,15 @@ impl Dropout {
         Dropout {
             p,
             key: rng::key(seed, stream),
+        }
+    }
+
+    /// The site of stream `stream` in a pass with dropout `drop` (`OFF` when `drop.p` is 0).
+    pub fn site(drop: DropoutCfg, stream: u64) -> Dropout {
+        if drop.p <= 0.0 {
+            Dropout::OFF
+        } else {
+            Dropout::new(drop.p, drop.seed, stream)
         }
     }
 
@@ -55,20 +63,6 @@ impl Dropout {
         } else {
             F::ZERO
         }
-    }
-}
-
-/// The dropout stream numbers of the model (documented at the top of this file).
-pub mod dropout_streams {
-    pub const SEQUENCE: u64 = 0;
-    pub fn attn_probs(layer: usize) -> u64 {
-        1 + 3 * layer as u64
-    }
-    pub fn attn_resid(layer: usize) -> u64 {
-        2 + 3 * layer as u64
-    }
-    pub fn mlp_resid(layer: usize) -> u64 {
-        3 + 3 * layer as u64
     }
 }
 

@@ -1,8 +1,8 @@
-//! defines: check_batch, model_forward, model_backward, block_features
+//! defines: model_forward, model_backward, block_features
 //!
 //! The whole NDT (SPEC §2), forward and backward, as the list of layer calls. Every activation
 //! the backward pass needs is saved in the `Workspace`; nothing is allocated per step once the
-//! workspace fits the batch. Dimension letters as in `workspace.rs`.
+//! workspace fits the batch. Dimension letters as in `src/model/shape.rs`.
 //!
 //! ```text
 //! x̃      = x ⊙ (1 − M)                                   [B,T,N]
@@ -19,74 +19,20 @@
 
 use crate::batch::Batch;
 use crate::cpu::attention::{attention_backward, attention_forward};
-use crate::cpu::dropout::{
-    Dropout, dropout_add_forward, dropout_backward, dropout_forward, dropout_streams,
-};
+use crate::cpu::dropout::{Dropout, dropout_add_forward, dropout_backward, dropout_forward};
 use crate::cpu::embed::{embed_backward, embed_forward};
 use crate::cpu::float::Float;
 use crate::cpu::layernorm::{layernorm_backward, layernorm_forward};
 use crate::cpu::linear::{linear_backward, linear_forward};
 use crate::cpu::mlp::{mlp_backward, mlp_forward};
 use crate::cpu::poisson::{poisson_backward, poisson_forward};
-use crate::cpu::workspace::{Dims, Layout, Workspace, layer};
-use crate::error::{Result, internal, usage};
+use crate::cpu::workspace::{Workspace, layer};
 use crate::model::ModelConfig;
+use crate::model::dropout::{DropoutCfg, dropout_streams};
 use crate::model::params::TrainableSet;
+use crate::model::shape::{Dims, Layout};
 use rayon::prelude::*;
 use std::ops::Range;
-
-/// Dropout of one pass: probability and step seed (p = 0: off, e.g. evaluation).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct DropoutCfg {
-    pub p: f32,
-    pub seed: u64,
-}
-
-impl DropoutCfg {
-    pub const OFF: DropoutCfg = DropoutCfg { p: 0.0, seed: 0 };
-
-    fn site(&self, stream: u64) -> Dropout {
-        if self.p <= 0.0 {
-            Dropout::OFF
-        } else {
-            Dropout::new(self.p, self.seed, stream)
-        }
-    }
-}
-
-/// Checks that `batch` fits the model: a known session with the right N, 1 ≤ T ≤ n_bins,
-/// and arrays of length B·T·N.
-pub fn check_batch(cfg: &ModelConfig, batch: &Batch) -> Result<()> {
-    let n = *cfg.sessions.get(&batch.session_id).ok_or_else(|| {
-        usage(format!(
-            "session '{}' is not in the model (it has {})",
-            batch.session_id,
-            cfg.sessions.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    if batch.n != n {
-        return Err(usage(format!(
-            "session '{}' has {} neurons in the batch but {n} in the model",
-            batch.session_id, batch.n
-        )));
-    }
-    if batch.t == 0 || batch.t > cfg.n_bins || batch.b == 0 {
-        return Err(usage(format!(
-            "batch of {} trials × {} bins does not fit a model of {} bins",
-            batch.b, batch.t, cfg.n_bins
-        )));
-    }
-    let len = batch.b * batch.t * batch.n;
-    if batch.counts.len() != len || batch.mask.len() != len || batch.target.len() != len {
-        return Err(internal(format!(
-            "batch arrays have lengths {}/{}/{}, expected {len}",
-            batch.counts.len(),
-            batch.mask.len(),
-            batch.target.len()
-        )));
-    }
-    Ok(())
-}
 
 #[inline]
 fn at<'a, F>(p: &'a [F], r: &std::ops::Range<usize>) -> &'a [F] {
@@ -165,7 +111,7 @@ pub fn model_forward<F: Float>(
     dropout_forward(
         &mut ws.resid[..bs * d],
         &ws.seq[..bs * d],
-        drop.site(dropout_streams::SEQUENCE),
+        Dropout::site(drop, dropout_streams::SEQUENCE),
         0,
     );
 
@@ -208,7 +154,7 @@ pub fn model_forward<F: Float>(
             d,
             dm.h,
             batch.causal(),
-            drop.site(dropout_streams::attn_probs(l)),
+            Dropout::site(drop, dropout_streams::attn_probs(l)),
         );
         // z_mid = z_l + drop(out(atty))
         linear_forward(
@@ -226,7 +172,7 @@ pub fn model_forward<F: Float>(
         dropout_add_forward(
             z_mid,
             &ws.branch[..bs * d],
-            drop.site(dropout_streams::attn_resid(l)),
+            Dropout::site(drop, dropout_streams::attn_resid(l)),
         );
         // m = LN₂(z_mid)
         layernorm_forward(
@@ -260,7 +206,7 @@ pub fn model_forward<F: Float>(
         dropout_add_forward(
             z_next,
             &ws.branch[..bs * d],
-            drop.site(dropout_streams::mlp_resid(l)),
+            Dropout::site(drop, dropout_streams::mlp_resid(l)),
         );
     }
 
@@ -422,7 +368,7 @@ pub fn model_backward_trainable<F: Float>(
         dropout_backward(
             &mut ws.dbranch[..bs * d],
             &ws.dresid[..bs * d],
-            drop.site(dropout_streams::mlp_resid(l)),
+            Dropout::site(drop, dropout_streams::mlp_resid(l)),
             0,
         );
         {
@@ -483,7 +429,7 @@ pub fn model_backward_trainable<F: Float>(
         dropout_backward(
             &mut ws.dbranch[..bs * d],
             &ws.dresid[..bs * d],
-            drop.site(dropout_streams::attn_resid(l)),
+            Dropout::site(drop, dropout_streams::attn_resid(l)),
             0,
         );
         {
@@ -517,7 +463,7 @@ pub fn model_backward_trainable<F: Float>(
             s,
             d,
             dm.h,
-            drop.site(dropout_streams::attn_probs(l)),
+            Dropout::site(drop, dropout_streams::attn_probs(l)),
         );
         // qkv = a · Wqkvᵀ + bqkv
         {
@@ -563,7 +509,7 @@ pub fn model_backward_trainable<F: Float>(
     dropout_backward(
         &mut ws.dseq[..bs * d],
         &ws.dresid[..bs * d],
-        drop.site(dropout_streams::SEQUENCE),
+        Dropout::site(drop, dropout_streams::SEQUENCE),
         0,
     );
     // seq = [token[s], mask_tokens[scheme], emb_t + pos_t]

@@ -25,10 +25,10 @@ use super::workspace::{Capacity, DeviceWorkspace};
 use super::{StepResult, StepScalars, adamw};
 use crate::backend::{Backend, ForwardOpts, ForwardOut, StepHyper, StepStats};
 use crate::batch::Batch;
-use crate::cpu::model::check_batch;
-use crate::cpu::workspace::{Dims, Layout};
 use crate::error::{Result, internal, usage};
+use crate::model::dropout::check_dropout;
 use crate::model::params::TrainableSet;
+use crate::model::shape::{Dims, Layout, check_batch, check_block};
 use crate::model::{ModelConfig, ParamTable};
 use cudarc::driver::DeviceRepr;
 use std::collections::HashMap;
@@ -334,7 +334,7 @@ impl CudaBackend {
     /// Uploads the batch and the step's scalars (what changes between replays of a graph);
     /// returns |target|.
     fn begin_step(&mut self, batch: &Batch, hp: &StepHyper) -> Result<usize> {
-        Self::check_dropout(hp.dropout)?;
+        check_dropout(hp.dropout)?;
         let n_targets = self.load_batch(batch)?;
         let sc = StepScalars::new(hp, n_targets, batch.scheme.index(), batch.causal());
         self.gpu.upload(self.sc.dev(), &[sc])?;
@@ -348,13 +348,6 @@ impl CudaBackend {
 
     fn read_result(&self) -> Result<StepResult> {
         Ok(self.gpu.download(self.res.dev())?[0])
-    }
-
-    fn check_dropout(p: f32) -> Result<()> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(usage(format!("dropout {p} is not in [0, 1)")));
-        }
-        Ok(())
     }
 
     /// Forward without dropout, no update: the loss, and the log-rates `[B, T, N]` (read
@@ -448,13 +441,8 @@ impl Backend for CudaBackend {
     }
 
     fn forward(&mut self, batch: &Batch, opts: &ForwardOpts) -> Result<ForwardOut> {
-        if let Some(k) = opts.capture_block
-            && k >= self.cfg.n_layers
-        {
-            return Err(usage(format!(
-                "block {k} does not exist (the model has {} blocks)",
-                self.cfg.n_layers
-            )));
+        if let Some(k) = opts.capture_block {
+            check_block(&self.cfg, k)?;
         }
         let (loss, log_rates) = self.run_inference(batch, false, opts.capture_block)?;
         let features = match opts.capture_block {
@@ -500,7 +488,7 @@ impl CudaBackend {
 
     /// `host` (API layout) in the device layout, gaps zero.
     fn to_device<T: Copy + Default>(&self, what: &str, host: &[T]) -> Result<Vec<T>> {
-        check_len(what, host.len(), self.table.total)?;
+        self.table.check_len(what, host.len())?;
         let mut dev = vec![T::default(); self.dev_table.total];
         self.dev_table.scatter(&self.table, host, &mut dev);
         Ok(dev)
@@ -513,13 +501,4 @@ impl CudaBackend {
         self.table.scatter(&self.dev_table, &dev, &mut host);
         Ok(host)
     }
-}
-
-fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
-    if got != want {
-        return Err(internal(format!(
-            "{what}: {got} elements, the parameter table has {want}"
-        )));
-    }
-    Ok(())
 }

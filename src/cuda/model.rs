@@ -3,7 +3,7 @@
 //! dropout fused into the GEMMs that produce the branches. Everything is enqueued on the GPU's
 //! stream; nothing here synchronises or allocates, so a training step can be captured as a
 //! CUDA graph. What is saved for the backward, and what is rebuilt there, is listed in
-//! `src/cuda/workspace.rs`. Dimension letters as in `src/cpu/workspace.rs`.
+//! `src/cuda/workspace.rs`. Dimension letters as in `src/model/shape.rs`.
 //!
 //! ```text
 //! x̃      = x ⊙ (1 − M)                                   mask_input
@@ -30,11 +30,11 @@ use super::mlp::{Residual, mlp_backward, mlp_forward};
 use super::poisson::{poisson_backward, poisson_forward};
 use super::workspace::{DeviceWorkspace, layer, layer_of};
 use super::{StepResult, StepScalars};
-use crate::cpu::dropout::dropout_streams;
-use crate::cpu::workspace::{Dims, Layout, SessionRanges};
 use crate::error::Result;
 use crate::model::ModelConfig;
+use crate::model::dropout::dropout_streams;
 use crate::model::params::TrainableSet;
+use crate::model::shape::{Dims, Layout, SessionRanges};
 use std::ops::Range;
 
 /// Everything one pass reads and writes.

@@ -32,7 +32,7 @@
 //!   the input layer's output `h` and the embedding's softsign output `sg`. The products round
 //!   their operands to bf16 anyway, so the results are the same bits.
 //!
-//! Dimension letters as in `src/cpu/workspace.rs`: B batch, T bins, S = T + 2, N neurons,
+//! Dimension letters as in `src/model/shape.rs`: B batch, T bins, S = T + 2, N neurons,
 //! D d_model, E d_tok, G d_embed_hidden, F d_ff, H heads, L blocks.
 
 use super::device::{Buffer, Dev, Gpu, Tensor, TensorBuf};

@@ -200,8 +200,9 @@ fn gib(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::workspace::{Dims, Workspace};
+    use crate::cpu::workspace::Workspace;
     use crate::model::ParamTable;
+    use crate::model::shape::Dims;
 
     fn cfg() -> ModelConfig {
         ModelConfig {

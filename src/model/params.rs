@@ -8,6 +8,7 @@
 //! `mask_tokens`, the blocks in order (`ln1`, `attn.qkv`, `attn.out`, `ln2`, `mlp.fc1`,
 //! `mlp.fc2`, weight before bias), and `ln_f`. Each session's tensors are contiguous.
 
+use crate::error::{Result, internal};
 use crate::model::ModelConfig;
 
 /// One named tensor of the flat parameter vector.
@@ -181,6 +182,18 @@ impl ParamTable {
         }
     }
 
+    /// Checks that a flat vector handed to a backend (`what`: parameters, moments, mask) has
+    /// `total` elements.
+    pub fn check_len(&self, what: &str, got: usize) -> Result<()> {
+        if got != self.total {
+            return Err(internal(format!(
+                "{what}: {got} elements, the parameter table has {}",
+                self.total
+            )));
+        }
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> Option<&ParamEntry> {
         self.entries.iter().find(|e| e.name == name)
     }
@@ -340,7 +353,26 @@ impl TrainableSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn check_len_takes_the_table_total_only() {
+        let cfg = ModelConfig::paper(5, BTreeMap::from([("a".to_string(), 3)]));
+        let t = ParamTable::new(&cfg);
+        assert!(t.check_len("parameters", t.total).is_ok());
+        match t.check_len("first moments", t.total - 1) {
+            Err(Error::Internal(m)) => assert_eq!(
+                m,
+                format!(
+                    "first moments: {} elements, the parameter table has {}",
+                    t.total - 1,
+                    t.total
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn table_is_contiguous_and_counts_match() {
