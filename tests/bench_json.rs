@@ -1,7 +1,7 @@
 //! `ndt bench`'s JSON object against its schema in docs/bench.md: per mode exactly the
 //! documented keys, each once in the raw text, and the medians the text prints equal to the
 //! JSON's (one run writes both: `--json FILE`). A tiny model on the CPU, a few steps; the
-//! `--memory-only` case on the kernel emulator (it allocates and runs nothing).
+//! `--memory-only` and `--profile` cases on the kernel emulator.
 
 mod common;
 
@@ -43,6 +43,24 @@ const FROZEN_CORE: &[&str] = &[
     "frozen_core_speedup_pairs",
     "frozen_core_trainable_share",
 ];
+/// Keys `--profile` adds.
+const PROFILE: &[&str] = &[
+    "profile_ms_per_step",
+    "profile_operations",
+    "profile_products",
+    "profile_flops",
+    "profile_kernels",
+    "profile_csv",
+];
+/// Keys `--profile --mode frozen-core` adds beside `PROFILE`.
+const PROFILE_FULL: &[&str] = &[
+    "profile_full_ms_per_step",
+    "profile_full_operations",
+    "profile_full_products",
+    "profile_full_flops",
+    "profile_full_csv",
+    "profile_operations_saved",
+];
 /// Keys `--memory-only` adds.
 const MEMORY_ONLY: &[&str] = &["workspace_bytes", "workspace_buffers"];
 
@@ -58,12 +76,13 @@ fn tiny_config(dir: &Path) -> String {
     p.display().to_string()
 }
 
-/// `ndt bench` on the tiny model, the batch 2 trials x 10 bins x 12 neurons.
-fn bench(dir: &Path) -> Command {
+/// `ndt bench` on the tiny model, the batch 2 trials x 10 bins x 12 neurons, with `steps`
+/// timed steps after one untimed, and 3 timed evaluation passes.
+fn bench(dir: &Path, steps: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ndt"));
     c.args(["bench", "--config", &tiny_config(dir), "--threads", "1"])
         .args(["--batch-size", "2", "--bins", "10", "--neurons", "12"])
-        .args(["--steps", "3", "--warmup", "1", "--evals", "3"]);
+        .args(["--steps", steps, "--warmup", "1", "--evals", "3"]);
     c
 }
 
@@ -158,15 +177,25 @@ fn check_medians(text: &str, v: &serde_json::Value, pairs: &[(&str, &str, &str)]
 fn default_timing_reports_the_documented_keys_and_the_texts_medians() {
     let tmp = TempDir::new("bench-json-full");
     let json = tmp.join("bench.json");
-    let text = stdout(bench(tmp.path()).args(["--device", "cpu", "--json"]).arg(&json));
+    let text = stdout(
+        bench(tmp.path(), "3")
+            .args(["--device", "cpu", "--json"])
+            .arg(&json),
+    );
     let raw = std::fs::read_to_string(&json).unwrap();
     let v = check_keys(&raw, &[EVERY, TIMED]);
     assert_eq!(v["mode"], "full");
     assert_eq!(v["steps"], 3);
     assert_eq!(v["evals"], 3);
-    assert!(v["ms_per_step_min"].as_f64() <= v["ms_per_step"].as_f64(), "{v}");
+    assert!(
+        v["ms_per_step_min"].as_f64() <= v["ms_per_step"].as_f64(),
+        "{v}"
+    );
     let tps = 2.0 * 10.0 / (v["ms_per_step"].as_f64().unwrap() / 1e3);
-    assert!((v["tokens_per_s"].as_f64().unwrap() - tps).abs() <= 1e-9 * tps, "{v}");
+    assert!(
+        (v["tokens_per_s"].as_f64().unwrap() - tps).abs() <= 1e-9 * tps,
+        "{v}"
+    );
     check_medians(
         &text,
         &v,
@@ -176,7 +205,7 @@ fn default_timing_reports_the_documented_keys_and_the_texts_medians() {
         ],
     );
     // Without a file the object is all of stdout, one line.
-    let out = stdout(bench(tmp.path()).args(["--device", "cpu", "--json"]));
+    let out = stdout(bench(tmp.path(), "3").args(["--device", "cpu", "--json"]));
     assert_eq!(out.lines().count(), 1, "{out}");
     check_keys(&out, &[EVERY, TIMED]);
 }
@@ -186,7 +215,7 @@ fn frozen_core_reports_the_documented_keys_and_the_texts_medians() {
     let tmp = TempDir::new("bench-json-frozen");
     let json = tmp.join("bench.json");
     let text = stdout(
-        bench(tmp.path())
+        bench(tmp.path(), "3")
             .args(["--device", "cpu", "--mode", "frozen-core", "--json"])
             .arg(&json),
     );
@@ -211,14 +240,58 @@ fn frozen_core_reports_the_documented_keys_and_the_texts_medians() {
 #[test]
 fn memory_only_reports_the_documented_keys() {
     let tmp = TempDir::new("bench-json-memory");
-    let out = stdout(
-        bench(tmp.path())
-            .env("NDT_CUDA_EMU", "1")
-            .args(["--device", "cuda", "--memory-only", "--json"]),
-    );
+    let out = stdout(bench(tmp.path(), "3").env("NDT_CUDA_EMU", "1").args([
+        "--device",
+        "cuda",
+        "--memory-only",
+        "--json",
+    ]));
     let v = check_keys(&out, &[EVERY, MEMORY_ONLY]);
     let per = v["workspace_buffers"].as_object().unwrap();
     let sum: u64 = per.values().map(|b| b.as_u64().unwrap()).sum();
     assert_eq!(Some(sum), v["workspace_bytes"].as_u64(), "{v}");
     assert!(v["peak_memory_bytes"].as_u64() > Some(sum), "{v}");
+}
+
+/// On a GPU (here the emulator) the timing modes add `workspace_bytes`, and `--profile` its
+/// keys; with `--mode frozen-core` the full step's too.
+#[test]
+fn profile_reports_the_documented_keys() {
+    let tmp = TempDir::new("bench-json-profile");
+    let csv = tmp.join("p.csv");
+    let run = |mode: &str| {
+        let out = stdout(
+            bench(tmp.path(), "1")
+                .env("NDT_CUDA_EMU", "1")
+                .args(["--device", "cuda", "--mode", mode, "--json", "--profile"])
+                .arg(&csv),
+        );
+        std::fs::remove_file(&csv).unwrap();
+        out
+    };
+    let gpu: &[&str] = &["workspace_bytes"];
+    let v = check_keys(&run("full"), &[EVERY, TIMED, gpu, PROFILE]);
+    let rows = v["profile_kernels"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{v}");
+    for r in rows {
+        let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["file", "kernel", "calls", "ms_per_step"]),
+            "{r}"
+        );
+    }
+    let v = check_keys(
+        &run("frozen-core"),
+        &[EVERY, TIMED, gpu, FROZEN_CORE, PROFILE, PROFILE_FULL],
+    );
+    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert!(
+        n("profile_operations") < n("profile_full_operations"),
+        "{v}"
+    );
+    assert_eq!(
+        n("profile_operations_saved"),
+        n("profile_full_operations") - n("profile_operations")
+    );
 }

@@ -167,9 +167,7 @@ pub fn run(plan: &Plan, under: &mut Under) -> Result<Report> {
         scheme: plan.scheme,
     };
     let table = ParamTable::new(cfg);
-    under
-        .backend()
-        .set_params(&init_params(cfg, &table, 42))?;
+    under.backend().set_params(&init_params(cfg, &table, 42))?;
     let batch = timing::synthetic_batch(SESSION, s.batch_size, s.bins, s.neurons, plan.scheme, 7);
     if s.memory_only {
         let Under::Cuda(b) = under else {
@@ -211,7 +209,14 @@ pub fn run(plan: &Plan, under: &mut Under) -> Result<Report> {
         if s.mode == Mode::FrozenCore {
             let full_csv = profile::with_suffix(csv, "full");
             full_profile = Some(profile::profile(b, &batch, train, first, &all, &full_csv)?);
-            profile = Some(profile::profile(b, &batch, train, first, &frozen_mask, csv)?);
+            profile = Some(profile::profile(
+                b,
+                &batch,
+                train,
+                first,
+                &frozen_mask,
+                csv,
+            )?);
         } else {
             profile = Some(profile::profile(b, &batch, train, first, &all, csv)?);
         }

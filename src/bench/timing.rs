@@ -112,7 +112,9 @@ pub fn full_steps(backend: &mut dyn Backend, s: &Steps) -> Result<(Timing, f32)>
         Ok(())
     })?;
     let timing = time(s.steps, |i| {
-        last_loss = backend.train_step(s.batch, &hyper(s.train, s.warmup + i))?.loss;
+        last_loss = backend
+            .train_step(s.batch, &hyper(s.train, s.warmup + i))?
+            .loss;
         Ok(())
     })?;
     Ok((timing, last_loss))
