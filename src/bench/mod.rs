@@ -8,8 +8,10 @@
 //! - `timing`: the synthetic batch, the timed loops, median and min
 //! - `memory`: peak memory, and the memory of a step allocated and not run
 //! - `profile`: steps launched operation by operation, per kernel and per product shape
-//! - `report`: the JSON document (docs/bench.md) and the text lines
+//! - `report`: what was measured, and the text lines
+//! - `json`: the JSON object (docs/bench.md)
 
+pub mod json;
 pub mod memory;
 pub mod profile;
 pub mod report;
