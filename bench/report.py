@@ -83,7 +83,7 @@ def ndt_numbers(obj, tokens):
     tps = find_key(obj, ["tokens_per_s", "tokens_per_sec", "tok_per_s"])
     if tps is None and ms:
         tps = tokens / (ms / 1e3)
-    peak = find_key(obj, ["peak_mem_bytes", "peak_memory_bytes", "peak_bytes", "peak_device_bytes"])
+    peak = find_key(obj, ["peak_memory_bytes", "peak_mem_bytes", "peak_bytes", "peak_device_bytes"])
     if peak is None:
         mib = find_key(obj, ["peak_mem_mib", "peak_mib", "peak_memory_mib"])
         peak = mib * 2**20 if mib is not None else None

@@ -6,10 +6,12 @@
 //! - model: `model` (config, parameter table, init, checkpoints), `cpu` (reference backend),
 //!   `cuda` (GPU backend), `backend` (the seam between them and the trainer)
 //! - work: `train`, `eval`, `fixture` (reference checks), `exp` (rank, sweep, report)
+//! - `bench`: timing and memory of training steps (`ndt bench`)
 //! - `cli`: the `ndt` command line.
 
 pub mod backend;
 pub mod batch;
+pub mod bench;
 pub mod cli;
 pub mod cpu;
 pub mod cuda;

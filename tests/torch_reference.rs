@@ -135,13 +135,14 @@ fn compare_dry_run_builds_the_table() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("torch_reference_compare");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    // A stand-in for `ndt bench` that reports 2 ms/step and 3 MiB for any batch.
+    // A stand-in for `ndt bench --json` (docs/bench.md) that reports 2 ms/step and 3 MiB for any
+    // batch.
     let stub = dir.join("ndt");
     std::fs::write(
         &stub,
         "#!/usr/bin/env bash\n\
          while [ $# -gt 0 ]; do case \"$1\" in --batch-size) B=$2; shift;; esac; shift; done\n\
-         echo \"{\\\"batch\\\": $B, \\\"ms_per_step\\\": 2.0, \\\"peak_mem_bytes\\\": 3145728}\"\n",
+         echo \"{\\\"batch_size\\\": $B, \\\"ms_per_step\\\": 2.0, \\\"peak_memory_bytes\\\": 3145728}\"\n",
     )
     .expect("write stub");
     let (out, text) = run(Command::new("chmod").arg("+x").arg(&stub));
