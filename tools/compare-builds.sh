@@ -6,6 +6,9 @@
 #      the CPU): the data, every checkpoint and the evaluation metrics, byte for byte;
 #   3. a 3-epoch training on the CUDA kernel emulator (NDT_CUDA_EMU=1, bf16): the checkpoints
 #      and the losses of every epoch, byte for byte.
+# A checkpoint is compared as its tensors' bytes and its header (tensor names, shapes, offsets and
+# metadata) as sorted JSON, since builds before 2026-12-02 wrote the header's metadata keys in a
+# random order.
 #
 # Usage: tools/compare-builds.sh BEFORE_NDT AFTER_NDT [WORK_DIR]
 # Prints one line per comparison and "same: N of N"; exit 1 when anything differs.
@@ -27,6 +30,21 @@ PY=python3
 same=0
 total=0
 differ=()
+# A checkpoint's header as sorted JSON and the SHA-256 of its data.
+ckpt() {
+    "$PY" -c '
+import hashlib, json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+print(json.dumps(json.loads(b[8:8 + n]), sort_keys=True))
+print(hashlib.sha256(b[8 + n:]).hexdigest())
+' "$1"
+}
+check_ckpt() { # check_ckpt LABEL FILE_BEFORE FILE_AFTER
+    ckpt "$2" >"$2.cmp"
+    ckpt "$3" >"$3.cmp"
+    check "$1" "$2.cmp" "$3.cmp"
+}
 check() { # check LABEL FILE_BEFORE FILE_AFTER
     total=$((total + 1))
     if cmp -s "$2" "$3"; then
@@ -101,7 +119,7 @@ for s in "$WORK"/before/demo/data/sessions/*/spikes.npy; do
 done
 for run in pretrain finetune baseline; do
     for ck in best last; do
-        check "demo runs/$run/$ck.safetensors" "$WORK/before/demo/runs/$run/$ck.safetensors" \
+        check_ckpt "demo runs/$run/$ck.safetensors" "$WORK/before/demo/runs/$run/$ck.safetensors" \
             "$WORK/after/demo/runs/$run/$ck.safetensors"
     done
     losses "$WORK/before/demo/runs/$run/log.jsonl" >"$WORK/before/$run.losses"
@@ -143,7 +161,7 @@ emu() { # emu NDT DIR
 emu "$BEFORE" "$WORK/before"
 emu "$AFTER" "$WORK/after"
 for ck in best last; do
-    check "emulator run/$ck.safetensors" "$WORK/before/emu/run/$ck.safetensors" \
+    check_ckpt "emulator run/$ck.safetensors" "$WORK/before/emu/run/$ck.safetensors" \
         "$WORK/after/emu/run/$ck.safetensors"
 done
 losses "$WORK/before/emu/run/log.jsonl" >"$WORK/before/emu.losses"

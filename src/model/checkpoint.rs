@@ -46,9 +46,37 @@ pub fn save(
         .collect();
     let json = serde_json::to_string(cfg).map_err(|e| internal(format!("config JSON: {e}")))?;
     info.insert(CONFIG_KEY.into(), json);
-    let buf = safetensors::tensor::serialize(views, Some(info))
+    let mut buf = safetensors::tensor::serialize(views, Some(info))
         .map_err(|e| internal(format!("serialize {}: {e}", path.display())))?;
+    sort_header(&mut buf).map_err(|m| internal(format!("serialize {}: {m}", path.display())))?;
     crate::fsutil::write_atomic(path, &buf)
+}
+
+/// Rewrites a safetensors header in place with its keys sorted (the metadata map is a
+/// `HashMap`, whose order changes from one map to the next), so that the same checkpoint is
+/// always the same bytes. The sorted header has the same length: the same keys and values in
+/// another order; its padding stays.
+fn sort_header(buf: &mut [u8]) -> std::result::Result<(), String> {
+    let n = buf
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or("no header length")?;
+    let header = buf.get(8..8 + n).ok_or("header past the end")?;
+    let text = std::str::from_utf8(header).map_err(|e| e.to_string())?;
+    // serde_json's maps are BTreeMaps: parsing and writing again sorts every object's keys.
+    let v: serde_json::Value = serde_json::from_str(text.trim_end()).map_err(|e| e.to_string())?;
+    let sorted = serde_json::to_string(&v).map_err(|e| e.to_string())?;
+    let trimmed = text.trim_end().len();
+    if sorted.len() != trimmed {
+        return Err(format!(
+            "the sorted header has {} bytes, the written one {trimmed}",
+            sorted.len()
+        ));
+    }
+    buf[8..8 + trimmed].copy_from_slice(sorted.as_bytes());
+    Ok(())
 }
 
 /// Reads a checkpoint: its config, the flat parameters (`ParamTable::new(&config)` layout) and the
@@ -201,6 +229,48 @@ pub fn transfer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_checkpoint_is_always_the_same_bytes_and_reads_back() {
+        let dir = std::env::temp_dir().join(format!("ndt-ckpt-bytes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = ModelConfig {
+            d_model: 8,
+            d_tok: 4,
+            d_embed_hidden: 8,
+            n_layers: 1,
+            n_heads: 2,
+            d_ff: 8,
+            n_bins: 3,
+            ln_eps: 1e-5,
+            sessions: BTreeMap::from([("a".to_string(), 2), ("b".to_string(), 3)]),
+        };
+        let table = ParamTable::new(&cfg);
+        let params: Vec<f32> = (0..table.total).map(|i| i as f32 * 0.25).collect();
+        let meta: BTreeMap<String, String> = (0..12)
+            .map(|i| (format!("key{i}"), format!("value {i}")))
+            .collect();
+        let mut files = Vec::new();
+        for i in 0..6 {
+            let path = dir.join(format!("c{i}.safetensors"));
+            save(&path, &cfg, &table, &params, &meta).unwrap();
+            files.push(std::fs::read(&path).unwrap());
+            let (c, p, m) = load(&path).unwrap();
+            assert_eq!((c, p, m), (cfg.clone(), params.clone(), meta.clone()));
+        }
+        assert!(
+            files.iter().all(|f| *f == files[0]),
+            "checkpoint bytes differ between saves"
+        );
+        // The header is sorted JSON: the metadata object first, its keys in order.
+        let n = u64::from_le_bytes(files[0][..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&files[0][8..8 + n]).unwrap();
+        assert!(
+            header.starts_with("{\"__metadata__\":{\"config\":"),
+            "{header}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_checkpoint_whose_session_id_breaks_the_id_rule_is_refused() {
