@@ -1,6 +1,7 @@
 //! `ndt rank --method` and `ndt rank --compare` on a tiny synthetic dataset: each method writes
 //! its ranking with its cost, `--compare` tabulates every method against `full`, and bad input
-//! (an unknown method, a region-matched proxy on a one-region session) is a usage error.
+//! (an unknown method, a region-matched proxy on a one-region session) is a usage error; `stitch`
+//! ranks from the single-session models alone and caches its evaluations.
 
 mod common;
 
@@ -165,4 +166,94 @@ fn compare_tabulates_every_method_against_full() {
     // The full ranking's file is the sweep's, with its cost.
     let file = read(&dir.join("r/rankings/syn-0003.json"));
     assert!(file["cpu_s"].as_f64().unwrap() > 0.0, "{file}");
+}
+
+/// The job folders of `r/jobs` by kind: (kind, count).
+fn job_kinds(jobs: &Path) -> Vec<(String, usize)> {
+    let mut kinds = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(jobs).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let kind = name.split('-').next().unwrap().to_string();
+        *kinds.entry(kind).or_insert(0) += 1;
+    }
+    kinds.into_iter().collect()
+}
+
+#[test]
+fn stitch_ranks_the_pool_from_the_single_models_without_finetuning() {
+    let dir = TempDir::new("rank-stitch");
+    let plan = setup(dir.path(), "3");
+    let out: Value = serde_json::from_str(&ndt_ok(&[
+        "rank",
+        plan.to_str().unwrap(),
+        "--method",
+        "stitch",
+        "--json",
+    ]))
+    .unwrap();
+    let ranking = out[0]["ranking"].as_array().unwrap();
+    let scores: Vec<f64> = ranking
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .collect();
+    assert_eq!(scores.len(), 3, "{out}");
+    assert!(scores.iter().all(|v| v.is_finite()), "{scores:?}");
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let file = read(&dir.join("r/rankings/stitch/syn-0003.json"));
+    assert_eq!(file["method"], "stitch");
+    let mut sessions: Vec<&str> = file["ranking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["session"].as_str().unwrap())
+        .collect();
+    sessions.sort_unstable();
+    assert_eq!(sessions, ["syn-0000", "syn-0001", "syn-0002"]);
+    assert!(
+        file["ranking"][0]["forward_bps_val"]
+            .as_f64()
+            .unwrap()
+            .is_finite()
+    );
+    let (cpu, single) = (
+        file["cpu_s"].as_f64().unwrap(),
+        file["single_cpu_s"].as_f64().unwrap(),
+    );
+    assert!(single > 0.0 && cpu > single, "{file}");
+    assert!(
+        file["trained"].as_str().unwrap().contains("no finetuning"),
+        "{file}"
+    );
+    // The single-session models and one stitched evaluation per pool session; no finetune.
+    let kinds = job_kinds(&dir.join("r/jobs"));
+    assert_eq!(
+        kinds,
+        [("pretrain".to_string(), 3), ("rankstitch".to_string(), 3)]
+    );
+    // A rerun trains and evaluates nothing: the job folders stay as they were.
+    let before = common::snapshot(&dir.join("r/jobs"));
+    ndt_ok(&["rank", plan.to_str().unwrap(), "--method", "stitch"]);
+    assert_eq!(common::snapshot(&dir.join("r/jobs")), before);
+    assert_eq!(
+        read(&dir.join("r/rankings/stitch/syn-0003.json"))["ranking"],
+        file["ranking"]
+    );
+}
+
+#[test]
+fn stitch_ranks_a_one_region_session_by_all_neuron_means() {
+    // Unlike psth and subspace, stitch needs no second region (docs/ranking.md): here every
+    // session records the same one region, so each stitcher is the mean over all of p's neurons.
+    let dir = TempDir::new("rank-stitch-one-region");
+    let plan = setup(dir.path(), "1");
+    ndt_ok(&["rank", plan.to_str().unwrap(), "--method", "stitch"]);
+    let file = read(&dir.join("r/rankings/stitch/syn-0003.json"));
+    let ranking = file["ranking"].as_array().unwrap();
+    assert_eq!(ranking.len(), 3, "{file}");
+    assert!(
+        ranking
+            .iter()
+            .all(|r| r["forward_bps_val"].as_f64().unwrap().is_finite()),
+        "{file}"
+    );
 }

@@ -29,7 +29,7 @@ pub struct Args {
     /// 10m].
     #[arg(long)]
     pub checkpoint_every: Option<String>,
-    /// How to rank: full, short (or short:N), psth, subspace (docs/ranking.md).
+    /// How to rank: full, short (or short:N), psth, subspace, stitch (docs/ranking.md).
     #[arg(long, default_value = "full")]
     pub method: String,
     /// Epochs of the `short` method's frozen-core finetunes.
@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long)]
     pub compare: bool,
     /// Methods compared by `--compare`, comma-separated.
-    #[arg(long, default_value = "full,short,psth,subspace")]
+    #[arg(long, default_value = "full,short,psth,subspace,stitch")]
     pub methods: String,
     /// k of the top-k overlap in `--compare`.
     #[arg(long, default_value_t = 5)]

@@ -3,6 +3,7 @@
 pub mod jobs;
 pub mod plan;
 pub mod rank_methods;
+pub mod rank_stitch;
 pub mod report;
 pub mod slurm;
 pub mod stats;

@@ -144,7 +144,8 @@ pub struct Plan {
     #[serde(default)]
     pub checkpoint_every: Option<toml::Value>,
     /// How the `ranked` and `reverse-ranked` orders rank the pool (`ndt rank --method`):
-    /// `"full"` (default), `"short"` / `"short:N"`, `"psth"`, `"subspace"`; see docs/ranking.md.
+    /// `"full"` (default), `"short"` / `"short:N"`, `"psth"`, `"subspace"`, `"stitch"`; see
+    /// docs/ranking.md.
     #[serde(default)]
     pub rank_method: Option<String>,
     /// Score the classical baselines beside each evaluated model (`ndt eval --baselines`: the

@@ -14,6 +14,9 @@
 //!   the region's condition-averaged, centred, soft-normalised PSTHs), combined over regions as
 //!   `psth` does. It mirrors the definition of the synthetic ground truth
 //!   (`synth::similarity`), measured from spikes instead of the generator's latents.
+//! - `stitch`: trains nothing beyond `full`'s single-session models. Each pool session's model
+//!   gets stitchers for the held-out session built from its own by region correspondence
+//!   (`exp::rank_stitch`), no gradient step, and is scored by val forward bps as `full` is.
 //!
 //! Every ranking is written to `RESULTS/rankings/<held-out>.json` (`full`, read by the sweep and
 //! the report) or `RESULTS/rankings/<method>/<held-out>.json` (the others), with `method`,
@@ -40,19 +43,21 @@ pub enum Method {
     Short(usize),
     Psth,
     Subspace,
+    Stitch,
 }
 
 impl Method {
     /// Every method name `parse` accepts.
-    pub const NAMES: &'static str = "full, short (or short:N), psth, subspace";
+    pub const NAMES: &'static str = "full, short (or short:N), psth, subspace, stitch";
 
     /// `full`, `short` (`short_epochs` epochs, else [`DEFAULT_SHORT_EPOCHS`]), `short:N`,
-    /// `psth`, `subspace`; anything else is a usage error.
+    /// `psth`, `subspace`, `stitch`; anything else is a usage error.
     pub fn parse(s: &str, short_epochs: Option<usize>) -> Result<Method> {
         let m = match s {
             "full" => Method::Full,
             "psth" => Method::Psth,
             "subspace" => Method::Subspace,
+            "stitch" => Method::Stitch,
             "short" => Method::Short(short_epochs.unwrap_or(DEFAULT_SHORT_EPOCHS)),
             _ => match s.strip_prefix("short:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Method::Short(n),
@@ -80,6 +85,7 @@ impl Method {
             Method::Short(n) => format!("short:{n}"),
             Method::Psth => "psth".into(),
             Method::Subspace => "subspace".into(),
+            Method::Stitch => "stitch".into(),
         }
     }
 
@@ -139,6 +145,7 @@ pub fn rank(sweep: &Sweep, heldout: &str, method: &Method, w: &dyn Work) -> Resu
             r
         }
         Method::Psth | Method::Subspace => data_ranking(sweep, heldout, method)?,
+        Method::Stitch => stitch_ranking(sweep, heldout, w)?,
     };
     write_ranking(sweep, &r, "rankings")?;
     Ok(r)
@@ -189,14 +196,7 @@ pub fn finetune_ranking(
         scores.push((s.clone(), r["forward"].as_f64().unwrap_or(f64::NAN)));
     }
     sort_ranking(&mut scores);
-    let warnings: Vec<String> = scores
-        .iter()
-        .filter(|(_, v)| !v.is_finite())
-        .map(|(s, v)| format!("session {s}: no finite val forward bps ({v}); ranked last"))
-        .collect();
-    for m in &warnings {
-        eprintln!("warning: ranking for held-out session {heldout}: {m}");
-    }
+    let warnings = warn_non_finite(heldout, &scores);
     let n = sweep.pool.len();
     Ok(Ranked {
         method: Method::Full,
@@ -210,6 +210,81 @@ pub fn finetune_ranking(
         ),
         warnings,
     })
+}
+
+/// The single-session models of the pool (shared with `full`), each given stitchers for
+/// `heldout` built from its own by region correspondence (`exp::rank_stitch`, no gradient step)
+/// and scored by val forward bps; best first, a session without a finite score last with a
+/// warning on stderr. One job per (pool session, held-out session), so a rerun evaluates nothing.
+fn stitch_ranking(sweep: &Sweep, heldout: &str, w: &dyn Work) -> Result<Ranked> {
+    use crate::exp::rank_stitch::{Side, stitch};
+    use crate::model::{checkpoint, params::ParamTable};
+    let ds = Dataset::open(&sweep.plan.dataset)?;
+    let manifest = sweep
+        .plan
+        .dataset
+        .join(crate::store::manifest::MANIFEST_FILE);
+    let find = |id: &str| {
+        ds.find(id)
+            .ok_or_else(|| input(&manifest, format!("session `{id}` is not in the dataset")))
+    };
+    let h = find(heldout)?;
+    let mut scores = Vec::new();
+    let (mut single_cpu, mut stitch_cpu) = (0.0, 0.0);
+    for s in &sweep.pool {
+        let single = sweep.single_job(s);
+        let ckpt = sweep.run_pretrain(&single, w)?;
+        single_cpu += single
+            .result()?
+            .and_then(|r| r.get("cpu_s").and_then(Value::as_f64))
+            .unwrap_or(f64::NAN);
+        let spec = json!({"base": single.spec, "heldout": heldout, "stitch": "region-mean",
+            "split": "val"});
+        let job = Job::new(sweep.root(), "rankstitch", spec);
+        let r = job.run(|work| {
+            let t0 = cpu_seconds();
+            let (src_cfg, src, _) = checkpoint::load(&ckpt)?;
+            let (hside, pside) = (Side::of(&ds, h), Side::of(&ds, find(s)?));
+            let (cfg, params) = stitch(&src_cfg, &src, &pside, &hside)?;
+            std::fs::create_dir_all(work).map_err(crate::error::io_at(work))?;
+            let path = work.join("stitched.safetensors");
+            let meta = std::collections::BTreeMap::from([("stitched_from".into(), s.clone())]);
+            checkpoint::save(&path, &cfg, &ParamTable::new(&cfg), &params, &meta)?;
+            let mut m = json!(w.evaluate(&path, heldout, "val", true)?);
+            m["cpu_s"] = json!(cpu_seconds() - t0);
+            Ok(m)
+        })?;
+        stitch_cpu += r["cpu_s"].as_f64().unwrap_or(f64::NAN);
+        scores.push((s.clone(), r["forward"].as_f64().unwrap_or(f64::NAN)));
+    }
+    sort_ranking(&mut scores);
+    let warnings = warn_non_finite(heldout, &scores);
+    let n = sweep.pool.len();
+    Ok(Ranked {
+        method: Method::Stitch,
+        heldout: heldout.to_string(),
+        scores,
+        cpu_s: single_cpu + stitch_cpu,
+        single_cpu_s: single_cpu,
+        trained: format!(
+            "{n} single-session models ({} epochs); no finetuning: stitchers by region",
+            sweep.plan.single.epochs
+        ),
+        warnings,
+    })
+}
+
+/// The warnings for the sessions of a ranking without a finite score, also said on stderr.
+fn warn_non_finite(heldout: &str, scores: &[(String, f64)]) -> Vec<String> {
+    let warnings: Vec<String> = scores
+        .iter()
+        .filter(|(_, v)| !v.is_finite())
+        .map(|(s, v)| format!("session {s}: no finite val forward bps ({v}); ranked last"))
+        .collect();
+    for m in &warnings {
+        eprintln!("warning: ranking for held-out session {heldout}: {m}");
+    }
+    warnings
 }
 
 /// Writes `r` to `RESULTS/<sub>/[<method>/]<held-out>.json`.
@@ -492,6 +567,9 @@ mod tests {
         assert_eq!(Method::parse("short", Some(3)).unwrap(), Method::Short(3));
         assert_eq!(Method::parse("short:5", Some(3)).unwrap(), Method::Short(5));
         assert_eq!(Method::parse("subspace", None).unwrap().name(), "subspace");
+        assert_eq!(Method::parse("stitch", None).unwrap(), Method::Stitch);
+        assert_eq!(Method::Stitch.name(), "stitch");
+        assert_eq!(Method::Stitch.folder(), "stitch");
         for bad in [
             "", "fast", "short:", "short:0", "short:-1", "short:x", "Full",
         ] {

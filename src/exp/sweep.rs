@@ -39,6 +39,15 @@ pub trait Work {
     /// and evaluates it on the split (`"val"` or `"test"`), returning metric -> value
     /// (`forward`, `co-smooth`, ... per-neuron bps; `<task>.pooled`; `choice`).
     fn finetune_eval(&self, job: &FinetuneEval, work: &Path) -> Result<BTreeMap<String, f64>>;
+    /// Evaluates `ckpt` as it is (no training) on `session`'s split, as `finetune_eval` does
+    /// after its training (`only_forward`: forward prediction only).
+    fn evaluate(
+        &self,
+        ckpt: &Path,
+        session: &str,
+        split: &str,
+        only_forward: bool,
+    ) -> Result<BTreeMap<String, f64>>;
     /// Train-split trial count of a session.
     fn train_trials(&self, session: &str) -> Result<usize>;
 }
@@ -530,6 +539,18 @@ mod tests {
                 None => 0.0,
             };
             Ok(BTreeMap::from([("forward".to_string(), 0.1 + q)]))
+        }
+        fn evaluate(
+            &self,
+            _: &Path,
+            session: &str,
+            split: &str,
+            _: bool,
+        ) -> Result<BTreeMap<String, f64>> {
+            self.calls
+                .borrow_mut()
+                .push(format!("evaluate {session} {split}"));
+            Ok(BTreeMap::from([("forward".to_string(), 0.1)]))
         }
         fn train_trials(&self, _: &str) -> Result<usize> {
             Ok(80)

@@ -132,6 +132,36 @@ impl DatasetWork {
         let mut worker = self.worker.borrow_mut();
         step(&mut worker, &exec)
     }
+
+    /// Evaluates `ckpt` on session `s`'s split on this work's backend.
+    fn eval_on(
+        &self,
+        ckpt: &Path,
+        s: usize,
+        split: &str,
+        only_forward: bool,
+        baselines: bool,
+    ) -> Result<BTreeMap<String, f64>> {
+        let split = match split {
+            "val" => SplitName::Val,
+            "test" => SplitName::Test,
+            other => return Err(internal(format!("unknown split {other}"))),
+        };
+        let opts = EvalOpts {
+            split,
+            tasks: if only_forward {
+                vec![Scheme::Forward]
+            } else {
+                Scheme::ALL.to_vec()
+            },
+            choice: !only_forward,
+            baselines,
+            ..EvalOpts::default()
+        };
+        let mut worker = self.worker.borrow_mut();
+        let report = evaluate_checkpoint_on(&mut worker, ckpt, &self.ds, s, &opts)?;
+        Ok(report.metrics())
+    }
 }
 
 impl Work for DatasetWork {
@@ -169,25 +199,24 @@ impl Work for DatasetWork {
                 })?
             }
         };
-        let split = match job.split {
-            "val" => SplitName::Val,
-            "test" => SplitName::Test,
-            other => return Err(internal(format!("unknown split {other}"))),
-        };
-        let opts = EvalOpts {
-            split,
-            tasks: if job.only_forward {
-                vec![Scheme::Forward]
-            } else {
-                Scheme::ALL.to_vec()
-            },
-            choice: !job.only_forward,
-            baselines: job.baselines,
-            ..EvalOpts::default()
-        };
-        let mut worker = self.worker.borrow_mut();
-        let report = evaluate_checkpoint_on(&mut worker, o.best_or_last(), &self.ds, s, &opts)?;
-        Ok(report.metrics())
+        self.eval_on(
+            o.best_or_last(),
+            s,
+            job.split,
+            job.only_forward,
+            job.baselines,
+        )
+    }
+
+    fn evaluate(
+        &self,
+        ckpt: &Path,
+        session: &str,
+        split: &str,
+        only_forward: bool,
+    ) -> Result<BTreeMap<String, f64>> {
+        let s = self.session(session)?;
+        self.eval_on(ckpt, s, split, only_forward, false)
     }
 
     fn train_trials(&self, session: &str) -> Result<usize> {
