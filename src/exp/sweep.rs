@@ -306,6 +306,58 @@ impl Sweep {
             .is_some_and(|r| r.results_version == RESULTS_VERSION)
     }
 
+    /// What a point measures downstream: pretrains on `pretrained` (None: nothing, the
+    /// from-scratch baseline, trained in full for the longer of the pretraining and finetuning
+    /// epochs), finetunes on `heldout`'s train split with the plan's `[finetune]` stage and
+    /// evaluates on its test split. Both are content-addressed jobs (the pretraining job's id
+    /// does not depend on the order of `pretrained`), shared by every caller asking for the same
+    /// sessions, held-out session and seed: the sweep's points and `ndt rank --downstream`.
+    pub fn downstream(
+        &self,
+        heldout: &str,
+        pretrained: Option<&[String]>,
+        seed: u64,
+        w: &dyn Work,
+    ) -> Result<BTreeMap<String, f64>> {
+        let pretrain = pretrained.map(|s| self.pretrain_job(s, seed));
+        let ckpt = match &pretrain {
+            Some(job) => Some(self.run_pretrain(job, w)?),
+            None => None,
+        };
+        let mut stage = self.plan.finetune.clone();
+        if pretrained.is_none() {
+            // The baseline trains everything from scratch on the held-out session alone.
+            stage.mode = Some("full".into());
+            stage.epochs = self.plan.pretrain.epochs.max(stage.epochs);
+        }
+        let mut spec = json!({"dataset": self.dataset_key, "model": self.model,
+            "pretrained": pretrain.map(|j| j.spec),
+            "heldout": heldout, "stage": self.stage_json(&stage), "seed": seed, "split": "test"});
+        if self.plan.baselines {
+            // Only when on, so the ids of evaluations without baselines stay what they were.
+            spec["baselines"] = json!(true);
+        }
+        let job = Job::new(self.root(), "eval", spec);
+        let r = job.run(|work| {
+            let job = FinetuneEval {
+                ckpt: ckpt.as_deref(),
+                session: heldout,
+                stage: &stage,
+                seed,
+                split: "test",
+                only_forward: false,
+                baselines: self.plan.baselines,
+            };
+            Ok(json!(w.finetune_eval(&job, work)?))
+        })?;
+        serde_json::from_value(r).map_err(|e| {
+            input(
+                job.result_path(),
+                format!("corrupt job result: not a map of metric names to numbers ({e})"),
+            )
+        })
+    }
+
     /// Runs point `i` (with everything it needs) and records its labelled result.
     pub fn run_point(&self, i: usize, w: &dyn Work) -> Result<PointResult> {
         let points = self.points();
@@ -317,43 +369,8 @@ impl Sweep {
         })?;
         let order = self.order_of(p, w)?;
         let sessions: Vec<String> = order.iter().take(p.k).cloned().collect();
-        let ckpt = if p.order.is_some() {
-            Some(self.run_pretrain(&self.pretrain_job(&sessions, p.seed), w)?)
-        } else {
-            None
-        };
-        let mut stage = self.plan.finetune.clone();
-        if p.order.is_none() {
-            // The baseline trains everything from scratch on the held-out session alone.
-            stage.mode = Some("full".into());
-            stage.epochs = self.plan.pretrain.epochs.max(stage.epochs);
-        }
-        let mut spec = json!({"dataset": self.dataset_key, "model": self.model,
-            "pretrained": ckpt.as_ref().map(|_| self.pretrain_job(&sessions, p.seed).spec),
-            "heldout": p.heldout, "stage": self.stage_json(&stage), "seed": p.seed, "split": "test"});
-        if self.plan.baselines {
-            // Only when on, so the ids of evaluations without baselines stay what they were.
-            spec["baselines"] = json!(true);
-        }
-        let job = Job::new(self.root(), "eval", spec);
-        let r = job.run(|work| {
-            let job = FinetuneEval {
-                ckpt: ckpt.as_deref(),
-                session: &p.heldout,
-                stage: &stage,
-                seed: p.seed,
-                split: "test",
-                only_forward: false,
-                baselines: self.plan.baselines,
-            };
-            Ok(json!(w.finetune_eval(&job, work)?))
-        })?;
-        let metrics: BTreeMap<String, f64> = serde_json::from_value(r).map_err(|e| {
-            input(
-                job.result_path(),
-                format!("corrupt job result: not a map of metric names to numbers ({e})"),
-            )
-        })?;
+        let pretrained = p.order.as_ref().map(|_| sessions.as_slice());
+        let metrics = self.downstream(&p.heldout, pretrained, p.seed, w)?;
         let mut total_trials = 0;
         for s in &sessions {
             total_trials += w.train_trials(s)?;
