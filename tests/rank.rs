@@ -166,6 +166,135 @@ fn compare_tabulates_every_method_against_full() {
     // The full ranking's file is the sweep's, with its cost.
     let file = read(&dir.join("r/rankings/syn-0003.json"));
     assert!(file["cpu_s"].as_f64().unwrap() > 0.0, "{file}");
+    // Without `--downstream` nothing is pretrained on a top k and no column says so.
+    assert!(
+        !md.contains("downstream") && !csv.contains("downstream"),
+        "{md}\n{csv}"
+    );
+    assert_eq!(
+        job_kinds(&dir.join("r/jobs")),
+        [("pretrain".to_string(), 3), ("rankft".to_string(), 6)]
+    );
+}
+
+/// The CSV of `--compare` as one map of column -> value per row.
+fn csv_rows(csv: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .map(|l| {
+            // Quoted fields hold no comma in these tables but may hold spaces.
+            let cells: Vec<&str> = l.split(',').collect();
+            assert_eq!(cells.len(), header.len(), "{l}");
+            header
+                .iter()
+                .zip(cells)
+                .map(|(h, c)| (h.to_string(), c.trim_matches('"').to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn downstream_pretrains_on_each_methods_top_k_with_the_sweeps_jobs() {
+    let dir = TempDir::new("rank-downstream");
+    let plan = setup(dir.path(), "3");
+    let text = format!("{PLAN}[pretrain]\nepochs = 2\n[finetune]\nepochs = 2\n");
+    std::fs::write(&plan, &text).unwrap();
+    let p = plan.to_str().unwrap();
+    let md = ndt_ok(&[
+        "rank",
+        p,
+        "--compare",
+        "--methods",
+        "full,psth",
+        "--downstream",
+        "2",
+    ]);
+    assert!(md.contains("downstream_forward_bps_top2 |"), "{md}");
+    assert!(md.contains("From-scratch baseline"), "{md}");
+    let rows = csv_rows(&std::fs::read_to_string(dir.join("r/rank_compare.csv")).unwrap());
+    assert_eq!(rows.len(), 2);
+    let mut tops = std::collections::BTreeSet::new();
+    for r in &rows {
+        let v: f64 = r["downstream_forward_bps_top2"].parse().unwrap();
+        assert!(v.is_finite(), "{r:?}");
+        assert!(
+            r["baseline_forward_bps"]
+                .parse::<f64>()
+                .unwrap()
+                .is_finite()
+        );
+        assert_eq!(r["downstream_sessions"], "2");
+        let mut top: Vec<&str> = r["downstream_top"].split(' ').collect();
+        assert_eq!(top.len(), 2, "{r:?}");
+        top.sort_unstable();
+        tops.insert(top.join(" "));
+    }
+    // One pretraining and one evaluation per distinct top 2, one baseline evaluation, beside the
+    // ranking's 3 single-session models and 3 finetunes.
+    let n = tops.len();
+    assert_eq!(
+        job_kinds(&dir.join("r/jobs")),
+        [
+            ("eval".to_string(), n + 1),
+            ("pretrain".to_string(), 3 + n),
+            ("rankft".to_string(), 3)
+        ]
+    );
+    // A top 5 of a pool of 3 is the whole pool, the same for both methods: one pretraining job
+    // shared by both, and the baseline's evaluation reused.
+    let md = ndt_ok(&[
+        "rank",
+        p,
+        "--compare",
+        "--methods",
+        "full,subspace",
+        "--downstream",
+    ]);
+    assert!(md.contains("top 5 asked, the pool has only 3"), "{md}");
+    let rows = csv_rows(&std::fs::read_to_string(dir.join("r/rank_compare.csv")).unwrap());
+    assert!(
+        rows.iter().all(|r| r["downstream_sessions"] == "3"),
+        "{rows:?}"
+    );
+    let all: Vec<&str> = rows
+        .iter()
+        .map(|r| r["downstream_forward_bps_top3"].as_str())
+        .collect();
+    assert_eq!(all[0], all[1], "{rows:?}");
+    assert_eq!(
+        job_kinds(&dir.join("r/jobs")),
+        [
+            ("eval".to_string(), n + 2),
+            ("pretrain".to_string(), 4 + n),
+            ("rankft".to_string(), 3)
+        ]
+    );
+    // The sweep's ranked point of the whole pool and its baseline are those jobs: it trains
+    // nothing new and records the same test forward bps.
+    std::fs::write(
+        &plan,
+        text.replace("sizes = [1, \"all\"]", "sizes = [\"all\"]"),
+    )
+    .unwrap();
+    let before = common::snapshot(&dir.join("r/jobs"));
+    ndt_ok(&["sweep", p]);
+    assert_eq!(common::snapshot(&dir.join("r/jobs")), before);
+    let mut points = Vec::new();
+    for e in std::fs::read_dir(dir.join("r/points")).unwrap() {
+        points.push(read(&e.unwrap().path()));
+    }
+    assert_eq!(points.len(), 2);
+    for pt in &points {
+        let want = if pt["order"] == "baseline" {
+            rows[0]["baseline_forward_bps"].as_str()
+        } else {
+            all[0]
+        };
+        let got = pt["metrics"]["forward"].as_f64().unwrap();
+        assert_eq!(format!("{got:.4}"), want, "{pt}");
+    }
 }
 
 /// The job folders of `r/jobs` by kind: (kind, count).

@@ -5,7 +5,7 @@
 //! table per held-out session and, when the dataset is synthetic, the Spearman correlation of the
 //! scores with the manifest's ground-truth session similarity.
 
-use crate::error::{Result, internal};
+use crate::error::{Result, internal, usage};
 use crate::exp::plan::Plan;
 use crate::exp::rank_methods::{Method, Ranked, rank};
 use crate::exp::stats::spearman;
@@ -45,6 +45,13 @@ pub struct Args {
     /// k of the top-k overlap in `--compare`.
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
+    /// With `--compare`: also pretrain on each method's top K pool sessions (K = 5 when the flag
+    /// has no value), finetune on the held-out session and evaluate on its test split, as the
+    /// sweep's `ranked` point of size K does (its jobs, shared), and tabulate the test forward
+    /// bps. Trains a model per distinct top K and held-out session.
+    #[arg(long, value_name = "K", num_args = 0..=1, default_missing_value = "5",
+        requires = "compare")]
+    pub downstream: Option<usize>,
 }
 
 /// Ground-truth similarity of `a` to `b` from `extra.synth.similarity`, if the dataset has one.
@@ -88,7 +95,19 @@ pub fn run(args: Args, cuda: &crate::cuda::Settings) -> Result<()> {
     let sweep = Sweep::new(plan, &bytes, &ids, &args.plan)?;
     let work = DatasetWork::new(&sweep.plan, threads, every, cuda)?;
     if args.compare {
-        return compare(&sweep, &work, &manifest, &methods, args.top_k);
+        if args.downstream == Some(0) {
+            return Err(usage(
+                "--downstream 0: pretraining needs at least one session",
+            ));
+        }
+        return compare(
+            &sweep,
+            &work,
+            &manifest,
+            &methods,
+            args.top_k,
+            args.downstream,
+        );
     }
     let mut out = Vec::new();
     for h in &sweep.heldout {
@@ -165,21 +184,55 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// `mean ± sd` over held-out sessions, or the mean alone when there is one.
+fn mean_sd(v: &[f64]) -> String {
+    if v.len() > 1 {
+        format!("{:.4} ± {:.4}", mean(v), crate::exp::stats::sd(v))
+    } else {
+        format!("{:.4}", mean(v))
+    }
+}
+
+/// Test forward bps of pretraining on `pretrained` (None: the from-scratch baseline) and
+/// finetuning on `heldout`: the sweep's point jobs, with the plan's first seed.
+fn downstream_forward(
+    sweep: &Sweep,
+    heldout: &str,
+    pretrained: Option<&[String]>,
+    work: &DatasetWork,
+) -> Result<f64> {
+    let seed = sweep.plan.seeds.first().copied().unwrap_or(42);
+    let m = sweep.downstream(heldout, pretrained, seed, work)?;
+    Ok(m.get("forward").copied().unwrap_or(f64::NAN))
+}
+
 /// `ndt rank --compare`: every method against `full` and the ground truth, per held-out session
-/// (CSV) and averaged over them (Markdown, also printed).
+/// (CSV) and averaged over them (Markdown, also printed); with `downstream = Some(K)` also the
+/// test forward bps of pretraining on each method's top K (and of the from-scratch baseline).
 fn compare(
     sweep: &Sweep,
     work: &DatasetWork,
     manifest: &Value,
     methods: &[Method],
     top_k: usize,
+    downstream: Option<usize>,
 ) -> Result<()> {
+    // Sessions pretrained on: K, or the whole pool when it is smaller.
+    let down_k = downstream.map(|k| k.min(sweep.pool.len()));
     let mut csv = String::from(
         "heldout,method,spearman_vs_full,spearman_vs_truth,top_k,top_k_overlap_vs_full,\
-         top_k_overlap_vs_truth,cpu_s,cpu_fraction_of_full,trained\n",
+         top_k_overlap_vs_truth,cpu_s,cpu_fraction_of_full,trained",
     );
-    // method -> (rho full, rho truth, overlap full, overlap truth, cpu, fraction)
-    let mut agg: Vec<(String, [Vec<f64>; 6], String)> = Vec::new();
+    if let Some(k) = down_k {
+        csv.push_str(&format!(
+            ",downstream_sessions,downstream_top,downstream_forward_bps_top{k},\
+             baseline_forward_bps"
+        ));
+    }
+    csv.push('\n');
+    // method -> (rho full, rho truth, overlap full, overlap truth, cpu, fraction, downstream)
+    let mut agg: Vec<(String, [Vec<f64>; 7], String)> = Vec::new();
+    let mut baselines = Vec::new();
     for h in &sweep.heldout {
         let full = rank(sweep, h, &Method::Full, work)?;
         let mut truth: Vec<(String, f64)> = full
@@ -188,11 +241,26 @@ fn compare(
             .map(|(s, _)| (s.clone(), self::truth(manifest, h, s).unwrap_or(f64::NAN)))
             .collect();
         crate::exp::sweep::sort_ranking(&mut truth);
+        let baseline = match down_k {
+            Some(_) => downstream_forward(sweep, h, None, work)?,
+            None => f64::NAN,
+        };
+        baselines.push(baseline);
         for m in methods {
             let r = if *m == Method::Full {
                 full.clone()
             } else {
                 rank(sweep, h, m, work)?
+            };
+            let top: Vec<String> = r
+                .scores
+                .iter()
+                .take(down_k.unwrap_or(0))
+                .map(|s| s.0.clone())
+                .collect();
+            let down = match down_k {
+                Some(_) => downstream_forward(sweep, h, Some(&top), work)?,
+                None => f64::NAN,
             };
             let vals = [
                 spearman_with(&r, &full.scores),
@@ -201,9 +269,10 @@ fn compare(
                 top_overlap(&r.scores, &truth, top_k),
                 r.cpu_s,
                 r.cpu_s / full.cpu_s,
+                down,
             ];
             csv.push_str(&format!(
-                "{h},{},{:.4},{:.4},{top_k},{:.3},{:.3},{:.2},{:.4},\"{}\"\n",
+                "{h},{},{:.4},{:.4},{top_k},{:.3},{:.3},{:.2},{:.4},\"{}\"",
                 m.name(),
                 vals[0],
                 vals[1],
@@ -213,6 +282,14 @@ fn compare(
                 vals[5],
                 r.trained
             ));
+            if down_k.is_some() {
+                csv.push_str(&format!(
+                    ",{},\"{}\",{down:.4},{baseline:.4}",
+                    top.len(),
+                    top.join(" ")
+                ));
+            }
+            csv.push('\n');
             let i = match agg.iter().position(|a| a.0 == m.name()) {
                 Some(i) => i,
                 None => {
@@ -227,23 +304,60 @@ fn compare(
             }
         }
     }
+    let n_held = sweep.heldout.len();
     let mut md = format!(
-        "Means over {} held-out session(s); pool of {} sessions; top-k with k = {top_k}.\n\n\
-         | method | Spearman vs full | Spearman vs truth | top-k overlap vs full | \
-         top-k overlap vs truth | CPU s | CPU / full | trained |\n\
-         |---|---|---|---|---|---|---|---|\n",
-        sweep.heldout.len(),
+        "Means over {n_held} held-out session(s); pool of {} sessions; top-k with k = {top_k}.\n",
         sweep.pool.len()
     );
+    let mut header = String::from(
+        "| method | Spearman vs full | Spearman vs truth | top-k overlap vs full | \
+         top-k overlap vs truth | CPU s | CPU / full | trained |",
+    );
+    let mut rule = String::from("|---|---|---|---|---|---|---|---|");
+    if let (Some(asked), Some(k)) = (downstream, down_k) {
+        let seed = sweep.plan.seeds.first().copied().unwrap_or(42);
+        md.push_str(&format!(
+            "Downstream: test forward bps after pretraining on the method's top {k} pool \
+             sessions ({} epochs) and finetuning on the held-out session ({} epochs), seed \
+             {seed}: the sweep's `ranked` point jobs",
+            sweep.plan.pretrain.epochs, sweep.plan.finetune.epochs
+        ));
+        if k < asked {
+            md.push_str(&format!(
+                "; top {asked} asked, the pool has only {k} sessions, so every method \
+                 pretrains on all of them"
+            ));
+        }
+        md.push_str(if n_held > 1 {
+            " (mean ± sd over held-out sessions).\n"
+        } else {
+            ".\n"
+        });
+        header.push_str(&format!(" downstream_forward_bps_top{k} |"));
+        rule.push_str("---|");
+    }
+    md.push_str(&format!("\n{header}\n{rule}\n"));
     for (name, v, trained) in &agg {
         md.push_str(&format!(
-            "| {name} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.4} | {trained} |\n",
+            "| {name} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.4} | {trained} |",
             mean(&v[0]),
             mean(&v[1]),
             mean(&v[2]),
             mean(&v[3]),
             mean(&v[4]),
             mean(&v[5])
+        ));
+        if down_k.is_some() {
+            md.push_str(&format!(" {} |", mean_sd(&v[6])));
+        }
+        md.push('\n');
+    }
+    if down_k.is_some() {
+        let epochs = sweep.plan.pretrain.epochs.max(sweep.plan.finetune.epochs);
+        md.push_str(&format!(
+            "\nFrom-scratch baseline (the sweep's baseline point: no pretraining, {epochs} \
+             epochs on the held-out session alone): test forward bps {}.\n",
+            mean_sd(&baselines)
         ));
     }
     print!("{md}");
