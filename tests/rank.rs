@@ -79,6 +79,15 @@ fn unknown_methods_are_usage_errors() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    // Pretraining on no session, or a downstream column without the comparison.
+    for (args, says) in [
+        (&["--compare", "--downstream", "0"][..], "--downstream 0"),
+        (&["--downstream", "2"][..], "--compare"),
+    ] {
+        let out = ndt(&[&["rank", plan.to_str().unwrap()][..], args].concat());
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
     // The plan key names the file.
     std::fs::write(&plan, format!("rank_method = \"fast\"\n{PLAN}")).unwrap();
     let out = ndt(&["sweep", plan.to_str().unwrap()]);
