@@ -151,6 +151,44 @@ pub fn rank(sweep: &Sweep, heldout: &str, method: &Method, w: &dyn Work) -> Resu
     Ok(r)
 }
 
+/// The pool's single-session models (trained once, shared by every model-based method), then
+/// `score(s, single, ckpt)` per pool session: a job whose result holds the session's val
+/// `forward` bps and its `cpu_s`. Best first, a session without a finite score last with a
+/// warning on stderr; the cost counts the single-session models and the scoring jobs.
+fn pool_ranking(
+    sweep: &Sweep,
+    heldout: &str,
+    w: &dyn Work,
+    method: Method,
+    trained: String,
+    mut score: impl FnMut(&str, &Job, &std::path::Path) -> Result<Value>,
+) -> Result<Ranked> {
+    let mut scores = Vec::new();
+    let (mut single_cpu, mut own_cpu) = (0.0, 0.0);
+    for s in &sweep.pool {
+        let single = sweep.single_job(s);
+        let ckpt = sweep.run_pretrain(&single, w)?;
+        single_cpu += single
+            .result()?
+            .and_then(|r| r.get("cpu_s").and_then(Value::as_f64))
+            .unwrap_or(f64::NAN);
+        let r = score(s, &single, &ckpt)?;
+        own_cpu += r["cpu_s"].as_f64().unwrap_or(f64::NAN);
+        scores.push((s.clone(), r["forward"].as_f64().unwrap_or(f64::NAN)));
+    }
+    sort_ranking(&mut scores);
+    let warnings = warn_non_finite(heldout, &scores);
+    Ok(Ranked {
+        method,
+        heldout: heldout.to_string(),
+        scores,
+        cpu_s: single_cpu + own_cpu,
+        single_cpu_s: single_cpu,
+        trained,
+        warnings,
+    })
+}
+
 /// The single-session models of the pool (trained once, shared), each finetuned frozen-core on
 /// `heldout`'s train split with `stage` and scored by val forward bps; best first, a session
 /// without a finite score last with a warning on stderr.
@@ -163,53 +201,39 @@ pub fn finetune_ranking(
     check_id("held-out session id", heldout).map_err(usage)?;
     let seed = sweep.plan.seeds.first().copied().unwrap_or(42);
     let stage_json = serde_json::to_value(stage).map_err(|e| internal(e.to_string()))?;
-    let mut scores = Vec::new();
-    let (mut single_cpu, mut ft_cpu) = (0.0, 0.0);
-    for s in &sweep.pool {
-        let single = sweep.single_job(s);
-        let ckpt = sweep.run_pretrain(&single, w)?;
-        single_cpu += single
-            .result()?
-            .and_then(|r| r.get("cpu_s").and_then(Value::as_f64))
-            .unwrap_or(f64::NAN);
-        let spec = json!({"base": single.spec, "heldout": heldout, "stage": stage_json,
-            "seed": seed, "split": "val"});
-        let job = Job::new(sweep.root(), "rankft", spec);
-        let mut st = stage.clone();
-        st.mode.get_or_insert_with(|| "frozen-core".into());
-        let r = job.run(|work| {
-            let t0 = cpu_seconds();
-            let job = FinetuneEval {
-                ckpt: Some(&ckpt),
-                session: heldout,
-                stage: &st,
-                seed,
-                split: "val",
-                only_forward: true,
-                baselines: false,
-            };
-            let mut m = json!(w.finetune_eval(&job, work)?);
-            m["cpu_s"] = json!(cpu_seconds() - t0);
-            Ok(m)
-        })?;
-        ft_cpu += r["cpu_s"].as_f64().unwrap_or(f64::NAN);
-        scores.push((s.clone(), r["forward"].as_f64().unwrap_or(f64::NAN)));
-    }
-    sort_ranking(&mut scores);
-    let warnings = warn_non_finite(heldout, &scores);
+    let mut st = stage.clone();
+    st.mode.get_or_insert_with(|| "frozen-core".into());
     let n = sweep.pool.len();
-    Ok(Ranked {
-        method: Method::Full,
-        heldout: heldout.to_string(),
-        scores,
-        cpu_s: single_cpu + ft_cpu,
-        single_cpu_s: single_cpu,
-        trained: format!(
-            "{n} single-session models ({} epochs) + {n} frozen-core finetunes ({} epochs)",
-            sweep.plan.single.epochs, stage.epochs
-        ),
-        warnings,
-    })
+    let trained = format!(
+        "{n} single-session models ({} epochs) + {n} frozen-core finetunes ({} epochs)",
+        sweep.plan.single.epochs, stage.epochs
+    );
+    pool_ranking(
+        sweep,
+        heldout,
+        w,
+        Method::Full,
+        trained,
+        |_, single, ckpt| {
+            let spec = json!({"base": single.spec, "heldout": heldout, "stage": stage_json,
+            "seed": seed, "split": "val"});
+            Job::new(sweep.root(), "rankft", spec).run(|work| {
+                let t0 = cpu_seconds();
+                let job = FinetuneEval {
+                    ckpt: Some(ckpt),
+                    session: heldout,
+                    stage: &st,
+                    seed,
+                    split: "val",
+                    only_forward: true,
+                    baselines: false,
+                };
+                let mut m = json!(w.finetune_eval(&job, work)?);
+                m["cpu_s"] = json!(cpu_seconds() - t0);
+                Ok(m)
+            })
+        },
+    )
 }
 
 /// The single-session models of the pool (shared with `full`), each given stitchers for
@@ -229,49 +253,36 @@ fn stitch_ranking(sweep: &Sweep, heldout: &str, w: &dyn Work) -> Result<Ranked> 
             .ok_or_else(|| input(&manifest, format!("session `{id}` is not in the dataset")))
     };
     let h = find(heldout)?;
-    let mut scores = Vec::new();
-    let (mut single_cpu, mut stitch_cpu) = (0.0, 0.0);
-    for s in &sweep.pool {
-        let single = sweep.single_job(s);
-        let ckpt = sweep.run_pretrain(&single, w)?;
-        single_cpu += single
-            .result()?
-            .and_then(|r| r.get("cpu_s").and_then(Value::as_f64))
-            .unwrap_or(f64::NAN);
-        let spec = json!({"base": single.spec, "heldout": heldout, "stitch": "region-mean",
+    let trained = format!(
+        "{} single-session models ({} epochs); no finetuning: stitchers by region",
+        sweep.pool.len(),
+        sweep.plan.single.epochs
+    );
+    pool_ranking(
+        sweep,
+        heldout,
+        w,
+        Method::Stitch,
+        trained,
+        |s, single, ckpt| {
+            let spec = json!({"base": single.spec, "heldout": heldout, "stitch": "region-mean",
             "split": "val"});
-        let job = Job::new(sweep.root(), "rankstitch", spec);
-        let r = job.run(|work| {
-            let t0 = cpu_seconds();
-            let (src_cfg, src, _) = checkpoint::load(&ckpt)?;
-            let (hside, pside) = (Side::of(&ds, h), Side::of(&ds, find(s)?));
-            let (cfg, params) = stitch(&src_cfg, &src, &pside, &hside)?;
-            std::fs::create_dir_all(work).map_err(crate::error::io_at(work))?;
-            let path = work.join("stitched.safetensors");
-            let meta = std::collections::BTreeMap::from([("stitched_from".into(), s.clone())]);
-            checkpoint::save(&path, &cfg, &ParamTable::new(&cfg), &params, &meta)?;
-            let mut m = json!(w.evaluate(&path, heldout, "val", true)?);
-            m["cpu_s"] = json!(cpu_seconds() - t0);
-            Ok(m)
-        })?;
-        stitch_cpu += r["cpu_s"].as_f64().unwrap_or(f64::NAN);
-        scores.push((s.clone(), r["forward"].as_f64().unwrap_or(f64::NAN)));
-    }
-    sort_ranking(&mut scores);
-    let warnings = warn_non_finite(heldout, &scores);
-    let n = sweep.pool.len();
-    Ok(Ranked {
-        method: Method::Stitch,
-        heldout: heldout.to_string(),
-        scores,
-        cpu_s: single_cpu + stitch_cpu,
-        single_cpu_s: single_cpu,
-        trained: format!(
-            "{n} single-session models ({} epochs); no finetuning: stitchers by region",
-            sweep.plan.single.epochs
-        ),
-        warnings,
-    })
+            Job::new(sweep.root(), "rankstitch", spec).run(|work| {
+                let t0 = cpu_seconds();
+                let (src_cfg, src, _) = checkpoint::load(ckpt)?;
+                let (hside, pside) = (Side::of(&ds, h), Side::of(&ds, find(s)?));
+                let (cfg, params) = stitch(&src_cfg, &src, &pside, &hside)?;
+                std::fs::create_dir_all(work).map_err(crate::error::io_at(work))?;
+                let path = work.join("stitched.safetensors");
+                let meta =
+                    std::collections::BTreeMap::from([("stitched_from".into(), s.to_string())]);
+                checkpoint::save(&path, &cfg, &ParamTable::new(&cfg), &params, &meta)?;
+                let mut m = json!(w.evaluate(&path, heldout, "val", true)?);
+                m["cpu_s"] = json!(cpu_seconds() - t0);
+                Ok(m)
+            })
+        },
+    )
 }
 
 /// The warnings for the sessions of a ranking without a finite score, also said on stderr.
