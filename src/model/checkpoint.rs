@@ -53,10 +53,10 @@ pub fn save(
 }
 
 /// Rewrites a safetensors header in place with its keys sorted (the metadata map is a
-/// `HashMap`, whose order changes from one map to the next), so that the same checkpoint is
-/// always the same bytes. The sorted header has the same length: the same keys and values in
+/// `HashMap`, whose order changes from one map to the next), so that the same checkpoint or
+/// resume state is always the same bytes. The sorted header has the same length: the same keys and values in
 /// another order; its padding stays.
-fn sort_header(buf: &mut [u8]) -> std::result::Result<(), String> {
+pub(crate) fn sort_header(buf: &mut [u8]) -> std::result::Result<(), String> {
     let n = buf
         .get(..8)
         .and_then(|b| <[u8; 8]>::try_from(b).ok())

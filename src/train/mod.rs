@@ -5,6 +5,7 @@ pub mod cadence;
 pub mod config;
 pub mod device;
 pub mod finetune;
+pub mod group;
 pub mod lock;
 pub mod log;
 pub mod run;
