@@ -395,3 +395,104 @@ fn stitch_ranks_a_one_region_session_by_all_neuron_means() {
         "{file}"
     );
 }
+
+/// The rank finetune jobs' folders (name -> path).
+fn rankft_dirs(jobs: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(jobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("rankft-")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A job's result without its cost, and its log without timings.
+fn result_and_log(job: &Path) -> (Value, Vec<Value>) {
+    let mut r = read(&job.join("result.json"));
+    r["result"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cpu_s")
+        .unwrap();
+    let log = std::fs::read_to_string(job.join("work/run/log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("time_s");
+            o.remove("step_s");
+            v
+        })
+        .collect();
+    (r, log)
+}
+
+#[test]
+fn finetunes_side_by_side_equal_them_one_at_a_time() {
+    let dir = TempDir::new("rank-per-device");
+    let plan = setup(dir.path(), "3");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(&plan, format!("models_per_device = 3\n{text}")).unwrap();
+    let p = plan.to_str().unwrap();
+    // The plan's models_per_device (3 side by side).
+    let o = ndt(&["rank", p, "--json", "--threads", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("training 3 finetunes 3 side by side on 2 CPU threads"),
+        "{}",
+        stderr(&o)
+    );
+    let side: Value = serde_json::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    let jobs = dir.join("r/jobs");
+    let fused = rankft_dirs(&jobs);
+    assert_eq!(fused.len(), 3);
+    let aside = dir.join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    for d in &fused {
+        std::fs::rename(d, aside.join(d.file_name().unwrap())).unwrap();
+    }
+    std::fs::remove_dir_all(dir.join("r/rankings")).unwrap();
+    // The flag overrides the plan: one at a time; the single-session models are cached.
+    let alone: Value =
+        serde_json::from_str(&ndt_ok(&["rank", p, "--json", "--models-per-device", "1"])).unwrap();
+    assert_eq!(side[0]["ranking"], alone[0]["ranking"]);
+    let solo = rankft_dirs(&jobs);
+    assert_eq!(solo.len(), 3);
+    for d in &solo {
+        let f = aside.join(d.file_name().unwrap());
+        assert_eq!(result_and_log(d), result_and_log(&f), "{}", d.display());
+        for file in ["best.safetensors", "last.safetensors", "state.safetensors"] {
+            let (a, b) = (d.join("work/run").join(file), f.join("work/run").join(file));
+            assert!(
+                std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+                "{} differs",
+                a.display()
+            );
+        }
+    }
+    // `auto` finds every job done: nothing trains again.
+    let before = common::snapshot(&jobs);
+    ndt_ok(&["rank", p, "--models-per-device", "auto"]);
+    assert_eq!(common::snapshot(&jobs), before);
+}
+
+#[test]
+fn models_per_device_that_make_no_sense_are_usage_errors() {
+    let dir = TempDir::new("rank-per-device-bad");
+    let plan = setup(dir.path(), "3");
+    for bad in ["0", "-2", "many", "1.5"] {
+        let flag = format!("--models-per-device={bad}");
+        let o = ndt(&["rank", plan.to_str().unwrap(), &flag]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{bad}: {err}");
+        assert!(err.contains("--models-per-device"), "{bad}: {err}");
+    }
+    assert!(!dir.join("r/jobs").exists(), "nothing ran");
+}

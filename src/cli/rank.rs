@@ -29,6 +29,10 @@ pub struct Args {
     /// 10m].
     #[arg(long)]
     pub checkpoint_every: Option<String>,
+    /// How many of the ranking's frozen-core finetunes to train side by side: a number or
+    /// `auto` [default: the plan's `models_per_device`, else 1] (CPU backend; docs/training.md).
+    #[arg(long, value_name = "K|auto")]
+    pub models_per_device: Option<String>,
     /// How to rank: full, short (or short:N), psth, subspace, stitch (docs/ranking.md).
     #[arg(long, default_value = "full")]
     pub method: String,
@@ -93,7 +97,8 @@ pub fn run(args: Args, cuda: &crate::cuda::Settings) -> Result<()> {
         .map(|m| Method::parse(m.trim(), args.short_epochs))
         .collect::<Result<_>>()?;
     let sweep = Sweep::new(plan, &bytes, &ids, &args.plan)?;
-    let work = DatasetWork::new(&sweep.plan, threads, every, cuda)?;
+    let k = crate::cli::sweep::per_device(&args.models_per_device, &sweep.plan)?;
+    let work = DatasetWork::new(&sweep.plan, threads, every, cuda)?.with_models_per_device(k)?;
     if args.compare {
         if args.downstream == Some(0) {
             return Err(usage(

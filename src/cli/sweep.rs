@@ -11,6 +11,7 @@ use crate::exp::plan::Plan;
 use crate::exp::slurm::{SlurmOpts, script};
 use crate::exp::sweep::Sweep;
 use crate::exp::work::DatasetWork;
+use crate::train::group::PerDevice;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -53,6 +54,18 @@ pub struct Args {
     /// 10m].
     #[arg(long)]
     pub checkpoint_every: Option<String>,
+    /// How many of the ranking's finetunes to train side by side: a number or `auto`
+    /// [default: the plan's `models_per_device`, else 1] (CPU backend; docs/training.md).
+    #[arg(long, value_name = "K|auto")]
+    pub models_per_device: Option<String>,
+}
+
+/// `--models-per-device` of sweep and rank, checked; else the plan's.
+pub fn per_device(flag: &Option<String>, plan: &Plan) -> Result<PerDevice> {
+    match flag.as_deref() {
+        Some(t) => PerDevice::parse(t).map_err(|m| usage(format!("--models-per-device: {m}"))),
+        None => plan.per_device().map_err(usage),
+    }
 }
 
 /// `--checkpoint-every` of sweep and rank, checked.
@@ -135,13 +148,15 @@ pub fn run(args: Args, cuda: &crate::cuda::Settings) -> Result<()> {
         return Ok(());
     }
     if let Some(i) = args.task {
-        let work = DatasetWork::new(&sweep.plan, threads(&args), every, cuda)?;
+        let work = DatasetWork::new(&sweep.plan, threads(&args), every, cuda)?
+            .with_models_per_device(per_device(&args.models_per_device, &sweep.plan)?)?;
         let r = sweep.run_point(i, &work)?;
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
         return Ok(());
     }
     if args.jobs <= 1 {
-        let work = DatasetWork::new(&sweep.plan, threads(&args), every, cuda)?;
+        let work = DatasetWork::new(&sweep.plan, threads(&args), every, cuda)?
+            .with_models_per_device(per_device(&args.models_per_device, &sweep.plan)?)?;
         for i in 0..points.len() {
             let r = sweep.run_point(i, &work)?;
             eprintln!(
@@ -213,6 +228,9 @@ fn run_parallel(args: &Args, n: usize) -> Result<()> {
                 .arg(t.to_string());
             if let Some(c) = &args.checkpoint_every {
                 cmd.arg("--checkpoint-every").arg(c);
+            }
+            if let Some(k) = &args.models_per_device {
+                cmd.arg("--models-per-device").arg(k);
             }
             if !gpus.is_empty() {
                 cmd.env("CUDA_VISIBLE_DEVICES", &gpus[slot % gpus.len()]);

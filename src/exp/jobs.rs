@@ -121,32 +121,66 @@ impl Job {
         if let Some(r) = self.result()? {
             return Ok(r);
         }
-        std::fs::create_dir_all(self.work_dir()).map_err(io_at(&self.dir))?;
-        let spec_path = self.dir.join("spec.json");
-        let spec_text = serde_json::to_string_pretty(&versioned(&self.spec, RESULTS_VERSION))
-            .map_err(|e| internal(e.to_string()))?;
-        write_atomic(&spec_path, spec_text.as_bytes())?;
-        let _lock = self.lock()?;
+        self.prepare()?;
+        let lock = self.lock()?;
         // Another process may have finished it while we waited for the lock.
         if let Some(r) = self.result()? {
             return Ok(r);
         }
         let result = work(&self.work_dir())?;
-        let file = serde_json::json!({"results_version": RESULTS_VERSION, "result": result});
-        let text = serde_json::to_string_pretty(&file).map_err(|e| internal(e.to_string()))?;
-        write_atomic(&self.result_path(), text.as_bytes())?;
-        Ok(result)
+        Claimed {
+            job: self,
+            _lock: lock,
+        }
+        .finish(result)
+    }
+
+    /// Claims the job without waiting: `Done` with its result when it has finished, `Mine`
+    /// (its lock held) when this process should run it, `Busy` when another process holds it.
+    /// Lets a caller gather several jobs to run together (`--models-per-device`).
+    pub fn try_claim(&self) -> Result<Claim<'_>> {
+        if let Some(r) = self.result()? {
+            return Ok(Claim::Done(r));
+        }
+        self.prepare()?;
+        let p = self.dir.join("lock");
+        let f = self.lock_file()?;
+        match f.try_lock() {
+            Ok(()) => match self.result()? {
+                Some(r) => Ok(Claim::Done(r)),
+                None => Ok(Claim::Mine(Claimed {
+                    job: self,
+                    _lock: f,
+                })),
+            },
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Claim::Busy),
+            Err(std::fs::TryLockError::Error(e)) => Err(crate::error::io(&p, e)),
+        }
+    }
+
+    /// Creates the job's folders and writes its `spec.json`.
+    fn prepare(&self) -> Result<()> {
+        std::fs::create_dir_all(self.work_dir()).map_err(io_at(&self.dir))?;
+        let spec_path = self.dir.join("spec.json");
+        let spec_text = serde_json::to_string_pretty(&versioned(&self.spec, RESULTS_VERSION))
+            .map_err(|e| internal(e.to_string()))?;
+        write_atomic(&spec_path, spec_text.as_bytes())
+    }
+
+    fn lock_file(&self) -> Result<File> {
+        let p = self.dir.join("lock");
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_at(&p))
     }
 
     /// Exclusive advisory lock on `lock`, released when the returned file drops or the process dies.
     fn lock(&self) -> Result<File> {
         let p = self.dir.join("lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(io_at(&p))?;
+        let f = self.lock_file()?;
         loop {
             match f.try_lock() {
                 Ok(()) => return Ok(f),
@@ -159,10 +193,55 @@ impl Job {
     }
 }
 
+/// What `Job::try_claim` found.
+pub enum Claim<'j> {
+    Done(Value),
+    Mine(Claimed<'j>),
+    Busy,
+}
+
+/// A job this process holds the lock of, to run and `finish`.
+pub struct Claimed<'j> {
+    pub job: &'j Job,
+    _lock: File,
+}
+
+impl Claimed<'_> {
+    /// Writes the job's result atomically and releases it. Returns the result.
+    pub fn finish(self, result: Value) -> Result<Value> {
+        let file = serde_json::json!({"results_version": RESULTS_VERSION, "result": result});
+        let text = serde_json::to_string_pretty(&file).map_err(|e| internal(e.to_string()))?;
+        write_atomic(&self.job.result_path(), text.as_bytes())?;
+        Ok(result)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_claimed_job_is_busy_for_others_and_done_once_finished() {
+        let root = std::env::temp_dir().join(format!("ndt-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let job = Job::new(&root, "t", json!({"x": 1}));
+        let Claim::Mine(mine) = job.try_claim().unwrap() else {
+            panic!("a new job is not claimed");
+        };
+        assert!(job.dir.join("spec.json").is_file());
+        // Another claim (another open file: another process's view of the lock) finds it busy.
+        assert!(matches!(job.try_claim().unwrap(), Claim::Busy));
+        mine.finish(json!({"y": 2})).unwrap();
+        match job.try_claim().unwrap() {
+            Claim::Done(r) => assert_eq!(r, json!({"y": 2})),
+            _ => panic!("a finished job is not done"),
+        }
+        // `run` of a finished job returns its result without running it.
+        let r = job.run(|_| panic!("rerun")).unwrap();
+        assert_eq!(r, json!({"y": 2}));
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn hash_depends_on_content_not_key_order() {

@@ -153,6 +153,11 @@ pub struct Plan {
     /// shows them in Table 3. Off by default: the GLM costs far more than the evaluation.
     #[serde(default)]
     pub baselines: bool,
+    /// How many same-shaped finetunes of the ranking to train side by side (`1`, the default;
+    /// a number; `"auto"`); `--models-per-device` overrides it. Not part of any job's identity:
+    /// each job's results are those of training it alone.
+    #[serde(default)]
+    pub models_per_device: Option<toml::Value>,
 }
 
 fn default_orders() -> Vec<Order> {
@@ -333,7 +338,19 @@ impl Plan {
             }
         }
         plan.cadence().map_err(|m| input(path, m))?;
+        plan.per_device().map_err(|m| input(path, m))?;
         Ok(plan)
+    }
+
+    /// The plan's `models_per_device` (1 when absent).
+    pub fn per_device(&self) -> std::result::Result<crate::train::group::PerDevice, String> {
+        let text = match &self.models_per_device {
+            None => return Ok(crate::train::group::PerDevice::default()),
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(toml::Value::Integer(n)) => n.to_string(),
+            Some(v) => v.to_string(),
+        };
+        crate::train::group::PerDevice::parse(&text).map_err(|m| format!("models_per_device: {m}"))
     }
 
     /// The plan's `checkpoint_every` (the default when absent).
@@ -436,6 +453,14 @@ mod tests {
             (
                 "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\ncheckpoint_every = -2\n",
                 "checkpoint_every",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\nmodels_per_device = 0\n",
+                "models_per_device",
+            ),
+            (
+                "dataset = \"d\"\nresults = \"r\"\nheldout_last = 1\nsizes = [1]\nmodels_per_device = \"many\"\n",
+                "models_per_device",
             ),
         ] {
             let p = write(&dir, text);

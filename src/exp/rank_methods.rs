@@ -23,11 +23,12 @@
 //! `cpu_s` and `trained`.
 
 use crate::error::{Result, input, internal, usage};
-use crate::exp::jobs::{Job, RESULTS_VERSION};
+use crate::exp::jobs::{Claim, Job, RESULTS_VERSION};
 use crate::exp::plan::Stage;
 use crate::exp::sweep::{FinetuneEval, Sweep, Work, sort_ranking};
 use crate::fsutil::write_atomic;
 use crate::store::{Dataset, SplitName, check_id};
+use crate::train::group::PerDevice;
 use serde_json::{Value, json};
 
 /// Default epochs of the `short` method's frozen-core finetunes.
@@ -208,6 +209,14 @@ pub fn finetune_ranking(
         "{n} single-session models ({} epochs) + {n} frozen-core finetunes ({} epochs)",
         sweep.plan.single.epochs, stage.epochs
     );
+    let job_of = |single: &Job| {
+        let spec = json!({"base": single.spec, "heldout": heldout, "stage": stage_json,
+        "seed": seed, "split": "val"});
+        Job::new(sweep.root(), "rankft", spec)
+    };
+    if w.models_per_device() != PerDevice::K(1) {
+        finetune_side_by_side(sweep, heldout, &st, seed, w, &job_of)?;
+    }
     pool_ranking(
         sweep,
         heldout,
@@ -215,9 +224,7 @@ pub fn finetune_ranking(
         Method::Full,
         trained,
         |_, single, ckpt| {
-            let spec = json!({"base": single.spec, "heldout": heldout, "stage": stage_json,
-            "seed": seed, "split": "val"});
-            Job::new(sweep.root(), "rankft", spec).run(|work| {
+            job_of(single).run(|work| {
                 let t0 = cpu_seconds();
                 let job = FinetuneEval {
                     ckpt: Some(ckpt),
@@ -234,6 +241,69 @@ pub fn finetune_ranking(
             })
         },
     )
+}
+
+/// The ranking's frozen-core finetunes that no process has run or is running, trained side by
+/// side (`Work::finetune_eval_group`, `--models-per-device`) and their results written, so that
+/// `pool_ranking` finds them done. Each job's `cpu_s` is its share of the group's CPU time.
+fn finetune_side_by_side(
+    sweep: &Sweep,
+    heldout: &str,
+    stage: &Stage,
+    seed: u64,
+    w: &dyn Work,
+    job_of: &dyn Fn(&Job) -> Job,
+) -> Result<()> {
+    let mut jobs = Vec::new();
+    for s in &sweep.pool {
+        let single = sweep.single_job(s);
+        let ckpt = sweep.run_pretrain(&single, w)?;
+        jobs.push((job_of(&single), ckpt));
+    }
+    let mut claimed = Vec::new();
+    for (job, ckpt) in &jobs {
+        if let Claim::Mine(c) = job.try_claim()? {
+            claimed.push((c, ckpt));
+        }
+    }
+    if claimed.is_empty() {
+        return Ok(());
+    }
+    let requests: Vec<(FinetuneEval, std::path::PathBuf)> = claimed
+        .iter()
+        .map(|(c, ckpt)| {
+            let req = FinetuneEval {
+                ckpt: Some(ckpt.as_path()),
+                session: heldout,
+                stage,
+                seed,
+                split: "val",
+                only_forward: true,
+                baselines: false,
+            };
+            (req, c.job.work_dir())
+        })
+        .collect();
+    let t0 = cpu_seconds();
+    let results = w.finetune_eval_group(&requests);
+    let share = (cpu_seconds() - t0) / claimed.len() as f64;
+    let mut first_err = None;
+    for ((c, _), r) in claimed.into_iter().zip(results) {
+        match r {
+            Ok(m) => {
+                let mut m = json!(m);
+                m["cpu_s"] = json!(share);
+                c.finish(m)?;
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// The single-session models of the pool (shared with `full`), each given stitchers for

@@ -50,6 +50,20 @@ pub trait Work {
     ) -> Result<BTreeMap<String, f64>>;
     /// Train-split trial count of a session.
     fn train_trials(&self, session: &str) -> Result<usize>;
+    /// How many finetunes of one shape to train side by side (`--models-per-device`).
+    fn models_per_device(&self) -> crate::train::group::PerDevice {
+        crate::train::group::PerDevice::K(1)
+    }
+    /// `finetune_eval` of every job (with its work folder), trained side by side; one result
+    /// per job, in order: what `finetune_eval` returns for it alone.
+    fn finetune_eval_group(
+        &self,
+        jobs: &[(FinetuneEval<'_>, PathBuf)],
+    ) -> Vec<Result<BTreeMap<String, f64>>> {
+        jobs.iter()
+            .map(|(j, work)| self.finetune_eval(j, work))
+            .collect()
+    }
 }
 
 /// A finetune-then-evaluate request: `ckpt` None trains from scratch (the baseline);

@@ -9,6 +9,8 @@
 //! stops with `Error::Interrupted`, and the next run of the same job resumes from there
 //! (bit-identical to an uninterrupted run on the CPU).
 
+use crate::backend::Backend;
+use crate::cpu::CpuBackend;
 use crate::error::{Result, internal, usage};
 use crate::eval::tasks::EvalOpts;
 use crate::exp::plan::{Plan, Stage};
@@ -19,8 +21,12 @@ use crate::train::cadence::Cadence;
 use crate::train::config::RunConfig;
 use crate::train::device::{Device, Worker};
 use crate::train::finetune::Mode;
-use crate::train::run::{Exec, evaluate_checkpoint_on, finetune_on, pretrain_on, resumable};
-use crate::train::trainer::Outcome;
+use crate::train::group::{Member, PerDevice, train_group};
+use crate::train::run::{
+    Exec, Prepared, evaluate_checkpoint_on, finetune_on, prepare_finetune, prepare_pretrain,
+    pretrain_on, resumable,
+};
+use crate::train::trainer::{Init, Outcome};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +38,7 @@ pub struct DatasetWork {
     threads: usize,
     checkpoint_every: Cadence,
     worker: RefCell<Worker>,
+    per_device: PerDevice,
 }
 
 /// The plan's `[model]` table (`preset` plus overrides) as a run config.
@@ -90,7 +97,47 @@ impl DatasetWork {
             threads,
             checkpoint_every,
             worker: RefCell::new(Worker::new(device, threads, *cuda)),
+            per_device: PerDevice::default(),
         })
+    }
+
+    /// Trains up to `k` finetunes of one shape side by side (`--models-per-device`; the CPU
+    /// backend only: the fused CUDA step is not built).
+    pub fn with_models_per_device(mut self, k: PerDevice) -> Result<DatasetWork> {
+        if k != PerDevice::K(1) && self.device == Device::Cuda {
+            return Err(usage(
+                "--models-per-device (or the plan's models_per_device) above 1 runs on the CPU \
+                 backend only for now: the fused CUDA step is not built; use 1 on the GPU",
+            ));
+        }
+        self.per_device = k;
+        Ok(self)
+    }
+
+    fn exec(&self, out: &Path) -> Exec {
+        Exec {
+            device: self.device,
+            threads: self.threads,
+            progress: false,
+            stop_after: None,
+            resume: resumable(out),
+            checkpoint_every: self.checkpoint_every,
+            cuda: self.worker.borrow().cuda,
+        }
+    }
+
+    /// Sets up `job`'s training in `out`, as `finetune_eval` runs it.
+    fn prepare<'a>(&'a self, job: &FinetuneEval, out: &Path) -> Result<Prepared<'a>> {
+        let s = self.session(job.session)?;
+        let rc = self.run_config(job.stage, job.seed)?;
+        let exec = self.exec(out);
+        match job.ckpt {
+            None => prepare_pretrain(&self.ds, &[s], &rc, out, &exec),
+            Some(ckpt) => {
+                let mode = Mode::parse(job.stage.mode.as_deref().unwrap_or("frozen-core"))?;
+                prepare_finetune(&self.ds, s, ckpt, mode, &rc.train, out, &exec)
+            }
+        }
     }
 
     fn session(&self, id: &str) -> Result<usize> {
@@ -120,17 +167,29 @@ impl DatasetWork {
         out: &Path,
         step: impl FnOnce(&mut Worker, &Exec) -> Result<Outcome>,
     ) -> Result<Outcome> {
-        let exec = Exec {
-            device: self.device,
-            threads: self.threads,
-            progress: false,
-            stop_after: None,
-            resume: resumable(out),
-            checkpoint_every: self.checkpoint_every,
-            cuda: self.worker.borrow().cuda,
-        };
+        let exec = self.exec(out);
         let mut worker = self.worker.borrow_mut();
         step(&mut worker, &exec)
+    }
+
+    /// The evaluation options of a job.
+    fn eval_opts(split: &str, only_forward: bool, baselines: bool) -> Result<EvalOpts> {
+        let split = match split {
+            "val" => SplitName::Val,
+            "test" => SplitName::Test,
+            other => return Err(internal(format!("unknown split {other}"))),
+        };
+        Ok(EvalOpts {
+            split,
+            tasks: if only_forward {
+                vec![Scheme::Forward]
+            } else {
+                Scheme::ALL.to_vec()
+            },
+            choice: !only_forward,
+            baselines,
+            ..EvalOpts::default()
+        })
     }
 
     /// Evaluates `ckpt` on session `s`'s split on this work's backend.
@@ -142,25 +201,68 @@ impl DatasetWork {
         only_forward: bool,
         baselines: bool,
     ) -> Result<BTreeMap<String, f64>> {
-        let split = match split {
-            "val" => SplitName::Val,
-            "test" => SplitName::Test,
-            other => return Err(internal(format!("unknown split {other}"))),
-        };
-        let opts = EvalOpts {
-            split,
-            tasks: if only_forward {
-                vec![Scheme::Forward]
-            } else {
-                Scheme::ALL.to_vec()
-            },
-            choice: !only_forward,
-            baselines,
-            ..EvalOpts::default()
-        };
+        let opts = Self::eval_opts(split, only_forward, baselines)?;
         let mut worker = self.worker.borrow_mut();
         let report = evaluate_checkpoint_on(&mut worker, ckpt, &self.ds, s, &opts)?;
         Ok(report.metrics())
+    }
+}
+
+impl DatasetWork {
+    /// Evaluates each `(job index, backend, checkpoint)` as `finetune_eval` does, at most
+    /// `threads` at a time.
+    fn evaluate_side_by_side(
+        &self,
+        jobs: &[(FinetuneEval<'_>, PathBuf)],
+        work: Vec<(usize, &mut CpuBackend, PathBuf)>,
+        threads: usize,
+    ) -> Vec<(usize, Result<BTreeMap<String, f64>>)> {
+        let ds = &self.ds;
+        let eval = |i: usize, b: &mut CpuBackend, ckpt: &Path| -> Result<BTreeMap<String, f64>> {
+            let (j, _) = jobs
+                .get(i)
+                .ok_or_else(|| internal("a group member out of range"))?;
+            let s = ds
+                .find(j.session)
+                .ok_or_else(|| usage(format!("session `{}` is not in the dataset", j.session)))?;
+            let opts = Self::eval_opts(j.split, j.only_forward, j.baselines)?;
+            let (cfg, params, _) = crate::model::checkpoint::load(ckpt)?;
+            crate::eval::tasks::check_fit(&cfg, ds, s)?;
+            if cfg != *b.config() {
+                return Err(internal("a group member's checkpoint has another config"));
+            }
+            b.set_params(&params)?;
+            Ok(crate::eval::tasks::evaluate(b, &cfg, ds, s, &opts)?.metrics())
+        };
+        let mut work = work;
+        let per = work.len().div_ceil(threads.max(1)).max(1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = work
+                .chunks_mut(per)
+                .map(|chunk| {
+                    let ids: Vec<usize> = chunk.iter().map(|w| w.0).collect();
+                    let eval = &eval;
+                    let h = scope.spawn(move || {
+                        chunk
+                            .iter_mut()
+                            .map(|(i, b, ckpt)| (*i, eval(*i, b, ckpt)))
+                            .collect::<Vec<_>>()
+                    });
+                    (ids, h)
+                })
+                .collect();
+            let mut out = Vec::new();
+            for (ids, h) in handles {
+                match h.join() {
+                    Ok(r) => out.extend(r),
+                    Err(_) => out.extend(
+                        ids.into_iter()
+                            .map(|i| (i, Err(internal("an evaluation panicked")))),
+                    ),
+                }
+            }
+            out
+        })
     }
 }
 
@@ -225,5 +327,133 @@ impl Work for DatasetWork {
             .session(self.session(session)?)
             .split(SplitName::Train)
             .len())
+    }
+
+    fn models_per_device(&self) -> PerDevice {
+        self.per_device
+    }
+
+    fn finetune_eval_group(
+        &self,
+        jobs: &[(FinetuneEval<'_>, PathBuf)],
+    ) -> Vec<Result<BTreeMap<String, f64>>> {
+        let k = match self.group_size(jobs) {
+            Ok(k) => k,
+            Err(e) => {
+                let msg = e.to_string();
+                return jobs.iter().map(|_| Err(usage(msg.clone()))).collect();
+            }
+        };
+        if k <= 1 {
+            return jobs
+                .iter()
+                .map(|(j, work)| self.finetune_eval(j, work))
+                .collect();
+        }
+        eprintln!(
+            "training {} finetunes {k} side by side on {} CPU threads",
+            jobs.len(),
+            crate::train::device::cpu_threads(self.threads)
+        );
+        jobs.chunks(k)
+            .flat_map(|chunk| self.train_eval_side_by_side(chunk))
+            .collect()
+    }
+}
+
+impl DatasetWork {
+    /// How many of `jobs` to train side by side: the plan's or the flag's number, or for
+    /// `auto` as many as the CPU threads and the memory allow (the first job's model sets the
+    /// need; the jobs of one ranking share their shape). A number whose models do not fit in
+    /// memory is a usage error naming the memory needed and available.
+    fn group_size(&self, jobs: &[(FinetuneEval<'_>, PathBuf)]) -> Result<usize> {
+        if jobs.len() <= 1 || self.device == Device::Cuda || self.per_device == PerDevice::K(1) {
+            return Ok(1);
+        }
+        let Some((j, work)) = jobs.first() else {
+            return Ok(1);
+        };
+        let p = self.prepare(j, &work.join("run"))?;
+        let need = p
+            .cfg
+            .memory_need(p.run.hyper.batch_size)
+            .map_or(u64::MAX, |n| n.total);
+        let threads = crate::train::device::cpu_threads(self.threads);
+        self.per_device
+            .resolve(jobs.len(), need, crate::fsutil::available_memory(), threads)
+            .map_err(|m| usage(format!("--models-per-device: {m}")))
+    }
+
+    /// Trains `jobs` side by side (`train::group`) on the CPU and evaluates each on its own
+    /// backend, side by side too.
+    fn train_eval_side_by_side(
+        &self,
+        jobs: &[(FinetuneEval<'_>, PathBuf)],
+    ) -> Vec<Result<BTreeMap<String, f64>>> {
+        let outs: Vec<PathBuf> = jobs.iter().map(|(_, w)| w.join("run")).collect();
+        let prepared: Vec<Result<Prepared>> = jobs
+            .iter()
+            .zip(&outs)
+            .map(|((j, _), out)| self.prepare(j, out))
+            .collect();
+        let threads = crate::train::device::cpu_threads(self.threads);
+        let per = (threads / jobs.len()).max(1);
+        let mut backends: Vec<Option<CpuBackend>> = prepared
+            .iter()
+            .map(|p| p.as_ref().ok().map(|p| CpuBackend::new(p.cfg.clone(), per)))
+            .collect();
+        let mut results: Vec<Option<Result<Outcome>>> = Vec::with_capacity(jobs.len());
+        let mut members = Vec::new();
+        let mut slots = Vec::new();
+        for (i, (p, b)) in prepared.into_iter().zip(backends.iter_mut()).enumerate() {
+            match (p, b) {
+                (Ok(p), Some(b)) => {
+                    results.push(None);
+                    slots.push(i);
+                    members.push((p, b));
+                }
+                (Err(e), _) => results.push(Some(Err(e))),
+                (Ok(_), None) => results.push(Some(Err(internal("no backend")))),
+            }
+        }
+        let group: Vec<Member> = members
+            .iter_mut()
+            .map(|(p, b)| Member {
+                backend: *b as &mut (dyn crate::backend::Backend + Send),
+                cfg: &p.cfg,
+                init: std::mem::replace(&mut p.init, Init::Resume),
+                run: &p.run,
+            })
+            .collect();
+        for (i, o) in slots.iter().zip(train_group(group, threads)) {
+            results[*i] = Some(o);
+        }
+        // Evaluation, side by side on the same backends.
+        let work: Vec<(usize, &mut CpuBackend, PathBuf)> = backends
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, b)| match (&results[i], b) {
+                (Some(Ok(o)), Some(b)) => Some((i, b, o.best_or_last().to_path_buf())),
+                _ => None,
+            })
+            .collect();
+        let mut evals: Vec<Option<Result<BTreeMap<String, f64>>>> =
+            (0..jobs.len()).map(|_| None).collect();
+        for (i, e) in self.evaluate_side_by_side(jobs, work, threads) {
+            if let Some(slot) = evals.get_mut(i) {
+                *slot = Some(e);
+            }
+        }
+        results
+            .into_iter()
+            .zip(evals)
+            .map(|(r, e)| match r {
+                Some(Ok(_)) => {
+                    e.unwrap_or_else(|| Err(internal("a group member was not evaluated")))
+                }
+                Some(Err(e)) => Err(e),
+                None => Err(internal("a group member ended without a result")),
+            })
+            .collect()
     }
 }

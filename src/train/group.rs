@@ -114,3 +114,100 @@ pub fn train_group(members: Vec<Member<'_, '_>>, threads: usize) -> Vec<Result<O
         .map(|r| r.unwrap_or_else(|| Err(internal("a group member ended without a result"))))
         .collect()
 }
+
+/// Most models one group trains side by side.
+pub const MAX_MODELS_PER_DEVICE: usize = 1024;
+
+/// `--models-per-device`: a number of models, or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PerDevice {
+    /// As many as the waiting jobs, the CPU threads and the memory allow.
+    Auto,
+    K(usize),
+}
+
+impl Default for PerDevice {
+    fn default() -> Self {
+        PerDevice::K(1)
+    }
+}
+
+impl PerDevice {
+    /// `auto` or a whole number from 1 to [`MAX_MODELS_PER_DEVICE`]; else a message for the
+    /// caller to put beside the flag or plan key.
+    pub fn parse(text: &str) -> std::result::Result<PerDevice, String> {
+        let t = text.trim();
+        if t == "auto" {
+            return Ok(PerDevice::Auto);
+        }
+        match t.parse::<usize>() {
+            Ok(k) if (1..=MAX_MODELS_PER_DEVICE).contains(&k) => Ok(PerDevice::K(k)),
+            Ok(_) => Err(format!(
+                "`{t}`: at least 1 model, at most {MAX_MODELS_PER_DEVICE} (or `auto`)"
+            )),
+            Err(_) => Err(format!(
+                "`{t}` is not a number of models (1 to {MAX_MODELS_PER_DEVICE}, or `auto`)"
+            )),
+        }
+    }
+
+    /// How many of `waiting` same-shaped jobs, each needing `need` bytes, to train together on
+    /// `threads` CPU threads with `available` bytes of memory (None: unknown). `auto` takes
+    /// as many as fit, at most one per thread (on the CPU more buys nothing); a number that
+    /// does not fit is an error naming the memory needed and available.
+    pub fn resolve(
+        self,
+        waiting: usize,
+        need: u64,
+        available: Option<(u64, &str)>,
+        threads: usize,
+    ) -> std::result::Result<usize, String> {
+        let fit = match available {
+            Some((have, _)) => (have / need.max(1)).min(usize::MAX as u64) as usize,
+            None => usize::MAX,
+        };
+        match self {
+            PerDevice::Auto => Ok(waiting.min(threads.max(1)).min(fit).max(1)),
+            PerDevice::K(k) => {
+                let k = k.min(waiting.max(1));
+                if k > fit
+                    && let Some((have, from)) = available
+                {
+                    return Err(format!(
+                        "{k} models side by side need {} bytes of memory ({need} bytes each), \
+                         but {have} bytes are available ({from}); use fewer models per device",
+                        need.saturating_mul(k as u64)
+                    ));
+                }
+                Ok(k)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_per_device_parses_and_refuses_nonsense() {
+        assert_eq!(PerDevice::parse("auto"), Ok(PerDevice::Auto));
+        assert_eq!(PerDevice::parse(" 8 "), Ok(PerDevice::K(8)));
+        for bad in ["0", "-1", "x", "1.5", "", "1025"] {
+            assert!(PerDevice::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolving_k_respects_jobs_threads_and_memory() {
+        let mem = Some((1000u64, "test"));
+        assert_eq!(PerDevice::Auto.resolve(10, 100, mem, 4), Ok(4));
+        assert_eq!(PerDevice::Auto.resolve(2, 100, mem, 4), Ok(2));
+        assert_eq!(PerDevice::Auto.resolve(10, 400, mem, 4), Ok(2));
+        assert_eq!(PerDevice::Auto.resolve(10, 4000, mem, 4), Ok(1));
+        assert_eq!(PerDevice::K(8).resolve(3, 100, mem, 2), Ok(3));
+        assert_eq!(PerDevice::K(8).resolve(20, 100, None, 2), Ok(8));
+        let e = PerDevice::K(8).resolve(20, 400, mem, 2).unwrap_err();
+        assert!(e.contains("3200 bytes") && e.contains("1000 bytes"), "{e}");
+    }
+}

@@ -120,19 +120,24 @@ pub fn pretrain(
     )
 }
 
-/// `pretrain` on `worker`'s backend (kept from job to job by sweeps).
-pub fn pretrain_on(
-    worker: &mut Worker,
-    ds: &Dataset,
+/// A run set up and not started: its model config, where its parameters come from, and the run.
+pub struct Prepared<'a> {
+    pub cfg: ModelConfig,
+    pub init: Init,
+    pub run: Run<'a>,
+}
+
+/// Sets up `pretrain` (checking the settings and that the model fits in memory).
+pub fn prepare_pretrain<'a>(
+    ds: &'a Dataset,
     sessions: &[usize],
     rc: &RunConfig,
     out: &Path,
     exec: &Exec,
-) -> Result<Outcome> {
+) -> Result<Prepared<'a>> {
     rc.train.check().map_err(usage)?;
     let cfg = model_config(ds, sessions, rc)?;
     cfg.check_memory(rc.train.batch_size).map_err(usage)?;
-    let backend = worker.backend(&cfg)?;
     let init = if exec.resume {
         Init::Resume
     } else {
@@ -153,7 +158,21 @@ pub fn pretrain_on(
         meta: BTreeMap::new(),
         checkpoint_every: exec.checkpoint_every,
     };
-    train(backend, &cfg, init, &run)
+    Ok(Prepared { cfg, init, run })
+}
+
+/// `pretrain` on `worker`'s backend (kept from job to job by sweeps).
+pub fn pretrain_on(
+    worker: &mut Worker,
+    ds: &Dataset,
+    sessions: &[usize],
+    rc: &RunConfig,
+    out: &Path,
+    exec: &Exec,
+) -> Result<Outcome> {
+    let p = prepare_pretrain(ds, sessions, rc, out, exec)?;
+    let backend = worker.backend(&p.cfg)?;
+    train(backend, &p.cfg, p.init, &p.run)
 }
 
 /// Finetunes checkpoint `ckpt` on session `session` of `ds` (SPEC §4), or resumes it.
@@ -170,18 +189,17 @@ pub fn finetune(
     finetune_on(&mut worker, ds, session, ckpt, mode, hyper, out, exec)
 }
 
-/// `finetune` on `worker`'s backend (kept from job to job by sweeps).
+/// Sets up `finetune` (checking the settings and that the model fits in memory).
 #[allow(clippy::too_many_arguments)]
-pub fn finetune_on(
-    worker: &mut Worker,
-    ds: &Dataset,
+pub fn prepare_finetune<'a>(
+    ds: &'a Dataset,
     session: usize,
     ckpt: &Path,
     mode: Mode,
     hyper: &TrainHyper,
     out: &Path,
     exec: &Exec,
-) -> Result<Outcome> {
+) -> Result<Prepared<'a>> {
     hyper.check().map_err(usage)?;
     let (src_cfg, src, _) = checkpoint::load(ckpt)?;
     let info = ds.session(session);
@@ -194,7 +212,6 @@ pub fn finetune_on(
         hyper.seed,
     )?;
     cfg.check_memory(hyper.batch_size).map_err(usage)?;
-    let backend = worker.backend(&cfg)?;
     let meta = BTreeMap::from([
         ("finetuned_from".to_string(), ckpt.display().to_string()),
         ("mode".to_string(), mode.name().to_string()),
@@ -215,7 +232,24 @@ pub fn finetune_on(
     } else {
         Init::Params(params)
     };
-    train(backend, &cfg, init, &run)
+    Ok(Prepared { cfg, init, run })
+}
+
+/// `finetune` on `worker`'s backend (kept from job to job by sweeps).
+#[allow(clippy::too_many_arguments)]
+pub fn finetune_on(
+    worker: &mut Worker,
+    ds: &Dataset,
+    session: usize,
+    ckpt: &Path,
+    mode: Mode,
+    hyper: &TrainHyper,
+    out: &Path,
+    exec: &Exec,
+) -> Result<Outcome> {
+    let p = prepare_finetune(ds, session, ckpt, mode, hyper, out, exec)?;
+    let backend = worker.backend(&p.cfg)?;
+    train(backend, &p.cfg, p.init, &p.run)
 }
 
 /// Whether `out` holds a run to resume (see `trainer::can_resume`).
