@@ -484,3 +484,140 @@ fn log_lines(run: &Path) -> usize {
         .map(|t| t.lines().count())
         .unwrap_or(0)
 }
+
+/// Whether a `kind` job has a run under way (a resume state and no result).
+fn kind_under_way(results: &Path, kind: &str) -> bool {
+    let Ok(rd) = std::fs::read_dir(results.join("jobs")) else {
+        return false;
+    };
+    rd.filter_map(|e| e.ok()).any(|e| {
+        let d = e.path();
+        d.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(kind))
+            && ndt::train::run::resumable(&d.join("work/run"))
+            && !d.join("result.json").exists()
+    })
+}
+
+const RANK_PLAN: &str = r#"
+dataset = "data"
+heldout_last = 1
+sizes = [1]
+orders = ["ranked"]
+seeds = [42]
+device = "cpu"
+checkpoint_every = "1e"
+[model]
+preset = "small"
+d_model = 32
+d_tok = 32
+d_embed_hidden = 64
+n_layers = 1
+n_heads = 2
+d_ff = 64
+[single]
+epochs = 2
+lr = 1e-3
+[rank]
+epochs = 8
+lr = 1e-3
+"#;
+
+/// `ndt rank --models-per-device 3`, killed with SIGKILL at random moments (at least 10 times,
+/// at least 5 of them while the side-by-side finetunes are under way) and restarted every time,
+/// ends with the ranking and every job's results, log and weights bit for bit those of an
+/// uninterrupted ranking run one finetune at a time.
+#[test]
+fn a_ranking_side_by_side_killed_at_random_points_ends_bit_identical() {
+    let dir = TempDir::new("kill-rank-group");
+    synth(dir.path(), "4", "80");
+    let plan = |name: &str| {
+        let p = dir.join(&format!("{name}.toml"));
+        if !p.exists() {
+            std::fs::write(&p, format!("results = \"{name}\"\n{RANK_PLAN}")).unwrap();
+        }
+        p
+    };
+    let ranking = |json: &str| -> Value {
+        let v: Value = serde_json::from_str(json).unwrap();
+        v[0]["ranking"].clone()
+    };
+    let a = plan("a");
+    let t0 = Instant::now();
+    let want = ranking(&ndt_ok(&[
+        "rank",
+        a.to_str().unwrap(),
+        "--json",
+        "--threads",
+        "2",
+    ]));
+    let full = t0.elapsed().as_millis() as u64;
+    let strip = |m: BTreeMap<String, JobRecord>, root: &str| -> Vec<JobRecord> {
+        m.into_values()
+            .map(|mut r| {
+                r.0 = r.0.replace(root, "R");
+                r
+            })
+            .collect()
+    };
+    let want_jobs = strip(jobs(&dir.join("a")), "\"a/");
+    let run = |p: &Path| -> Child {
+        spawn(&[
+            "rank",
+            p.to_str().unwrap(),
+            "--json",
+            "--threads",
+            "2",
+            "--models-per-device",
+            "3",
+        ])
+    };
+    let check = |name: &str| {
+        let b = dir.path().join(name);
+        assert!(
+            strip(jobs(&b), &format!("\"{name}/")) == want_jobs,
+            "{name}: a job differs"
+        );
+        let file: Value = serde_json::from_str(
+            &std::fs::read_to_string(b.join("rankings/syn-0003.json")).unwrap(),
+        )
+        .unwrap();
+        let scores: Vec<(Value, Value)> = file["ranking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["session"].clone(), r["forward_bps_val"].clone()))
+            .collect();
+        let want: Vec<(Value, Value)> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["session"].clone(), r["score"].clone()))
+            .collect();
+        assert_eq!(scores, want, "{name}: the ranking differs");
+    };
+    let mut rng = Rng(0x5eed_0003);
+    let (mut kills, mut in_group, mut n) = (0, 0, 0);
+    while (kills < 10 || in_group < 5) && kills < 80 {
+        let name = format!("b{n}");
+        if kill_after(run(&plan(&name)), rng.ms(5, full.max(60))) {
+            check(&name);
+            n += 1;
+        } else {
+            kills += 1;
+            in_group += usize::from(kind_under_way(&dir.join(&name), "rankft-"));
+        }
+    }
+    eprintln!(
+        "{kills} kills, {in_group} of them with side-by-side finetunes under way; \
+         {n} rankings got to their end between kills"
+    );
+    assert!(
+        in_group >= 5,
+        "only {in_group} kills landed in the finetunes"
+    );
+    let name = format!("b{n}");
+    let o = run(&plan(&name)).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check(&name);
+}
