@@ -166,22 +166,18 @@ fn group(
         .enumerate()
         .map(|(i, j)| prepare(ds, j, &dir.join(format!("g{i}"))))
         .collect();
-    let per = (threads / jobs.len()).max(1);
-    let mut backends: Vec<CpuBackend> = prepared
-        .iter()
-        .map(|p| CpuBackend::new(p.cfg.clone(), per))
-        .collect();
     let members: Vec<Member> = prepared
         .iter()
-        .zip(backends.iter_mut())
-        .map(|(p, b)| Member {
-            backend: b as &mut (dyn Backend + Send),
+        .map(|p| Member {
             cfg: &p.cfg,
             init: Init::Params(p.params.clone()),
             run: &p.run,
         })
         .collect();
-    train_group(members, threads)
+    let open = |cfg: &ModelConfig, t: usize| -> ndt::error::Result<Box<dyn Backend + Send>> {
+        Ok(Box::new(CpuBackend::new(cfg.clone(), t)))
+    };
+    train_group(members, jobs.len(), threads, &open)
 }
 
 /// The log without its timings.

@@ -445,7 +445,7 @@ fn finetunes_side_by_side_equal_them_one_at_a_time() {
     let o = ndt(&["rank", p, "--json", "--threads", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("training 3 finetunes 3 side by side on 2 CPU threads"),
+        stderr(&o).contains("training 3 finetunes side by side, 2 at a time on 2 CPU threads"),
         "{}",
         stderr(&o)
     );

@@ -7,10 +7,12 @@
 
 use crate::error::{Result, internal, usage};
 use crate::exp::plan::Plan;
-use crate::exp::rank_methods::{Method, Ranked, rank};
+use crate::exp::plan::Stage;
+use crate::exp::rank_methods::{Method, Ranked, finetune_side_by_side, rank};
 use crate::exp::stats::spearman;
 use crate::exp::sweep::Sweep;
 use crate::exp::work::DatasetWork;
+use crate::train::group::PerDevice;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -33,6 +35,10 @@ pub struct Args {
     /// `auto` [default: the plan's `models_per_device`, else 1] (CPU backend; docs/training.md).
     #[arg(long, value_name = "K|auto")]
     pub models_per_device: Option<String>,
+    /// Rank for this one of the plan's held-out sessions only (e.g. one process per held-out
+    /// session); repeat the flag for several.
+    #[arg(long = "heldout", value_name = "ID")]
+    pub heldout: Vec<String>,
     /// How to rank: full, short (or short:N), psth, subspace, stitch (docs/ranking.md).
     #[arg(long, default_value = "full")]
     pub method: String,
@@ -114,8 +120,37 @@ pub fn run(args: Args, cuda: &crate::cuda::Settings) -> Result<()> {
             args.downstream,
         );
     }
+    for h in &args.heldout {
+        if !sweep.heldout.contains(h) {
+            return Err(usage(format!(
+                "--heldout {h}: not a held-out session of {} ({})",
+                args.plan.display(),
+                sweep.heldout.join(", ")
+            )));
+        }
+    }
+    let heldouts: Vec<String> = sweep
+        .heldout
+        .iter()
+        .filter(|h| args.heldout.is_empty() || args.heldout.contains(h))
+        .cloned()
+        .collect();
+    if k != PerDevice::K(1) {
+        // Every held-out session's finetunes in one group (no tail between sessions).
+        let stage = match &method {
+            Method::Full => Some(sweep.plan.rank.clone()),
+            Method::Short(n) => Some(Stage {
+                epochs: *n,
+                ..sweep.plan.rank.clone()
+            }),
+            _ => None,
+        };
+        if let Some(stage) = stage {
+            finetune_side_by_side(&sweep, &heldouts, &stage, &work)?;
+        }
+    }
     let mut out = Vec::new();
-    for h in &sweep.heldout {
+    for h in &heldouts {
         let ranked = rank(&sweep, h, &method, &work)?;
         let ranking = ranked.scores;
         let sims: Vec<Option<f64>> = ranking

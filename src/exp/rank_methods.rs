@@ -209,13 +209,9 @@ pub fn finetune_ranking(
         "{n} single-session models ({} epochs) + {n} frozen-core finetunes ({} epochs)",
         sweep.plan.single.epochs, stage.epochs
     );
-    let job_of = |single: &Job| {
-        let spec = json!({"base": single.spec, "heldout": heldout, "stage": stage_json,
-        "seed": seed, "split": "val"});
-        Job::new(sweep.root(), "rankft", spec)
-    };
+    let job_of = |single: &Job| rankft_job(sweep, single, heldout, &stage_json, seed);
     if w.models_per_device() != PerDevice::K(1) {
-        finetune_side_by_side(sweep, heldout, &st, seed, w, &job_of)?;
+        finetune_side_by_side(sweep, &[heldout.to_string()], stage, w)?;
     }
     pool_ranking(
         sweep,
@@ -243,27 +239,46 @@ pub fn finetune_ranking(
     )
 }
 
-/// The ranking's frozen-core finetunes that no process has run or is running, trained side by
-/// side (`Work::finetune_eval_group`, `--models-per-device`) and their results written, so that
-/// `pool_ranking` finds them done. Each job's `cpu_s` is its share of the group's CPU time.
-fn finetune_side_by_side(
+/// The job of finetuning the single-session model of `single` on `heldout` for its ranking.
+fn rankft_job(sweep: &Sweep, single: &Job, heldout: &str, stage: &Value, seed: u64) -> Job {
+    let spec = json!({"base": single.spec, "heldout": heldout, "stage": stage,
+    "seed": seed, "split": "val"});
+    Job::new(sweep.root(), "rankft", spec)
+}
+
+/// The frozen-core finetunes of the rankings of `heldouts` with `stage` (`full`'s, or `short`'s)
+/// that no process has run or is running, trained side by side in one group
+/// (`Work::finetune_eval_group`, `--models-per-device`) and their results written, so that
+/// `finetune_ranking` finds them done. Each job's `cpu_s` is its share of the group's CPU time.
+/// Ranking several held-out sessions, call it first with all of them: one group has no tail
+/// between sessions.
+pub fn finetune_side_by_side(
     sweep: &Sweep,
-    heldout: &str,
+    heldouts: &[String],
     stage: &Stage,
-    seed: u64,
     w: &dyn Work,
-    job_of: &dyn Fn(&Job) -> Job,
 ) -> Result<()> {
-    let mut jobs = Vec::new();
+    let seed = sweep.plan.seeds.first().copied().unwrap_or(42);
+    let stage_json = serde_json::to_value(stage).map_err(|e| internal(e.to_string()))?;
+    let mut st = stage.clone();
+    st.mode.get_or_insert_with(|| "frozen-core".into());
+    let mut singles = Vec::new();
     for s in &sweep.pool {
         let single = sweep.single_job(s);
         let ckpt = sweep.run_pretrain(&single, w)?;
-        jobs.push((job_of(&single), ckpt));
+        singles.push((single, ckpt));
+    }
+    let mut jobs = Vec::new();
+    for h in heldouts {
+        check_id("held-out session id", h).map_err(usage)?;
+        for (single, ckpt) in &singles {
+            jobs.push((h, rankft_job(sweep, single, h, &stage_json, seed), ckpt));
+        }
     }
     let mut claimed = Vec::new();
-    for (job, ckpt) in &jobs {
+    for (h, job, ckpt) in &jobs {
         if let Claim::Mine(c) = job.try_claim()? {
-            claimed.push((c, ckpt));
+            claimed.push((h, c, ckpt));
         }
     }
     if claimed.is_empty() {
@@ -271,11 +286,11 @@ fn finetune_side_by_side(
     }
     let requests: Vec<(FinetuneEval, std::path::PathBuf)> = claimed
         .iter()
-        .map(|(c, ckpt)| {
+        .map(|(h, c, ckpt)| {
             let req = FinetuneEval {
                 ckpt: Some(ckpt.as_path()),
-                session: heldout,
-                stage,
+                session: h.as_str(),
+                stage: &st,
                 seed,
                 split: "val",
                 only_forward: true,
@@ -288,7 +303,7 @@ fn finetune_side_by_side(
     let results = w.finetune_eval_group(&requests);
     let share = (cpu_seconds() - t0) / claimed.len() as f64;
     let mut first_err = None;
-    for ((c, _), r) in claimed.into_iter().zip(results) {
+    for ((_, c, _), r) in claimed.into_iter().zip(results) {
         match r {
             Ok(m) => {
                 let mut m = json!(m);

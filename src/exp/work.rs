@@ -21,7 +21,7 @@ use crate::train::cadence::Cadence;
 use crate::train::config::RunConfig;
 use crate::train::device::{Device, Worker};
 use crate::train::finetune::Mode;
-use crate::train::group::{Member, PerDevice, train_group};
+use crate::train::group::{Member, PerDevice, train_group_then};
 use crate::train::run::{
     Exec, Prepared, evaluate_checkpoint_on, finetune_on, prepare_finetune, prepare_pretrain,
     pretrain_on, resumable,
@@ -208,64 +208,6 @@ impl DatasetWork {
     }
 }
 
-impl DatasetWork {
-    /// Evaluates each `(job index, backend, checkpoint)` as `finetune_eval` does, at most
-    /// `threads` at a time.
-    fn evaluate_side_by_side(
-        &self,
-        jobs: &[(FinetuneEval<'_>, PathBuf)],
-        work: Vec<(usize, &mut CpuBackend, PathBuf)>,
-        threads: usize,
-    ) -> Vec<(usize, Result<BTreeMap<String, f64>>)> {
-        let ds = &self.ds;
-        let eval = |i: usize, b: &mut CpuBackend, ckpt: &Path| -> Result<BTreeMap<String, f64>> {
-            let (j, _) = jobs
-                .get(i)
-                .ok_or_else(|| internal("a group member out of range"))?;
-            let s = ds
-                .find(j.session)
-                .ok_or_else(|| usage(format!("session `{}` is not in the dataset", j.session)))?;
-            let opts = Self::eval_opts(j.split, j.only_forward, j.baselines)?;
-            let (cfg, params, _) = crate::model::checkpoint::load(ckpt)?;
-            crate::eval::tasks::check_fit(&cfg, ds, s)?;
-            if cfg != *b.config() {
-                return Err(internal("a group member's checkpoint has another config"));
-            }
-            b.set_params(&params)?;
-            Ok(crate::eval::tasks::evaluate(b, &cfg, ds, s, &opts)?.metrics())
-        };
-        let mut work = work;
-        let per = work.len().div_ceil(threads.max(1)).max(1);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = work
-                .chunks_mut(per)
-                .map(|chunk| {
-                    let ids: Vec<usize> = chunk.iter().map(|w| w.0).collect();
-                    let eval = &eval;
-                    let h = scope.spawn(move || {
-                        chunk
-                            .iter_mut()
-                            .map(|(i, b, ckpt)| (*i, eval(*i, b, ckpt)))
-                            .collect::<Vec<_>>()
-                    });
-                    (ids, h)
-                })
-                .collect();
-            let mut out = Vec::new();
-            for (ids, h) in handles {
-                match h.join() {
-                    Ok(r) => out.extend(r),
-                    Err(_) => out.extend(
-                        ids.into_iter()
-                            .map(|i| (i, Err(internal("an evaluation panicked")))),
-                    ),
-                }
-            }
-            out
-        })
-    }
-}
-
 impl Work for DatasetWork {
     fn pretrain(
         &self,
@@ -350,14 +292,13 @@ impl Work for DatasetWork {
                 .map(|(j, work)| self.finetune_eval(j, work))
                 .collect();
         }
+        let threads = crate::train::device::cpu_threads(self.threads);
         eprintln!(
-            "training {} finetunes {k} side by side on {} CPU threads",
+            "training {} finetunes side by side, {} at a time on {threads} CPU threads",
             jobs.len(),
-            crate::train::device::cpu_threads(self.threads)
+            k.min(threads)
         );
-        jobs.chunks(k)
-            .flat_map(|chunk| self.train_eval_side_by_side(chunk))
-            .collect()
+        self.train_eval_side_by_side(jobs, k)
     }
 }
 
@@ -384,76 +325,64 @@ impl DatasetWork {
             .map_err(|m| usage(format!("--models-per-device: {m}")))
     }
 
-    /// Trains `jobs` side by side (`train::group`) on the CPU and evaluates each on its own
-    /// backend, side by side too.
+    /// Trains `jobs` side by side (`train::group`) on the CPU, each evaluated on its own
+    /// backend by the thread that trained it.
     fn train_eval_side_by_side(
         &self,
         jobs: &[(FinetuneEval<'_>, PathBuf)],
+        k: usize,
     ) -> Vec<Result<BTreeMap<String, f64>>> {
-        let outs: Vec<PathBuf> = jobs.iter().map(|(_, w)| w.join("run")).collect();
-        let prepared: Vec<Result<Prepared>> = jobs
-            .iter()
-            .zip(&outs)
-            .map(|((j, _), out)| self.prepare(j, out))
-            .collect();
-        let threads = crate::train::device::cpu_threads(self.threads);
-        let per = (threads / jobs.len()).max(1);
-        let mut backends: Vec<Option<CpuBackend>> = prepared
-            .iter()
-            .map(|p| p.as_ref().ok().map(|p| CpuBackend::new(p.cfg.clone(), per)))
-            .collect();
-        let mut results: Vec<Option<Result<Outcome>>> = Vec::with_capacity(jobs.len());
-        let mut members = Vec::new();
-        let mut slots = Vec::new();
-        for (i, (p, b)) in prepared.into_iter().zip(backends.iter_mut()).enumerate() {
-            match (p, b) {
-                (Ok(p), Some(b)) => {
-                    results.push(None);
-                    slots.push(i);
-                    members.push((p, b));
+        let mut prepared = Vec::with_capacity(jobs.len());
+        for (j, work) in jobs {
+            match self.prepare(j, &work.join("run")) {
+                Ok(p) => prepared.push(p),
+                // Set-up fails before anything trains: the same error for the group's jobs.
+                Err(e) => {
+                    let msg = e.to_string();
+                    let code = e.exit_code();
+                    return jobs
+                        .iter()
+                        .map(|_| {
+                            Err(if code == 1 {
+                                usage(msg.clone())
+                            } else {
+                                internal(msg.clone())
+                            })
+                        })
+                        .collect();
                 }
-                (Err(e), _) => results.push(Some(Err(e))),
-                (Ok(_), None) => results.push(Some(Err(internal("no backend")))),
             }
         }
-        let group: Vec<Member> = members
+        let threads = crate::train::device::cpu_threads(self.threads);
+        let members: Vec<Member> = prepared
             .iter_mut()
-            .map(|(p, b)| Member {
-                backend: *b as &mut (dyn crate::backend::Backend + Send),
+            .map(|p| Member {
                 cfg: &p.cfg,
                 init: std::mem::replace(&mut p.init, Init::Resume),
                 run: &p.run,
             })
             .collect();
-        for (i, o) in slots.iter().zip(train_group(group, threads)) {
-            results[*i] = Some(o);
-        }
-        // Evaluation, side by side on the same backends.
-        let work: Vec<(usize, &mut CpuBackend, PathBuf)> = backends
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, b)| match (&results[i], b) {
-                (Some(Ok(o)), Some(b)) => Some((i, b, o.best_or_last().to_path_buf())),
-                _ => None,
-            })
-            .collect();
-        let mut evals: Vec<Option<Result<BTreeMap<String, f64>>>> =
-            (0..jobs.len()).map(|_| None).collect();
-        for (i, e) in self.evaluate_side_by_side(jobs, work, threads) {
-            if let Some(slot) = evals.get_mut(i) {
-                *slot = Some(e);
-            }
-        }
-        results
+        let open = |cfg: &crate::model::ModelConfig, t: usize| -> Result<Box<dyn Backend + Send>> {
+            Ok(Box::new(CpuBackend::new(cfg.clone(), t)))
+        };
+        let ds = &self.ds;
+        let eval = |i: usize, r: Result<(&mut (dyn Backend + Send), Outcome)>| {
+            let (b, o) = r?;
+            let (j, _) = jobs
+                .get(i)
+                .ok_or_else(|| internal("a group member out of range"))?;
+            let s = ds
+                .find(j.session)
+                .ok_or_else(|| usage(format!("session `{}` is not in the dataset", j.session)))?;
+            let opts = Self::eval_opts(j.split, j.only_forward, j.baselines)?;
+            let (cfg, params, _) = crate::model::checkpoint::load(o.best_or_last())?;
+            crate::eval::tasks::check_fit(&cfg, ds, s)?;
+            b.set_params(&params)?;
+            Ok(crate::eval::tasks::evaluate(b, &cfg, ds, s, &opts)?.metrics())
+        };
+        train_group_then(members, k, threads, &open, eval)
             .into_iter()
-            .zip(evals)
-            .map(|(r, e)| match r {
-                Some(Ok(_)) => {
-                    e.unwrap_or_else(|| Err(internal("a group member was not evaluated")))
-                }
-                Some(Err(e)) => Err(e),
-                None => Err(internal("a group member ended without a result")),
-            })
+            .map(|r| r.unwrap_or_else(|| Err(internal("a group member's thread panicked"))))
             .collect()
     }
 }

@@ -3,15 +3,17 @@
 //!
 //! A group is K runs, each with its own backend, run directory, data, seed, schedule, masks,
 //! dropout, validation, cadence and lock: exactly what `trainer::train` would do with each alone.
-//! The group takes one step of every run that still has steps, then the next, until every run
-//! is done; a run that finishes, diverges or fails leaves the group with its own result and the
-//! others go on. Each run's results are those of training it alone, bit for bit on the CPU
+//! A run that finishes, diverges or fails leaves the group with its own result and the others
+//! go on. Each run's results are those of training it alone, bit for bit on the CPU
 //! backend (whose results do not depend on its thread count; tested).
 //!
-//! On the CPU the K steps of a group step run in parallel, on at most `threads` threads at a
-//! time (each member's backend on `threads / K` threads, at least one): a group is K jobs on
-//! one process's threads, with nothing between them but the step boundary. The work between
-//! steps (epoch ends, validation, checkpoint writes) runs in parallel the same way.
+//! On the CPU a group is K jobs on one process's threads: `min(K, threads)` worker threads each
+//! take the next member, open a backend for it (on `threads / workers` threads, at least one),
+//! train it to its end and hand it to the caller's `then` (its evaluation). Nothing is shared
+//! between the models, so there is nothing to fuse: stepping them in lockstep would only make
+//! each step wait for the slowest model's, and a model's working set stays in its core's caches
+//! for its whole run. A device backend that runs K models' products in one launch would step
+//! them together instead; the trainer's `Stepper` (open, next, record) is the seam for that.
 
 use crate::backend::Backend;
 use crate::error::{Result, internal};
@@ -21,98 +23,101 @@ use std::time::Instant;
 
 /// One run of a group.
 pub struct Member<'r, 'a> {
-    pub backend: &'r mut (dyn Backend + Send),
     pub cfg: &'r ModelConfig,
     pub init: Init,
     pub run: &'r Run<'a>,
 }
 
-/// A member between steps.
-struct Active<'r, 'a> {
-    /// Index in the group.
-    i: usize,
-    backend: &'r mut (dyn Backend + Send),
-    stepper: Box<Stepper<'r, 'a>>,
+/// Opens a backend for a member's model on a number of CPU threads.
+pub type Open<'o> = dyn Fn(&ModelConfig, usize) -> Result<Box<dyn Backend + Send>> + Sync + 'o;
+
+/// Trains one run to its end: what `trainer::train` does with it alone.
+fn train_member(
+    backend: &mut dyn Backend,
+    cfg: &ModelConfig,
+    init: Init,
+    run: &Run<'_>,
+) -> Result<Outcome> {
+    let mut stepper = match Stepper::open(backend, cfg, init, run)? {
+        Opened::Finished(o) => return Ok(o),
+        Opened::Steps(s) => s,
+    };
+    while let Some(hp) = stepper.next(backend)? {
+        let t = Instant::now();
+        let st = backend.train_step(stepper.batch(), &hp)?;
+        stepper.record(&st, t.elapsed().as_secs_f64())?;
+    }
+    stepper.outcome()
 }
 
-/// Goes one step further: up to the next step, the step, its record. Some(result) once the run
-/// is done or failed.
-fn advance(a: &mut Active<'_, '_>) -> Option<Result<Outcome>> {
-    let hp = match a.stepper.next(a.backend) {
-        Ok(Some(hp)) => hp,
-        Ok(None) => return Some(a.stepper.outcome()),
-        Err(e) => return Some(Err(e)),
-    };
-    let t = Instant::now();
-    let st = match a.backend.train_step(a.stepper.batch(), &hp) {
-        Ok(st) => st,
-        Err(e) => return Some(Err(e)),
-    };
-    match a.stepper.record(&st, t.elapsed().as_secs_f64()) {
-        Ok(()) => None,
-        Err(e) => Some(Err(e)),
-    }
+const PANICKED: &str = "a group member ended without a result (its thread panicked)";
+
+/// Trains every member side by side, `k` of them at a time on `threads` CPU threads (0 = one
+/// per core; at most one model per thread), each on a backend from `open`, and returns each
+/// member's result in order: what `trainer::train` returns for it alone.
+pub fn train_group(
+    members: Vec<Member<'_, '_>>,
+    k: usize,
+    threads: usize,
+    open: &Open<'_>,
+) -> Vec<Result<Outcome>> {
+    train_group_then(members, k, threads, open, |_, r| r.map(|(_, o)| o))
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(internal(PANICKED))))
+        .collect()
 }
 
-/// Trains every member side by side, at most `threads` of them at a time (0 = one per core),
-/// and returns each member's result in order: what `trainer::train` returns for it alone.
-pub fn train_group(members: Vec<Member<'_, '_>>, threads: usize) -> Vec<Result<Outcome>> {
-    let k = members.len();
-    let mut results: Vec<Option<Result<Outcome>>> = (0..k).map(|_| None).collect();
-    let mut active = Vec::with_capacity(k);
-    for (i, m) in members.into_iter().enumerate() {
-        match Stepper::open(m.backend, m.cfg, m.init, m.run) {
-            Ok(Opened::Steps(stepper)) => active.push(Active {
-                i,
-                backend: m.backend,
-                stepper,
-            }),
-            Ok(Opened::Finished(o)) => results[i] = Some(Ok(o)),
-            Err(e) => results[i] = Some(Err(e)),
-        }
-    }
+/// `train_group`, and then `then(index, result)` for each member on the thread that trained it,
+/// as soon as it is done, with its backend when it trained (to evaluate it, say); returns what
+/// `then` returns, in order, None for a member whose thread panicked (the others go on).
+pub fn train_group_then<R: Send>(
+    members: Vec<Member<'_, '_>>,
+    k: usize,
+    threads: usize,
+    open: &Open<'_>,
+    then: impl Fn(usize, Result<(&mut (dyn Backend + Send), Outcome)>) -> R + Sync,
+) -> Vec<Option<R>> {
+    let n = members.len();
     let threads = crate::train::device::cpu_threads(threads).max(1);
-    while !active.is_empty() {
-        let per = active.len().div_ceil(threads);
-        let done: Vec<(usize, Result<Outcome>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = active
-                .chunks_mut(per)
-                .map(|chunk| {
-                    let ids: Vec<usize> = chunk.iter().map(|a| a.i).collect();
-                    let h = scope.spawn(move || {
-                        let mut done = Vec::new();
-                        for a in chunk.iter_mut() {
-                            if let Some(r) = advance(a) {
-                                done.push((a.i, r));
-                            }
-                        }
-                        done
-                    });
-                    (ids, h)
-                })
-                .collect();
-            let mut done = Vec::new();
-            for (ids, h) in handles {
-                match h.join() {
-                    Ok(d) => done.extend(d),
-                    // A thread that panicked fails its members, not the group.
-                    Err(_) => done.extend(
-                        ids.into_iter()
-                            .map(|i| (i, Err(internal("a training step panicked")))),
-                    ),
+    let workers = threads.min(k.max(1)).min(n.max(1));
+    let per = (threads / workers).max(1);
+    let queue = std::sync::Mutex::new(
+        members
+            .into_iter()
+            .enumerate()
+            .collect::<std::collections::VecDeque<_>>(),
+    );
+    let done = std::sync::Mutex::new(Vec::with_capacity(n));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let next = match queue.lock() {
+                        Ok(mut q) => q.pop_front(),
+                        Err(_) => None,
+                    };
+                    let Some((i, m)) = next else { break };
+                    let out = match open(m.cfg, per) {
+                        Ok(mut b) => match train_member(b.as_mut(), m.cfg, m.init, m.run) {
+                            Ok(o) => then(i, Ok((b.as_mut(), o))),
+                            Err(e) => then(i, Err(e)),
+                        },
+                        Err(e) => then(i, Err(e)),
+                    };
+                    if let Ok(mut d) = done.lock() {
+                        d.push((i, out));
+                    }
                 }
-            }
-            done
-        });
-        for (i, r) in done {
-            results[i] = Some(r);
+            });
         }
-        active.retain(|a| results[a.i].is_none());
+    });
+    let mut results: Vec<Option<R>> = (0..n).map(|_| None).collect();
+    for (i, r) in done.into_inner().unwrap_or_default() {
+        if let Some(slot) = results.get_mut(i) {
+            *slot = Some(r);
+        }
     }
     results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(internal("a group member ended without a result"))))
-        .collect()
 }
 
 /// Most models one group trains side by side.
@@ -170,13 +175,16 @@ impl PerDevice {
             PerDevice::Auto => Ok(waiting.min(threads.max(1)).min(fit).max(1)),
             PerDevice::K(k) => {
                 let k = k.min(waiting.max(1));
-                if k > fit
+                // On the CPU at most one model per thread is in memory at once.
+                let at_once = k.min(threads.max(1));
+                if at_once > fit
                     && let Some((have, from)) = available
                 {
                     return Err(format!(
-                        "{k} models side by side need {} bytes of memory ({need} bytes each), \
-                         but {have} bytes are available ({from}); use fewer models per device",
-                        need.saturating_mul(k as u64)
+                        "{at_once} models side by side need {} bytes of memory ({need} bytes \
+                         each), but {have} bytes are available ({from}); use fewer models per \
+                         device",
+                        need.saturating_mul(at_once as u64)
                     ));
                 }
                 Ok(k)
@@ -207,7 +215,8 @@ mod tests {
         assert_eq!(PerDevice::Auto.resolve(10, 4000, mem, 4), Ok(1));
         assert_eq!(PerDevice::K(8).resolve(3, 100, mem, 2), Ok(3));
         assert_eq!(PerDevice::K(8).resolve(20, 100, None, 2), Ok(8));
-        let e = PerDevice::K(8).resolve(20, 400, mem, 2).unwrap_err();
+        assert_eq!(PerDevice::K(8).resolve(20, 400, mem, 2), Ok(8));
+        let e = PerDevice::K(8).resolve(20, 400, mem, 8).unwrap_err();
         assert!(e.contains("3200 bytes") && e.contains("1000 bytes"), "{e}");
     }
 }
