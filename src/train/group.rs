@@ -8,8 +8,9 @@
 //! backend (whose results do not depend on its thread count; tested).
 //!
 //! On the CPU a group is K jobs on one process's threads: `min(K, threads)` worker threads each
-//! take the next member, open a backend for it (on `threads / workers` threads, at least one),
-//! train it to its end and hand it to the caller's `then` (its evaluation). Nothing is shared
+//! take the next member, open a backend for it (on `threads / workers` threads, at least one;
+//! kept for the worker's next member of the same config, as `train::device::Worker` keeps one
+//! from job to job), train it to its end and hand it to the caller's `then` (its evaluation). Nothing is shared
 //! between the models, so there is nothing to fuse: stepping them in lockstep would only make
 //! each step wait for the slowest model's, and a model's working set stays in its core's caches
 //! for its whole run. A device backend that runs K models' products in one launch would step
@@ -91,17 +92,30 @@ pub fn train_group_then<R: Send>(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
+                // The worker keeps its backend for the next member of the same config (its
+                // pool and workspace warm), reset to a fresh backend's state.
+                let mut kept: Option<(ModelConfig, Box<dyn Backend + Send>)> = None;
                 loop {
                     let next = match queue.lock() {
                         Ok(mut q) => q.pop_front(),
                         Err(_) => None,
                     };
                     let Some((i, m)) = next else { break };
-                    let out = match open(m.cfg, per) {
-                        Ok(mut b) => match train_member(b.as_mut(), m.cfg, m.init, m.run) {
-                            Ok(o) => then(i, Ok((b.as_mut(), o))),
-                            Err(e) => then(i, Err(e)),
-                        },
+                    let backend = match kept.take() {
+                        Some((c, mut b)) if c == *m.cfg => {
+                            crate::train::device::reset(b.as_mut(), m.cfg).map(|()| b)
+                        }
+                        _ => open(m.cfg, per),
+                    };
+                    let out = match backend {
+                        Ok(mut b) => {
+                            let out = match train_member(b.as_mut(), m.cfg, m.init, m.run) {
+                                Ok(o) => then(i, Ok((b.as_mut(), o))),
+                                Err(e) => then(i, Err(e)),
+                            };
+                            kept = Some((m.cfg.clone(), b));
+                            out
+                        }
                         Err(e) => then(i, Err(e)),
                     };
                     if let Ok(mut d) = done.lock() {
