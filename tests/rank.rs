@@ -494,5 +494,12 @@ fn models_per_device_that_make_no_sense_are_usage_errors() {
         assert_eq!(o.status.code(), Some(1), "{bad}: {err}");
         assert!(err.contains("--models-per-device"), "{bad}: {err}");
     }
+    let o = ndt(&["rank", plan.to_str().unwrap(), "--heldout", "syn-0000"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--heldout syn-0000") && err.contains("not a held-out session"),
+        "{err}"
+    );
     assert!(!dir.join("r/jobs").exists(), "nothing ran");
 }
