@@ -375,3 +375,83 @@ fn bad_plans_fail_naming_the_file() {
     let out = ndt(&["report", dir.join("nothing-here").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Every job of a results folder: its result without its cost, its run's log without timings,
+/// and its checkpoints' parameters (the folder's own path taken out of the result).
+type JobRecord = (String, Vec<Value>, Vec<Vec<u32>>);
+
+fn job_records(results: &Path) -> BTreeMap<String, JobRecord> {
+    let root = results.display().to_string();
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(results.join("jobs")).unwrap() {
+        let d = e.unwrap().path();
+        let mut r: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("result.json")).unwrap()).unwrap();
+        r["result"].as_object_mut().unwrap().remove("cpu_s");
+        let run = d.join("work/run");
+        let log: Vec<Value> = std::fs::read_to_string(run.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                let o = v.as_object_mut().unwrap();
+                o.remove("time_s");
+                o.remove("step_s");
+                v
+            })
+            .collect();
+        let mut ckpts = Vec::new();
+        for f in ["best.safetensors", "last.safetensors"] {
+            if run.join(f).exists() {
+                let (_, p, _) = ndt::model::checkpoint::load(&run.join(f)).unwrap();
+                ckpts.push(p.iter().map(|x| x.to_bits()).collect());
+            }
+        }
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        out.insert(name, (r.to_string().replace(&root, "R"), log, ckpts));
+    }
+    out
+}
+
+#[test]
+fn a_sweep_side_by_side_equals_it_one_job_at_a_time() {
+    let dir = TempDir::new("sweep-per-device");
+    setup(dir.path(), &["a", "b"]);
+    ndt_ok(&[
+        "sweep",
+        dir.join("a.toml").to_str().unwrap(),
+        "--threads",
+        "2",
+    ]);
+    let o = ndt(&[
+        "sweep",
+        dir.join("b.toml").to_str().unwrap(),
+        "--threads",
+        "2",
+        "--models-per-device",
+        "4",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    // Every stage ran side by side: the single-session models, the rankings' finetunes, the
+    // pretrainings and the finetune-and-evaluate jobs.
+    for what in ["finetunes", "pretrainings"] {
+        assert!(
+            err.contains(&format!(
+                "{what} side by side, 2 at a time on 2 CPU threads"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        err.matches("side by side").count(),
+        4,
+        "four stages side by side: {err}"
+    );
+    assert_eq!(points(&dir.join("a")), points(&dir.join("b")));
+    let (ja, jb) = (job_records(&dir.join("a")), job_records(&dir.join("b")));
+    assert_eq!(ja.keys().collect::<Vec<_>>(), jb.keys().collect::<Vec<_>>());
+    for (k, x) in &ja {
+        assert!(*x == jb[k], "job {k} differs");
+    }
+}

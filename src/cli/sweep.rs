@@ -155,8 +155,16 @@ pub fn run(args: Args, cuda: &crate::cuda::Settings) -> Result<()> {
         return Ok(());
     }
     if args.jobs <= 1 {
+        let k = per_device(&args.models_per_device, &sweep.plan)?;
         let work = DatasetWork::new(&sweep.plan, threads(&args), every, cuda)?
-            .with_models_per_device(per_device(&args.models_per_device, &sweep.plan)?)?;
+            .with_models_per_device(k)?;
+        if k != PerDevice::K(1) {
+            // Every stage's jobs side by side first; the points then find them done.
+            let todo: Vec<usize> = (0..points.len())
+                .filter(|&i| !sweep.point_done(i, &points[i]))
+                .collect();
+            sweep.side_by_side(&todo, &work)?;
+        }
         for i in 0..points.len() {
             let r = sweep.run_point(i, &work)?;
             eprintln!(

@@ -262,16 +262,25 @@ pub fn finetune_side_by_side(
     let stage_json = serde_json::to_value(stage).map_err(|e| internal(e.to_string()))?;
     let mut st = stage.clone();
     st.mode.get_or_insert_with(|| "frozen-core".into());
-    let mut singles = Vec::new();
-    for s in &sweep.pool {
-        let single = sweep.single_job(s);
-        let ckpt = sweep.run_pretrain(&single, w)?;
-        singles.push((single, ckpt));
-    }
+    // The single-session models, side by side too.
+    let singles: Vec<(Vec<String>, Job, u64)> = sweep
+        .pool
+        .iter()
+        .map(|s| (vec![s.clone()], sweep.single_job(s), seed))
+        .collect();
+    sweep.pretrain_side_by_side(&singles, &sweep.plan.single, w)?;
+    let mut singles: Vec<(Job, std::path::PathBuf)> = singles
+        .into_iter()
+        .map(|(_, j, _)| {
+            let ckpt = sweep.run_pretrain(&j, w)?;
+            Ok((j, ckpt))
+        })
+        .collect::<Result<_>>()?;
+    let singles = &mut singles;
     let mut jobs = Vec::new();
     for h in heldouts {
         check_id("held-out session id", h).map_err(usage)?;
-        for (single, ckpt) in &singles {
+        for (single, ckpt) in singles.iter() {
             jobs.push((h, rankft_job(sweep, single, h, &stage_json, seed), ckpt));
         }
     }

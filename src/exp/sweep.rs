@@ -15,7 +15,7 @@
 //! results are gathered.
 
 use crate::error::{Result, input, internal};
-use crate::exp::jobs::{Job, RESULTS_VERSION, content_hash};
+use crate::exp::jobs::{Claim, Job, RESULTS_VERSION, content_hash};
 use crate::exp::plan::{Order, Plan, Stage};
 use crate::exp::report::PointResult;
 use crate::fsutil::write_atomic;
@@ -62,6 +62,13 @@ pub trait Work {
     ) -> Vec<Result<BTreeMap<String, f64>>> {
         jobs.iter()
             .map(|(j, work)| self.finetune_eval(j, work))
+            .collect()
+    }
+    /// `pretrain` of every `(sessions, stage, seed, work)`, trained side by side; one
+    /// checkpoint per job, in order.
+    fn pretrain_group(&self, jobs: &[(Vec<String>, Stage, u64, PathBuf)]) -> Vec<Result<PathBuf>> {
+        jobs.iter()
+            .map(|(sessions, stage, seed, work)| self.pretrain(sessions, stage, *seed, work))
             .collect()
     }
 }
@@ -333,36 +340,14 @@ impl Sweep {
         seed: u64,
         w: &dyn Work,
     ) -> Result<BTreeMap<String, f64>> {
-        let pretrain = pretrained.map(|s| self.pretrain_job(s, seed));
+        let (pretrain, job, stage) = self.downstream_jobs(heldout, pretrained, seed);
         let ckpt = match &pretrain {
             Some(job) => Some(self.run_pretrain(job, w)?),
             None => None,
         };
-        let mut stage = self.plan.finetune.clone();
-        if pretrained.is_none() {
-            // The baseline trains everything from scratch on the held-out session alone.
-            stage.mode = Some("full".into());
-            stage.epochs = self.plan.pretrain.epochs.max(stage.epochs);
-        }
-        let mut spec = json!({"dataset": self.dataset_key, "model": self.model,
-            "pretrained": pretrain.map(|j| j.spec),
-            "heldout": heldout, "stage": self.stage_json(&stage), "seed": seed, "split": "test"});
-        if self.plan.baselines {
-            // Only when on, so the ids of evaluations without baselines stay what they were.
-            spec["baselines"] = json!(true);
-        }
-        let job = Job::new(self.root(), "eval", spec);
         let r = job.run(|work| {
-            let job = FinetuneEval {
-                ckpt: ckpt.as_deref(),
-                session: heldout,
-                stage: &stage,
-                seed,
-                split: "test",
-                only_forward: false,
-                baselines: self.plan.baselines,
-            };
-            Ok(json!(w.finetune_eval(&job, work)?))
+            let req = self.eval_request(heldout, ckpt.as_deref(), &stage, seed);
+            Ok(json!(w.finetune_eval(&req, work)?))
         })?;
         serde_json::from_value(r).map_err(|e| {
             input(
@@ -370,6 +355,174 @@ impl Sweep {
                 format!("corrupt job result: not a map of metric names to numbers ({e})"),
             )
         })
+    }
+
+    /// The jobs of `downstream`: the pretraining (None for the baseline), the finetune-and-
+    /// evaluate job, and the finetuning stage.
+    fn downstream_jobs(
+        &self,
+        heldout: &str,
+        pretrained: Option<&[String]>,
+        seed: u64,
+    ) -> (Option<Job>, Job, Stage) {
+        let pretrain = pretrained.map(|s| self.pretrain_job(s, seed));
+        let mut stage = self.plan.finetune.clone();
+        if pretrained.is_none() {
+            // The baseline trains everything from scratch on the held-out session alone.
+            stage.mode = Some("full".into());
+            stage.epochs = self.plan.pretrain.epochs.max(stage.epochs);
+        }
+        let mut spec = json!({"dataset": self.dataset_key, "model": self.model,
+            "pretrained": pretrain.as_ref().map(|j| j.spec.clone()),
+            "heldout": heldout, "stage": self.stage_json(&stage), "seed": seed, "split": "test"});
+        if self.plan.baselines {
+            // Only when on, so the ids of evaluations without baselines stay what they were.
+            spec["baselines"] = json!(true);
+        }
+        (pretrain, Job::new(self.root(), "eval", spec), stage)
+    }
+
+    /// What the eval job of `downstream` asks of the work.
+    fn eval_request<'r>(
+        &'r self,
+        heldout: &'r str,
+        ckpt: Option<&'r Path>,
+        stage: &'r Stage,
+        seed: u64,
+    ) -> FinetuneEval<'r> {
+        FinetuneEval {
+            ckpt,
+            session: heldout,
+            stage,
+            seed,
+            split: "test",
+            only_forward: false,
+            baselines: self.plan.baselines,
+        }
+    }
+
+    /// The pretraining `jobs` (`(sessions, job, seed)`, each with `stage`) that no process has
+    /// finished or is running, trained side by side (`Work::pretrain_group`) and their results
+    /// written as `run_pretrain` writes them (`cpu_s`: the job's share of the group's).
+    pub(crate) fn pretrain_side_by_side(
+        &self,
+        jobs: &[(Vec<String>, Job, u64)],
+        stage: &Stage,
+        w: &dyn Work,
+    ) -> Result<()> {
+        let mut claimed = Vec::new();
+        for (sessions, job, seed) in jobs {
+            if let Claim::Mine(c) = job.try_claim()? {
+                claimed.push((c, sessions, *seed));
+            }
+        }
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let reqs: Vec<(Vec<String>, Stage, u64, PathBuf)> = claimed
+            .iter()
+            .map(|(c, sessions, seed)| (sessions.to_vec(), stage.clone(), *seed, c.job.work_dir()))
+            .collect();
+        let t0 = crate::exp::rank_methods::cpu_seconds();
+        let results = w.pretrain_group(&reqs);
+        let share = (crate::exp::rank_methods::cpu_seconds() - t0) / reqs.len() as f64;
+        let mut first_err = None;
+        for ((c, _, _), r) in claimed.into_iter().zip(results) {
+            match r {
+                Ok(ckpt) => {
+                    c.finish(json!({"checkpoint": ckpt, "cpu_s": share}))?;
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// With `--models-per-device` above 1: everything the points `todo` need, stage by stage,
+    /// each stage's jobs side by side (the rankings' finetunes, then the pretrainings, then the
+    /// finetune-and-evaluate jobs; `Work::finetune_eval_group`, `Work::pretrain_group`), so that
+    /// running the points afterwards finds every job done. Jobs another process holds are left
+    /// to it; the results are those of running the points one by one.
+    pub fn side_by_side(&self, todo: &[usize], w: &dyn Work) -> Result<()> {
+        let points = self.points();
+        let todo: Vec<&Point> = todo.iter().filter_map(|&i| points.get(i)).collect();
+        let mut ranked: Vec<String> = todo
+            .iter()
+            .filter(|p| matches!(p.order, Some(Order::Ranked | Order::ReverseRanked)))
+            .map(|p| p.heldout.clone())
+            .collect();
+        ranked.sort();
+        ranked.dedup();
+        if matches!(self.plan.rank_method.as_deref(), None | Some("full")) && !ranked.is_empty() {
+            crate::exp::rank_methods::finetune_side_by_side(self, &ranked, &self.plan.rank, w)?;
+        }
+        let mut pretrains: Vec<(Job, Vec<String>, u64)> = Vec::new();
+        let mut evals: Vec<(String, Option<Job>, Job, Stage, u64)> = Vec::new();
+        for p in &todo {
+            let order = self.order_of(p, w)?;
+            let sessions: Vec<String> = order.iter().take(p.k).cloned().collect();
+            let pretrained = p.order.as_ref().map(|_| sessions.as_slice());
+            let (pre, job, stage) = self.downstream_jobs(&p.heldout, pretrained, p.seed);
+            if let Some(pj) = &pre
+                && !pretrains.iter().any(|(j, _, _)| j.dir == pj.dir)
+            {
+                pretrains.push((pj.clone(), sessions.clone(), p.seed));
+            }
+            if !evals.iter().any(|e| e.2.dir == job.dir) {
+                evals.push((p.heldout.clone(), pre, job, stage, p.seed));
+            }
+        }
+        // The pretrainings.
+        let jobs: Vec<(Vec<String>, Job, u64)> = pretrains
+            .into_iter()
+            .map(|(j, sessions, seed)| (sessions, j, seed))
+            .collect();
+        self.pretrain_side_by_side(&jobs, &self.plan.pretrain, w)?;
+        // The finetune-and-evaluate jobs.
+        let mut claimed = Vec::new();
+        for (heldout, pre, job, stage, seed) in &evals {
+            let ckpt = match pre {
+                Some(pj) => Some(self.run_pretrain(pj, w)?),
+                None => None,
+            };
+            if let Claim::Mine(c) = job.try_claim()? {
+                claimed.push((c, heldout, ckpt, stage, *seed));
+            }
+        }
+        let reqs: Vec<(FinetuneEval, PathBuf)> = claimed
+            .iter()
+            .map(|(c, heldout, ckpt, stage, seed)| {
+                (
+                    self.eval_request(heldout, ckpt.as_deref(), stage, *seed),
+                    c.job.work_dir(),
+                )
+            })
+            .collect();
+        let results = if reqs.is_empty() {
+            Vec::new()
+        } else {
+            w.finetune_eval_group(&reqs)
+        };
+        let mut first_err = None;
+        for ((c, ..), r) in claimed.into_iter().zip(results) {
+            match r {
+                Ok(m) => {
+                    c.finish(json!(m))?;
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Runs point `i` (with everything it needs) and records its labelled result.

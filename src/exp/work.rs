@@ -279,92 +279,16 @@ impl Work for DatasetWork {
         &self,
         jobs: &[(FinetuneEval<'_>, PathBuf)],
     ) -> Vec<Result<BTreeMap<String, f64>>> {
-        let k = match self.group_size(jobs) {
-            Ok(k) => k,
-            Err(e) => {
-                let msg = e.to_string();
-                return jobs.iter().map(|_| Err(usage(msg.clone()))).collect();
-            }
-        };
-        if k <= 1 {
+        if !self.fuses(jobs.len()) {
             return jobs
                 .iter()
                 .map(|(j, work)| self.finetune_eval(j, work))
                 .collect();
         }
-        let threads = crate::train::device::cpu_threads(self.threads);
-        eprintln!(
-            "training {} finetunes side by side, {} at a time on {threads} CPU threads",
-            jobs.len(),
-            k.min(threads)
-        );
-        self.train_eval_side_by_side(jobs, k)
-    }
-}
-
-impl DatasetWork {
-    /// How many of `jobs` to train side by side: the plan's or the flag's number, or for
-    /// `auto` as many as the CPU threads and the memory allow (the first job's model sets the
-    /// need; the jobs of one ranking share their shape). A number whose models do not fit in
-    /// memory is a usage error naming the memory needed and available.
-    fn group_size(&self, jobs: &[(FinetuneEval<'_>, PathBuf)]) -> Result<usize> {
-        if jobs.len() <= 1 || self.device == Device::Cuda || self.per_device == PerDevice::K(1) {
-            return Ok(1);
-        }
-        let Some((j, work)) = jobs.first() else {
-            return Ok(1);
-        };
-        let p = self.prepare(j, &work.join("run"))?;
-        let need = p
-            .cfg
-            .memory_need(p.run.hyper.batch_size)
-            .map_or(u64::MAX, |n| n.total);
-        let threads = crate::train::device::cpu_threads(self.threads);
-        self.per_device
-            .resolve(jobs.len(), need, crate::fsutil::available_memory(), threads)
-            .map_err(|m| usage(format!("--models-per-device: {m}")))
-    }
-
-    /// Trains `jobs` side by side (`train::group`) on the CPU, each evaluated on its own
-    /// backend by the thread that trained it.
-    fn train_eval_side_by_side(
-        &self,
-        jobs: &[(FinetuneEval<'_>, PathBuf)],
-        k: usize,
-    ) -> Vec<Result<BTreeMap<String, f64>>> {
-        let mut prepared = Vec::with_capacity(jobs.len());
-        for (j, work) in jobs {
-            match self.prepare(j, &work.join("run")) {
-                Ok(p) => prepared.push(p),
-                // Set-up fails before anything trains: the same error for the group's jobs.
-                Err(e) => {
-                    let msg = e.to_string();
-                    let code = e.exit_code();
-                    return jobs
-                        .iter()
-                        .map(|_| {
-                            Err(if code == 1 {
-                                usage(msg.clone())
-                            } else {
-                                internal(msg.clone())
-                            })
-                        })
-                        .collect();
-                }
-            }
-        }
-        let threads = crate::train::device::cpu_threads(self.threads);
-        let members: Vec<Member> = prepared
-            .iter_mut()
-            .map(|p| Member {
-                cfg: &p.cfg,
-                init: std::mem::replace(&mut p.init, Init::Resume),
-                run: &p.run,
-            })
+        let prepared: Result<Vec<Prepared>> = jobs
+            .iter()
+            .map(|(j, work)| self.prepare(j, &work.join("run")))
             .collect();
-        let open = |cfg: &crate::model::ModelConfig, t: usize| -> Result<Box<dyn Backend + Send>> {
-            Ok(Box::new(CpuBackend::new(cfg.clone(), t)))
-        };
         let ds = &self.ds;
         let eval = |i: usize, r: Result<(&mut (dyn Backend + Send), Outcome)>| {
             let (b, o) = r?;
@@ -380,7 +304,102 @@ impl DatasetWork {
             b.set_params(&params)?;
             Ok(crate::eval::tasks::evaluate(b, &cfg, ds, s, &opts)?.metrics())
         };
-        train_group_then(members, k, threads, &open, eval)
+        self.side_by_side("finetunes", jobs.len(), prepared, eval)
+    }
+
+    fn pretrain_group(&self, jobs: &[(Vec<String>, Stage, u64, PathBuf)]) -> Vec<Result<PathBuf>> {
+        if !self.fuses(jobs.len()) {
+            return jobs
+                .iter()
+                .map(|(sessions, stage, seed, work)| self.pretrain(sessions, stage, *seed, work))
+                .collect();
+        }
+        let prepared: Result<Vec<Prepared>> = jobs
+            .iter()
+            .map(|(sessions, stage, seed, work)| {
+                let idx: Vec<usize> = sessions
+                    .iter()
+                    .map(|s| self.session(s))
+                    .collect::<Result<_>>()?;
+                let rc = self.run_config(stage, *seed)?;
+                let out = work.join("run");
+                prepare_pretrain(&self.ds, &idx, &rc, &out, &self.exec(&out))
+            })
+            .collect();
+        let path = |_: usize, r: Result<(&mut (dyn Backend + Send), Outcome)>| {
+            r.map(|(_, o)| o.best_or_last().to_path_buf())
+        };
+        self.side_by_side("pretrainings", jobs.len(), prepared, path)
+    }
+}
+
+impl DatasetWork {
+    /// Whether `n` jobs are trained side by side (`--models-per-device` above 1, on the CPU).
+    fn fuses(&self, n: usize) -> bool {
+        n > 1 && self.device != Device::Cuda && self.per_device != PerDevice::K(1)
+    }
+
+    /// Trains the `prepared` runs (`n` jobs; set-up errors fail them all) side by side
+    /// (`train::group`) on the CPU, each handed to `then` by the thread that trained it. How
+    /// many at a time: the plan's or the flag's number, or for `auto` as many as the CPU
+    /// threads and the memory allow (the largest model sets the need); a number whose models do
+    /// not fit in memory is a usage error naming the memory needed and available.
+    fn side_by_side<R: Send>(
+        &self,
+        what: &str,
+        n: usize,
+        prepared: Result<Vec<Prepared>>,
+        then: impl Fn(usize, Result<(&mut (dyn Backend + Send), Outcome)>) -> Result<R> + Sync,
+    ) -> Vec<Result<R>> {
+        let fail_all = |e: crate::error::Error| -> Vec<Result<R>> {
+            let (msg, code) = (e.to_string(), e.exit_code());
+            (0..n)
+                .map(|_| {
+                    Err(if code == 1 {
+                        usage(msg.clone())
+                    } else {
+                        internal(msg.clone())
+                    })
+                })
+                .collect()
+        };
+        let mut prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => return fail_all(e),
+        };
+        let threads = crate::train::device::cpu_threads(self.threads);
+        let need = prepared
+            .iter()
+            .map(|p| {
+                p.cfg
+                    .memory_need(p.run.hyper.batch_size)
+                    .map_or(u64::MAX, |m| m.total)
+            })
+            .max()
+            .unwrap_or(0);
+        let k = match self
+            .per_device
+            .resolve(n, need, crate::fsutil::available_memory(), threads)
+        {
+            Ok(k) => k,
+            Err(m) => return fail_all(usage(format!("--models-per-device: {m}"))),
+        };
+        eprintln!(
+            "training {n} {what} side by side, {} at a time on {threads} CPU threads",
+            k.min(threads)
+        );
+        let members: Vec<Member> = prepared
+            .iter_mut()
+            .map(|p| Member {
+                cfg: &p.cfg,
+                init: std::mem::replace(&mut p.init, Init::Resume),
+                run: &p.run,
+            })
+            .collect();
+        let open = |cfg: &crate::model::ModelConfig, t: usize| -> Result<Box<dyn Backend + Send>> {
+            Ok(Box::new(CpuBackend::new(cfg.clone(), t)))
+        };
+        train_group_then(members, k, threads, &open, then)
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(internal("a group member's thread panicked"))))
             .collect()
