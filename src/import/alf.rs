@@ -81,7 +81,7 @@ pub struct Args {
     )]
     pub window_end: f64,
     /// Bin size in seconds.
-    #[arg(long, default_value_t = 0.02, value_name = "S")]
+    #[arg(long, default_value_t = crate::import::bin::DEFAULT_BIN_SIZE_S, value_name = "S")]
     pub bin_size: f64,
     /// Drop trials whose reaction time (firstMovement_times - stimOn_times) is below this
     /// (seconds, or `none`).

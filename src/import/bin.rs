@@ -8,6 +8,11 @@
 //! `np.floor((t - start) / bin_size)`, which makes a NumPy binning of the same spikes agree to
 //! the count.
 
+/// Bin size in seconds when none is given (SPEC §1 and the paper: 20 ms bins).
+pub const DEFAULT_BIN_SIZE_S: f64 = 0.02;
+/// Smallest session an importer accepts by default: one batch of trials.
+pub const DEFAULT_MIN_TRIALS: usize = 16;
+
 /// The bins of one trial window.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bins {

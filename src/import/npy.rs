@@ -23,10 +23,7 @@ use std::path::{Path, PathBuf};
 
 /// Names of the optional per-trial behaviour arrays read from a session.
 pub const BEHAVIOUR_NAMES: [&str; 3] = ["reward", "contrast", "block"];
-/// Bin size assumed when neither `meta.json` nor `--bin-size` gives one (SPEC §1: 20 ms bins).
-pub const DEFAULT_BIN_SIZE_S: f64 = 0.02;
-/// Smallest session accepted by default: one batch of trials.
-pub const DEFAULT_MIN_TRIALS: usize = 16;
+use crate::import::bin::{DEFAULT_BIN_SIZE_S, DEFAULT_MIN_TRIALS};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {

@@ -17,6 +17,7 @@ mod bin;
 mod h5;
 
 use crate::error::{Result, input, io_at, usage};
+use crate::import::bin::{DEFAULT_BIN_SIZE_S, DEFAULT_MIN_TRIALS};
 use crate::store::writer::{DEFAULT_SPLIT_SEED, DatasetWriter, NewSession};
 use bin::{Bins, Trains};
 use h5::H5;
@@ -26,14 +27,10 @@ use std::path::{Path, PathBuf};
 
 /// Seconds from the alignment time to the start of a window (the paper's -0.5 s).
 pub const DEFAULT_WINDOW_START_S: f64 = -0.5;
-/// Bin size in seconds (the paper's 20 ms).
-pub const DEFAULT_BIN_SIZE_S: f64 = 0.02;
 /// Bins per window (the paper's 150: -0.5 s to +2.5 s).
 pub const DEFAULT_N_BINS: usize = 150;
 /// Alignment column of the trials table when none is named.
 pub const DEFAULT_ALIGN: &str = "start_time";
-/// Smallest session accepted by default: one batch of trials.
-pub const DEFAULT_MIN_TRIALS: usize = 16;
 
 const UNITS: &str = "/units";
 const ELECTRODES: &str = "/general/extracellular_ephys/electrodes";
