@@ -43,13 +43,18 @@ lr = 1e-3
 "#;
 
 fn setup(dir: &Path, results: &[&str]) {
+    setup_n(dir, results, "4")
+}
+
+/// `setup` with `sessions` sessions (one held out).
+fn setup_n(dir: &Path, results: &[&str], sessions: &str) {
     ndt_ok(&[
         "synth",
         "--preset",
         "rs",
         "--tiny",
         "--sessions",
-        "4",
+        sessions,
         "--bins",
         "30",
         "--onset-bin",
@@ -416,7 +421,8 @@ fn job_records(results: &Path) -> BTreeMap<String, JobRecord> {
 #[test]
 fn a_sweep_side_by_side_equals_it_one_job_at_a_time() {
     let dir = TempDir::new("sweep-per-device");
-    setup(dir.path(), &["a", "b"]);
+    // A pool of 5: most points' orders are not sorted.
+    setup_n(dir.path(), &["a", "b"], "6");
     ndt_ok(&[
         "sweep",
         dir.join("a.toml").to_str().unwrap(),
@@ -453,5 +459,61 @@ fn a_sweep_side_by_side_equals_it_one_job_at_a_time() {
     assert_eq!(ja.keys().collect::<Vec<_>>(), jb.keys().collect::<Vec<_>>());
     for (k, x) in &ja {
         assert!(*x == jb[k], "job {k} differs");
+    }
+    // A pretraining trains its job's sessions in the job's order (sorted), whichever point's
+    // order reached it first.
+    let mut unsorted = 0;
+    for e in std::fs::read_dir(dir.join("b/jobs")).unwrap() {
+        let d = e.unwrap().path();
+        if !d
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("pretrain-")
+        {
+            continue;
+        }
+        let read = |p: &Path| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+        };
+        let spec = read(&d.join("spec.json"))["spec"]["sessions"].clone();
+        let run = read(&d.join("work/run/run.json"))["sessions"].clone();
+        assert_eq!(run, spec, "{}", d.display());
+        let ids: Vec<&str> = spec
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        unsorted += usize::from(ids.len() > 1);
+    }
+    assert!(unsorted > 0, "no pretraining of several sessions");
+    // Runs a one-at-a-time sweep left behind (here: finished runs whose results are gone) are
+    // resumed side by side: the pretrainings train the sessions of their job, in its order,
+    // whatever the order of the point that reached them first.
+    for e in std::fs::read_dir(dir.join("a/jobs")).unwrap() {
+        let d = e.unwrap().path();
+        if d.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("pretrain-")
+        {
+            std::fs::remove_file(d.join("result.json")).unwrap();
+        }
+    }
+    std::fs::remove_dir_all(dir.join("a/points")).unwrap();
+    let o = ndt(&[
+        "sweep",
+        dir.join("a.toml").to_str().unwrap(),
+        "--threads",
+        "2",
+        "--models-per-device",
+        "4",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(points(&dir.join("a")), points(&dir.join("b")));
+    let ja = job_records(&dir.join("a"));
+    for (k, x) in &ja {
+        assert!(*x == jb[k], "job {k} differs after the resume");
     }
 }

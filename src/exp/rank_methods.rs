@@ -263,15 +263,11 @@ pub fn finetune_side_by_side(
     let mut st = stage.clone();
     st.mode.get_or_insert_with(|| "frozen-core".into());
     // The single-session models, side by side too.
-    let singles: Vec<(Vec<String>, Job, u64)> = sweep
-        .pool
-        .iter()
-        .map(|s| (vec![s.clone()], sweep.single_job(s), seed))
-        .collect();
-    sweep.pretrain_side_by_side(&singles, &sweep.plan.single, w)?;
+    let singles: Vec<Job> = sweep.pool.iter().map(|s| sweep.single_job(s)).collect();
+    sweep.pretrain_side_by_side(&singles, w)?;
     let mut singles: Vec<(Job, std::path::PathBuf)> = singles
         .into_iter()
-        .map(|(_, j, _)| {
+        .map(|j| {
             let ckpt = sweep.run_pretrain(&j, w)?;
             Ok((j, ckpt))
         })

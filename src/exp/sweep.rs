@@ -246,12 +246,18 @@ impl Sweep {
         Job::new(self.root(), "pretrain", spec)
     }
 
-    pub(crate) fn run_pretrain(&self, job: &Job, w: &dyn Work) -> Result<PathBuf> {
+    /// What a pretraining job trains: its sessions (in the spec's order, sorted), stage and seed.
+    fn pretrain_args(job: &Job) -> Result<(Vec<String>, Stage, u64)> {
         let sessions: Vec<String> = serde_json::from_value(job.spec["sessions"].clone())
             .map_err(|e| internal(e.to_string()))?;
         let stage: Stage = serde_json::from_value(job.spec["stage"].clone())
             .map_err(|e| internal(e.to_string()))?;
         let seed = job.spec["seed"].as_u64().unwrap_or(42);
+        Ok((sessions, stage, seed))
+    }
+
+    pub(crate) fn run_pretrain(&self, job: &Job, w: &dyn Work) -> Result<PathBuf> {
+        let (sessions, stage, seed) = Self::pretrain_args(job)?;
         let r = job.run(|work| {
             let t0 = crate::exp::rank_methods::cpu_seconds();
             let ckpt = w.pretrain(&sessions, &stage, seed, work)?;
@@ -401,33 +407,27 @@ impl Sweep {
         }
     }
 
-    /// The pretraining `jobs` (`(sessions, job, seed)`, each with `stage`) that no process has
-    /// finished or is running, trained side by side (`Work::pretrain_group`) and their results
+    /// The pretraining `jobs` that no process has finished or is running, trained side by side (`Work::pretrain_group`) and their results
     /// written as `run_pretrain` writes them (`cpu_s`: the job's share of the group's).
-    pub(crate) fn pretrain_side_by_side(
-        &self,
-        jobs: &[(Vec<String>, Job, u64)],
-        stage: &Stage,
-        w: &dyn Work,
-    ) -> Result<()> {
+    pub(crate) fn pretrain_side_by_side(&self, jobs: &[Job], w: &dyn Work) -> Result<()> {
         let mut claimed = Vec::new();
-        for (sessions, job, seed) in jobs {
+        let mut reqs: Vec<(Vec<String>, Stage, u64, PathBuf)> = Vec::new();
+        for job in jobs {
             if let Claim::Mine(c) = job.try_claim()? {
-                claimed.push((c, sessions, *seed));
+                // What `run_pretrain` trains for the job, from its spec.
+                let (sessions, stage, seed) = Self::pretrain_args(job)?;
+                reqs.push((sessions, stage, seed, c.job.work_dir()));
+                claimed.push(c);
             }
         }
         if claimed.is_empty() {
             return Ok(());
         }
-        let reqs: Vec<(Vec<String>, Stage, u64, PathBuf)> = claimed
-            .iter()
-            .map(|(c, sessions, seed)| (sessions.to_vec(), stage.clone(), *seed, c.job.work_dir()))
-            .collect();
         let t0 = crate::exp::rank_methods::cpu_seconds();
         let results = w.pretrain_group(&reqs);
         let share = (crate::exp::rank_methods::cpu_seconds() - t0) / reqs.len() as f64;
         let mut first_err = None;
-        for ((c, _, _), r) in claimed.into_iter().zip(results) {
+        for (c, r) in claimed.into_iter().zip(results) {
             match r {
                 Ok(ckpt) => {
                     c.finish(json!({"checkpoint": ckpt, "cpu_s": share}))?;
@@ -461,7 +461,7 @@ impl Sweep {
         if matches!(self.plan.rank_method.as_deref(), None | Some("full")) && !ranked.is_empty() {
             crate::exp::rank_methods::finetune_side_by_side(self, &ranked, &self.plan.rank, w)?;
         }
-        let mut pretrains: Vec<(Job, Vec<String>, u64)> = Vec::new();
+        let mut pretrains: Vec<Job> = Vec::new();
         let mut evals: Vec<(String, Option<Job>, Job, Stage, u64)> = Vec::new();
         for p in &todo {
             let order = self.order_of(p, w)?;
@@ -469,20 +469,16 @@ impl Sweep {
             let pretrained = p.order.as_ref().map(|_| sessions.as_slice());
             let (pre, job, stage) = self.downstream_jobs(&p.heldout, pretrained, p.seed);
             if let Some(pj) = &pre
-                && !pretrains.iter().any(|(j, _, _)| j.dir == pj.dir)
+                && !pretrains.iter().any(|j| j.dir == pj.dir)
             {
-                pretrains.push((pj.clone(), sessions.clone(), p.seed));
+                pretrains.push(pj.clone());
             }
             if !evals.iter().any(|e| e.2.dir == job.dir) {
                 evals.push((p.heldout.clone(), pre, job, stage, p.seed));
             }
         }
         // The pretrainings.
-        let jobs: Vec<(Vec<String>, Job, u64)> = pretrains
-            .into_iter()
-            .map(|(j, sessions, seed)| (sessions, j, seed))
-            .collect();
-        self.pretrain_side_by_side(&jobs, &self.plan.pretrain, w)?;
+        self.pretrain_side_by_side(&pretrains, w)?;
         // The finetune-and-evaluate jobs.
         let mut claimed = Vec::new();
         for (heldout, pre, job, stage, seed) in &evals {
