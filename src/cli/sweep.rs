@@ -160,8 +160,11 @@ pub fn run(args: Args, cuda: &crate::cuda::Settings) -> Result<()> {
             .with_models_per_device(k)?;
         if k != PerDevice::K(1) {
             // Every stage's jobs side by side first; the points then find them done.
-            let todo: Vec<usize> = (0..points.len())
-                .filter(|&i| !sweep.point_done(i, &points[i]))
+            let todo: Vec<usize> = points
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| !sweep.point_done(*i, p))
+                .map(|(i, _)| i)
                 .collect();
             sweep.side_by_side(&todo, &work)?;
         }
