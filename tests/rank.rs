@@ -494,6 +494,14 @@ fn models_per_device_that_make_no_sense_are_usage_errors() {
         assert_eq!(o.status.code(), Some(1), "{bad}: {err}");
         assert!(err.contains("--models-per-device"), "{bad}: {err}");
     }
+    // On the CUDA backend a number above 1 is refused (the fused step is not built).
+    let cuda = dir.join("cuda.toml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(&cuda, text.replace("device = \"cpu\"", "device = \"cuda\"")).unwrap();
+    let o = ndt(&["rank", cuda.to_str().unwrap(), "--models-per-device", "2"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("fused CUDA step is not built"), "{err}");
     let o = ndt(&["rank", plan.to_str().unwrap(), "--heldout", "syn-0000"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");

@@ -101,9 +101,18 @@ impl DatasetWork {
         })
     }
 
-    /// Trains up to `k` finetunes of one shape side by side (`--models-per-device`; the CPU
-    /// backend only: the fused CUDA step is not built).
+    /// Trains up to `k` jobs of a stage side by side (`--models-per-device`; the CPU backend
+    /// only: the fused CUDA step is not built, so a number above 1 on the GPU is a usage error
+    /// and `auto` there is one model at a time, with a note).
     pub fn with_models_per_device(mut self, k: PerDevice) -> Result<DatasetWork> {
+        if k == PerDevice::Auto && self.device == Device::Cuda {
+            eprintln!(
+                "note: --models-per-device auto trains one model at a time on the GPU (the \
+                 fused CUDA step is not built)"
+            );
+            self.per_device = PerDevice::K(1);
+            return Ok(self);
+        }
         if k != PerDevice::K(1) && self.device == Device::Cuda {
             return Err(usage(
                 "--models-per-device (or the plan's models_per_device) above 1 runs on the CPU \
