@@ -167,11 +167,11 @@ fn group(
         .map(|(i, j)| prepare(ds, j, &dir.join(format!("g{i}"))))
         .collect();
     let members: Vec<Member> = prepared
-        .iter()
+        .into_iter()
         .map(|p| Member {
-            cfg: &p.cfg,
-            init: Init::Params(p.params.clone()),
-            run: &p.run,
+            cfg: p.cfg,
+            init: Init::Params(p.params),
+            run: p.run,
         })
         .collect();
     let open = |cfg: &ModelConfig, t: usize| -> ndt::error::Result<Box<dyn Backend + Send>> {

@@ -21,24 +21,31 @@ use crate::train::cadence::Cadence;
 use crate::train::config::RunConfig;
 use crate::train::device::{Device, Worker};
 use crate::train::finetune::Mode;
-use crate::train::group::{Member, PerDevice, train_group_then};
+use crate::train::group::{PerDevice, train_group_then};
 use crate::train::run::{
     Exec, Prepared, evaluate_checkpoint_on, finetune_on, prepare_finetune, prepare_pretrain,
     pretrain_on, resumable,
 };
-use crate::train::trainer::{Init, Outcome};
+use crate::train::trainer::Outcome;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub struct DatasetWork {
+    s: Setup,
+    worker: RefCell<Worker>,
+    per_device: PerDevice,
+}
+
+/// What setting up a job needs (shared by the threads of a group; the worker's backend is not
+/// part of it).
+struct Setup {
     ds: Dataset,
     base: RunConfig,
     device: Device,
     threads: usize,
     checkpoint_every: Cadence,
-    worker: RefCell<Worker>,
-    per_device: PerDevice,
+    cuda: crate::cuda::Settings,
 }
 
 /// The plan's `[model]` table (`preset` plus overrides) as a run config.
@@ -58,71 +65,7 @@ fn run_config(plan: &Plan) -> Result<RunConfig> {
     RunConfig::from_toml(&text, &plan.dataset.join("<plan [model]>"))
 }
 
-impl DatasetWork {
-    /// The work of `plan` on `threads` CPU threads per job, writing each job's state every
-    /// `checkpoint_every` (None: the plan's `checkpoint_every`).
-    pub fn new(
-        plan: &Plan,
-        threads: usize,
-        checkpoint_every: Option<Cadence>,
-        cuda: &crate::cuda::Settings,
-    ) -> Result<DatasetWork> {
-        let ds = Dataset::open(&plan.dataset)?;
-        let checkpoint_every = match checkpoint_every {
-            Some(c) => c,
-            None => plan.cadence().map_err(usage)?,
-        };
-        let device = match plan.device.as_str() {
-            // Resolved once here: every job opens its backend on the same device.
-            "auto" => match crate::cuda::available(cuda) {
-                Ok(_) => Device::Cuda,
-                Err(why) => {
-                    eprintln!("note: no usable GPU ({why}); running on the CPU");
-                    Device::Cpu
-                }
-            },
-            "cpu" => Device::Cpu,
-            "cuda" => Device::Cuda,
-            d => {
-                return Err(usage(format!(
-                    "device = \"{d}\" in the plan (auto, cpu, cuda)"
-                )));
-            }
-        };
-        crate::train::signals::install()?;
-        Ok(DatasetWork {
-            ds,
-            base: run_config(plan)?,
-            device,
-            threads,
-            checkpoint_every,
-            worker: RefCell::new(Worker::new(device, threads, *cuda)),
-            per_device: PerDevice::default(),
-        })
-    }
-
-    /// Trains up to `k` jobs of a stage side by side (`--models-per-device`; the CPU backend
-    /// only: the fused CUDA step is not built, so a number above 1 on the GPU is a usage error
-    /// and `auto` there is one model at a time, with a note).
-    pub fn with_models_per_device(mut self, k: PerDevice) -> Result<DatasetWork> {
-        if k == PerDevice::Auto && self.device == Device::Cuda {
-            eprintln!(
-                "note: --models-per-device auto trains one model at a time on the GPU (the \
-                 fused CUDA step is not built)"
-            );
-            self.per_device = PerDevice::K(1);
-            return Ok(self);
-        }
-        if k != PerDevice::K(1) && self.device == Device::Cuda {
-            return Err(usage(
-                "--models-per-device (or the plan's models_per_device) above 1 runs on the CPU \
-                 backend only for now: the fused CUDA step is not built; use 1 on the GPU",
-            ));
-        }
-        self.per_device = k;
-        Ok(self)
-    }
-
+impl Setup {
     fn exec(&self, out: &Path) -> Exec {
         Exec {
             device: self.device,
@@ -131,7 +74,7 @@ impl DatasetWork {
             stop_after: None,
             resume: resumable(out),
             checkpoint_every: self.checkpoint_every,
-            cuda: self.worker.borrow().cuda,
+            cuda: self.cuda,
         }
     }
 
@@ -168,6 +111,75 @@ impl DatasetWork {
             .map_err(|e| usage(format!("sweep stage schemes: {e}")))?;
         Ok(rc)
     }
+}
+
+impl DatasetWork {
+    /// The work of `plan` on `threads` CPU threads per job, writing each job's state every
+    /// `checkpoint_every` (None: the plan's `checkpoint_every`).
+    pub fn new(
+        plan: &Plan,
+        threads: usize,
+        checkpoint_every: Option<Cadence>,
+        cuda: &crate::cuda::Settings,
+    ) -> Result<DatasetWork> {
+        let ds = Dataset::open(&plan.dataset)?;
+        let checkpoint_every = match checkpoint_every {
+            Some(c) => c,
+            None => plan.cadence().map_err(usage)?,
+        };
+        let device = match plan.device.as_str() {
+            // Resolved once here: every job opens its backend on the same device.
+            "auto" => match crate::cuda::available(cuda) {
+                Ok(_) => Device::Cuda,
+                Err(why) => {
+                    eprintln!("note: no usable GPU ({why}); running on the CPU");
+                    Device::Cpu
+                }
+            },
+            "cpu" => Device::Cpu,
+            "cuda" => Device::Cuda,
+            d => {
+                return Err(usage(format!(
+                    "device = \"{d}\" in the plan (auto, cpu, cuda)"
+                )));
+            }
+        };
+        crate::train::signals::install()?;
+        Ok(DatasetWork {
+            s: Setup {
+                ds,
+                base: run_config(plan)?,
+                device,
+                threads,
+                checkpoint_every,
+                cuda: *cuda,
+            },
+            worker: RefCell::new(Worker::new(device, threads, *cuda)),
+            per_device: PerDevice::default(),
+        })
+    }
+
+    /// Trains up to `k` jobs of a stage side by side (`--models-per-device`; the CPU backend
+    /// only: the fused CUDA step is not built, so a number above 1 on the GPU is a usage error
+    /// and `auto` there is one model at a time, with a note).
+    pub fn with_models_per_device(mut self, k: PerDevice) -> Result<DatasetWork> {
+        if k == PerDevice::Auto && self.s.device == Device::Cuda {
+            eprintln!(
+                "note: --models-per-device auto trains one model at a time on the GPU (the \
+                 fused CUDA step is not built)"
+            );
+            self.per_device = PerDevice::K(1);
+            return Ok(self);
+        }
+        if k != PerDevice::K(1) && self.s.device == Device::Cuda {
+            return Err(usage(
+                "--models-per-device (or the plan's models_per_device) above 1 runs on the CPU \
+                 backend only for now: the fused CUDA step is not built; use 1 on the GPU",
+            ));
+        }
+        self.per_device = k;
+        Ok(self)
+    }
 
     /// Runs a job's training to its end in one call of the trainer (resuming what a stopped or
     /// killed run of the job left in `out`).
@@ -176,7 +188,7 @@ impl DatasetWork {
         out: &Path,
         step: impl FnOnce(&mut Worker, &Exec) -> Result<Outcome>,
     ) -> Result<Outcome> {
-        let exec = self.exec(out);
+        let exec = self.s.exec(out);
         let mut worker = self.worker.borrow_mut();
         step(&mut worker, &exec)
     }
@@ -212,7 +224,7 @@ impl DatasetWork {
     ) -> Result<BTreeMap<String, f64>> {
         let opts = Self::eval_opts(split, only_forward, baselines)?;
         let mut worker = self.worker.borrow_mut();
-        let report = evaluate_checkpoint_on(&mut worker, ckpt, &self.ds, s, &opts)?;
+        let report = evaluate_checkpoint_on(&mut worker, ckpt, &self.s.ds, s, &opts)?;
         Ok(report.metrics())
     }
 }
@@ -227,28 +239,28 @@ impl Work for DatasetWork {
     ) -> Result<PathBuf> {
         let idx: Vec<usize> = sessions
             .iter()
-            .map(|s| self.session(s))
+            .map(|s| self.s.session(s))
             .collect::<Result<_>>()?;
-        let rc = self.run_config(stage, seed)?;
+        let rc = self.s.run_config(stage, seed)?;
         let out = work.join("run");
         let o = self.train(&out, |w, exec| {
-            pretrain_on(w, &self.ds, &idx, &rc, &out, exec)
+            pretrain_on(w, &self.s.ds, &idx, &rc, &out, exec)
         })?;
         Ok(o.best_or_last().to_path_buf())
     }
 
     fn finetune_eval(&self, job: &FinetuneEval, work: &Path) -> Result<BTreeMap<String, f64>> {
-        let s = self.session(job.session)?;
-        let rc = self.run_config(job.stage, job.seed)?;
+        let s = self.s.session(job.session)?;
+        let rc = self.s.run_config(job.stage, job.seed)?;
         let out = work.join("run");
         let o = match job.ckpt {
             None => self.train(&out, |w, exec| {
-                pretrain_on(w, &self.ds, &[s], &rc, &out, exec)
+                pretrain_on(w, &self.s.ds, &[s], &rc, &out, exec)
             })?,
             Some(ckpt) => {
                 let mode = Mode::parse(job.stage.mode.as_deref().unwrap_or("frozen-core"))?;
                 self.train(&out, |w, exec| {
-                    finetune_on(w, &self.ds, s, ckpt, mode, &rc.train, &out, exec)
+                    finetune_on(w, &self.s.ds, s, ckpt, mode, &rc.train, &out, exec)
                 })?
             }
         };
@@ -268,14 +280,15 @@ impl Work for DatasetWork {
         split: &str,
         only_forward: bool,
     ) -> Result<BTreeMap<String, f64>> {
-        let s = self.session(session)?;
+        let s = self.s.session(session)?;
         self.eval_on(ckpt, s, split, only_forward, false)
     }
 
     fn train_trials(&self, session: &str) -> Result<usize> {
         Ok(self
+            .s
             .ds
-            .session(self.session(session)?)
+            .session(self.s.session(session)?)
             .split(SplitName::Train)
             .len())
     }
@@ -294,11 +307,14 @@ impl Work for DatasetWork {
                 .map(|(j, work)| self.finetune_eval(j, work))
                 .collect();
         }
-        let prepared: Result<Vec<Prepared>> = jobs
-            .iter()
-            .map(|(j, work)| self.prepare(j, &work.join("run")))
-            .collect();
-        let ds = &self.ds;
+        let st = &self.s;
+        let setup = |i: usize| -> Result<Prepared> {
+            let (j, work) = jobs
+                .get(i)
+                .ok_or_else(|| internal("a group member out of range"))?;
+            st.prepare(j, &work.join("run"))
+        };
+        let ds = &self.s.ds;
         let eval = |i: usize, r: Result<(&mut (dyn Backend + Send), Outcome)>| {
             let (b, o) = r?;
             let (j, _) = jobs
@@ -313,7 +329,7 @@ impl Work for DatasetWork {
             b.set_params(&params)?;
             Ok(crate::eval::tasks::evaluate(b, &cfg, ds, s, &opts)?.metrics())
         };
-        self.side_by_side("finetunes", jobs.len(), prepared, eval)
+        self.side_by_side("finetunes", jobs.len(), setup, eval)
     }
 
     fn pretrain_group(&self, jobs: &[(Vec<String>, Stage, u64, PathBuf)]) -> Vec<Result<PathBuf>> {
@@ -323,41 +339,44 @@ impl Work for DatasetWork {
                 .map(|(sessions, stage, seed, work)| self.pretrain(sessions, stage, *seed, work))
                 .collect();
         }
-        let prepared: Result<Vec<Prepared>> = jobs
-            .iter()
-            .map(|(sessions, stage, seed, work)| {
-                let idx: Vec<usize> = sessions
-                    .iter()
-                    .map(|s| self.session(s))
-                    .collect::<Result<_>>()?;
-                let rc = self.run_config(stage, *seed)?;
-                let out = work.join("run");
-                prepare_pretrain(&self.ds, &idx, &rc, &out, &self.exec(&out))
-            })
-            .collect();
+        let st = &self.s;
+        let setup = |i: usize| -> Result<Prepared> {
+            let (sessions, stage, seed, work) = jobs
+                .get(i)
+                .ok_or_else(|| internal("a group member out of range"))?;
+            let idx: Vec<usize> = sessions
+                .iter()
+                .map(|s| st.session(s))
+                .collect::<Result<_>>()?;
+            let rc = st.run_config(stage, *seed)?;
+            let out = work.join("run");
+            prepare_pretrain(&st.ds, &idx, &rc, &out, &st.exec(&out))
+        };
         let path = |_: usize, r: Result<(&mut (dyn Backend + Send), Outcome)>| {
             r.map(|(_, o)| o.best_or_last().to_path_buf())
         };
-        self.side_by_side("pretrainings", jobs.len(), prepared, path)
+        self.side_by_side("pretrainings", jobs.len(), setup, path)
     }
 }
 
 impl DatasetWork {
     /// Whether `n` jobs are trained side by side (`--models-per-device` above 1, on the CPU).
     fn fuses(&self, n: usize) -> bool {
-        n > 1 && self.device != Device::Cuda && self.per_device != PerDevice::K(1)
+        n > 1 && self.s.device != Device::Cuda && self.per_device != PerDevice::K(1)
     }
 
-    /// Trains the `prepared` runs (`n` jobs; set-up errors fail them all) side by side
-    /// (`train::group`) on the CPU, each handed to `then` by the thread that trained it. How
-    /// many at a time: the plan's or the flag's number, or for `auto` as many as the CPU
-    /// threads and the memory allow (the largest model sets the need); a number whose models do
-    /// not fit in memory is a usage error naming the memory needed and available.
-    fn side_by_side<R: Send>(
-        &self,
+    /// Trains the `n` runs that `setup(i)` sets up side by side (`train::group`) on the CPU,
+    /// each handed to `then` by the thread that trained it. How many at a time: the plan's or
+    /// the flag's number, or for `auto` as many as the CPU threads and the memory allow (the
+    /// largest model sets the need); a number whose models do not fit in memory is a usage
+    /// error naming the memory needed and available, and so is any job's set-up error (before
+    /// anything trains). Each job is set up once here, for its model's size, and again when a
+    /// worker takes it, so that only the models training are in memory.
+    fn side_by_side<'s, R: Send>(
+        &'s self,
         what: &str,
         n: usize,
-        prepared: Result<Vec<Prepared>>,
+        setup: impl Fn(usize) -> Result<Prepared<'s>> + Sync,
         then: impl Fn(usize, Result<(&mut (dyn Backend + Send), Outcome)>) -> Result<R> + Sync,
     ) -> Vec<Result<R>> {
         let fail_all = |e: crate::error::Error| -> Vec<Result<R>> {
@@ -372,20 +391,20 @@ impl DatasetWork {
                 })
                 .collect()
         };
-        let mut prepared = match prepared {
-            Ok(p) => p,
-            Err(e) => return fail_all(e),
-        };
-        let threads = crate::train::device::cpu_threads(self.threads);
-        let need = prepared
-            .iter()
-            .map(|p| {
-                p.cfg
-                    .memory_need(p.run.hyper.batch_size)
-                    .map_or(u64::MAX, |m| m.total)
-            })
-            .max()
-            .unwrap_or(0);
+        let mut need = 0u64;
+        for i in 0..n {
+            match setup(i) {
+                Ok(p) => {
+                    let m = p
+                        .cfg
+                        .memory_need(p.run.hyper.batch_size)
+                        .map_or(u64::MAX, |m| m.total);
+                    need = need.max(m);
+                }
+                Err(e) => return fail_all(e),
+            }
+        }
+        let threads = crate::train::device::cpu_threads(self.s.threads);
         let k = match self
             .per_device
             .resolve(n, need, crate::fsutil::available_memory(), threads)
@@ -397,18 +416,10 @@ impl DatasetWork {
             "training {n} {what} side by side, {} at a time on {threads} CPU threads",
             k.min(threads)
         );
-        let members: Vec<Member> = prepared
-            .iter_mut()
-            .map(|p| Member {
-                cfg: &p.cfg,
-                init: std::mem::replace(&mut p.init, Init::Resume),
-                run: &p.run,
-            })
-            .collect();
         let open = |cfg: &crate::model::ModelConfig, t: usize| -> Result<Box<dyn Backend + Send>> {
             Ok(Box::new(CpuBackend::new(cfg.clone(), t)))
         };
-        train_group_then(members, k, threads, &open, then)
+        train_group_then(n, k, threads, setup, &open, then)
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(internal("a group member's thread panicked"))))
             .collect()

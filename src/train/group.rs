@@ -8,7 +8,8 @@
 //! backend (whose results do not depend on its thread count; tested).
 //!
 //! On the CPU a group is K jobs on one process's threads: `min(K, threads)` worker threads each
-//! take the next member, open a backend for it (on `threads / workers` threads, at least one;
+//! take the next member, set it up (only then: a group of any size holds one member per worker
+//! in memory), open a backend for it (on `threads / workers` threads, at least one;
 //! kept for the worker's next member of the same config, as `train::device::Worker` keeps one
 //! from job to job), train it to its end and hand it to the caller's `then` (its evaluation). Nothing is shared
 //! between the models, so there is nothing to fuse: stepping them in lockstep would only make
@@ -22,11 +23,11 @@ use crate::model::ModelConfig;
 use crate::train::trainer::{Init, Opened, Outcome, Run, Stepper};
 use std::time::Instant;
 
-/// One run of a group.
-pub struct Member<'r, 'a> {
-    pub cfg: &'r ModelConfig,
+/// One run of a group, set up.
+pub struct Member<'a> {
+    pub cfg: ModelConfig,
     pub init: Init,
-    pub run: &'r Run<'a>,
+    pub run: Run<'a>,
 }
 
 /// Opens a backend for a member's model on a number of CPU threads.
@@ -57,66 +58,82 @@ const PANICKED: &str = "a group member ended without a result (its thread panick
 /// per core; at most one model per thread), each on a backend from `open`, and returns each
 /// member's result in order: what `trainer::train` returns for it alone.
 pub fn train_group(
-    members: Vec<Member<'_, '_>>,
+    members: Vec<Member<'_>>,
     k: usize,
     threads: usize,
     open: &Open<'_>,
 ) -> Vec<Result<Outcome>> {
-    train_group_then(members, k, threads, open, |_, r| r.map(|(_, o)| o))
+    let n = members.len();
+    let slots: Vec<std::sync::Mutex<Option<Member>>> = members
+        .into_iter()
+        .map(|m| std::sync::Mutex::new(Some(m)))
+        .collect();
+    let take = |i: usize| -> Result<Member> {
+        slots
+            .get(i)
+            .and_then(|m| m.lock().ok())
+            .and_then(|mut m| m.take())
+            .ok_or_else(|| internal("a group member taken twice"))
+    };
+    train_group_then(n, k, threads, take, open, |_, r| r.map(|(_, o)| o))
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(internal(PANICKED))))
         .collect()
 }
 
-/// `train_group`, and then `then(index, result)` for each member on the thread that trained it,
-/// as soon as it is done, with its backend when it trained (to evaluate it, say); returns what
-/// `then` returns, in order, None for a member whose thread panicked (the others go on).
-pub fn train_group_then<R: Send>(
-    members: Vec<Member<'_, '_>>,
+/// `train_group` of `n` members that `setup(i)` sets up when a worker takes member `i` (so at
+/// most one member per worker is in memory, whatever `n`), and then `then(index, result)` for
+/// each on the thread that trained it, as soon as it is done, with its backend when it trained
+/// (to evaluate it, say). Returns what `then` returns, in order, None for a member whose
+/// thread panicked (the others go on).
+///
+/// `min(k, threads, n)` workers each take the next member in order; a worker keeps its backend
+/// for its next member of the same config (its pool and workspace warm), reset to a fresh
+/// backend's state.
+pub fn train_group_then<'a, R: Send>(
+    n: usize,
     k: usize,
     threads: usize,
+    setup: impl Fn(usize) -> Result<Member<'a>> + Sync,
     open: &Open<'_>,
     then: impl Fn(usize, Result<(&mut (dyn Backend + Send), Outcome)>) -> R + Sync,
 ) -> Vec<Option<R>> {
-    let n = members.len();
     let threads = crate::train::device::cpu_threads(threads).max(1);
     let workers = threads.min(k.max(1)).min(n.max(1));
     let per = (threads / workers).max(1);
-    let queue = std::sync::Mutex::new(
-        members
-            .into_iter()
-            .enumerate()
-            .collect::<std::collections::VecDeque<_>>(),
-    );
-    let done = std::sync::Mutex::new(Vec::with_capacity(n));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::with_capacity(workers));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
-                // The worker keeps its backend for the next member of the same config (its
-                // pool and workspace warm), reset to a fresh backend's state.
                 let mut kept: Option<(ModelConfig, Box<dyn Backend + Send>)> = None;
                 loop {
-                    let next = match queue.lock() {
-                        Ok(mut q) => q.pop_front(),
-                        Err(_) => None,
-                    };
-                    let Some((i, m)) = next else { break };
-                    let backend = match kept.take() {
-                        Some((c, mut b)) if c == *m.cfg => {
-                            crate::train::device::reset(b.as_mut(), m.cfg).map(|()| b)
-                        }
-                        _ => open(m.cfg, per),
-                    };
-                    let out = match backend {
-                        Ok(mut b) => {
-                            let out = match train_member(b.as_mut(), m.cfg, m.init, m.run) {
-                                Ok(o) => then(i, Ok((b.as_mut(), o))),
-                                Err(e) => then(i, Err(e)),
-                            };
-                            kept = Some((m.cfg.clone(), b));
-                            out
-                        }
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let out = match setup(i) {
                         Err(e) => then(i, Err(e)),
+                        Ok(m) => {
+                            let backend = match kept.take() {
+                                Some((c, mut b)) if c == m.cfg => {
+                                    crate::train::device::reset(b.as_mut(), &m.cfg).map(|()| b)
+                                }
+                                _ => open(&m.cfg, per),
+                            };
+                            match backend {
+                                Ok(mut b) => {
+                                    let r = train_member(b.as_mut(), &m.cfg, m.init, &m.run);
+                                    let out = match r {
+                                        Ok(o) => then(i, Ok((b.as_mut(), o))),
+                                        Err(e) => then(i, Err(e)),
+                                    };
+                                    kept = Some((m.cfg, b));
+                                    out
+                                }
+                                Err(e) => then(i, Err(e)),
+                            }
+                        }
                     };
                     if let Ok(mut d) = done.lock() {
                         d.push((i, out));

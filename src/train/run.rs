@@ -120,12 +120,9 @@ pub fn pretrain(
     )
 }
 
-/// A run set up and not started: its model config, where its parameters come from, and the run.
-pub struct Prepared<'a> {
-    pub cfg: ModelConfig,
-    pub init: Init,
-    pub run: Run<'a>,
-}
+/// A run set up and not started: its model config, where its parameters come from, and the run
+/// (what a group of runs trains side by side, `train::group`).
+pub type Prepared<'a> = crate::train::group::Member<'a>;
 
 /// Sets up `pretrain` (checking the settings and that the model fits in memory).
 pub fn prepare_pretrain<'a>(
