@@ -5,7 +5,9 @@
 //! its last good checkpoint while the others finish. The CPU backend's results do not depend on
 //! its thread count, which the group relies on; that is tested first.
 
-use ndt::backend::Backend;
+mod common;
+
+use common::log_sans_times;
 use ndt::cpu::CpuBackend;
 use ndt::model::{ModelConfig, ParamTable, checkpoint, init};
 use ndt::store::Dataset;
@@ -174,25 +176,7 @@ fn group(
             run: p.run,
         })
         .collect();
-    let open = |cfg: &ModelConfig, t: usize| -> ndt::error::Result<Box<dyn Backend + Send>> {
-        Ok(Box::new(CpuBackend::new(cfg.clone(), t)))
-    };
-    train_group(members, jobs.len(), threads, &open)
-}
-
-/// The log without its timings.
-fn log(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.remove("time_s");
-            o.remove("step_s");
-            v
-        })
-        .collect()
+    train_group(members, jobs.len(), threads)
 }
 
 /// Every file a run leaves that holds results, equal byte for byte (the log without timings).
@@ -210,7 +194,13 @@ fn assert_same_run(a: &Path, b: &Path) {
             assert!(x == y, "{f} differs: {} vs {}", a.display(), b.display());
         }
     }
-    assert_eq!(log(a), log(b), "{} vs {}", a.display(), b.display());
+    assert_eq!(
+        log_sans_times(a),
+        log_sans_times(b),
+        "{} vs {}",
+        a.display(),
+        b.display()
+    );
 }
 
 fn assert_same_outcome(a: &Outcome, b: &Outcome) {

@@ -420,17 +420,7 @@ fn result_and_log(job: &Path) -> (Value, Vec<Value>) {
         .unwrap()
         .remove("cpu_s")
         .unwrap();
-    let log = std::fs::read_to_string(job.join("work/run/log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.remove("time_s");
-            o.remove("step_s");
-            v
-        })
-        .collect();
+    let log = common::log_sans_times(&job.join("work/run"));
     (r, log)
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TempDir, ndt_ok};
+use common::{TempDir, log_sans_times, ndt_ok};
 use ndt::model::checkpoint;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -102,21 +102,6 @@ fn kill_after(mut child: Child, after: Duration) -> bool {
     child.kill().unwrap();
     child.wait().unwrap();
     false
-}
-
-/// The log without its timings (the only fields that differ between two runs).
-fn log_sans_times(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.remove("time_s");
-            o.remove("step_s");
-            v
-        })
-        .collect()
 }
 
 /// A checkpoint's parameters as bits, and its metadata.

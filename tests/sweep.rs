@@ -394,17 +394,7 @@ fn job_records(results: &Path) -> BTreeMap<String, JobRecord> {
             serde_json::from_str(&std::fs::read_to_string(d.join("result.json")).unwrap()).unwrap();
         r["result"].as_object_mut().unwrap().remove("cpu_s");
         let run = d.join("work/run");
-        let log: Vec<Value> = std::fs::read_to_string(run.join("log.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let mut v: Value = serde_json::from_str(l).unwrap();
-                let o = v.as_object_mut().unwrap();
-                o.remove("time_s");
-                o.remove("step_s");
-                v
-            })
-            .collect();
+        let log = common::log_sans_times(&run);
         let mut ckpts = Vec::new();
         for f in ["best.safetensors", "last.safetensors"] {
             if run.join(f).exists() {

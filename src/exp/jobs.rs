@@ -216,6 +216,31 @@ impl Claimed<'_> {
     }
 }
 
+/// Writes the result of every claimed job whose work succeeded (`result(value)`), in order, and
+/// then returns the first error of the others (each released without a result, to be run
+/// again), so that one failed job of a group costs the others nothing.
+pub fn finish_all<T>(
+    claimed: Vec<Claimed<'_>>,
+    results: Vec<Result<T>>,
+    result: impl Fn(T) -> Value,
+) -> Result<()> {
+    let mut first_err = None;
+    for (c, r) in claimed.into_iter().zip(results) {
+        match r {
+            Ok(v) => {
+                c.finish(result(v))?;
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

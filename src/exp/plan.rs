@@ -160,6 +160,15 @@ pub struct Plan {
     pub models_per_device: Option<toml::Value>,
 }
 
+/// A key that takes a number or a string, as the text its parser reads.
+fn key_text(v: &Option<toml::Value>) -> Option<String> {
+    match v {
+        None => None,
+        Some(toml::Value::String(s)) => Some(s.clone()),
+        Some(v) => Some(v.to_string()),
+    }
+}
+
 fn default_orders() -> Vec<Order> {
     vec![Order::Random, Order::Ranked, Order::ReverseRanked]
 }
@@ -344,24 +353,20 @@ impl Plan {
 
     /// The plan's `models_per_device` (1 when absent).
     pub fn per_device(&self) -> std::result::Result<crate::train::group::PerDevice, String> {
-        let text = match &self.models_per_device {
-            None => return Ok(crate::train::group::PerDevice::default()),
-            Some(toml::Value::String(s)) => s.clone(),
-            Some(toml::Value::Integer(n)) => n.to_string(),
-            Some(v) => v.to_string(),
-        };
-        crate::train::group::PerDevice::parse(&text).map_err(|m| format!("models_per_device: {m}"))
+        match key_text(&self.models_per_device) {
+            None => Ok(crate::train::group::PerDevice::default()),
+            Some(t) => crate::train::group::PerDevice::parse(&t)
+                .map_err(|m| format!("models_per_device: {m}")),
+        }
     }
 
     /// The plan's `checkpoint_every` (the default when absent).
     pub fn cadence(&self) -> std::result::Result<crate::train::cadence::Cadence, String> {
-        let text = match &self.checkpoint_every {
-            None => return Ok(crate::train::cadence::DEFAULT),
-            Some(toml::Value::String(s)) => s.clone(),
-            Some(toml::Value::Integer(n)) => n.to_string(),
-            Some(v) => v.to_string(),
-        };
-        crate::train::cadence::Cadence::parse(&text).map_err(|m| format!("checkpoint_every: {m}"))
+        match key_text(&self.checkpoint_every) {
+            None => Ok(crate::train::cadence::DEFAULT),
+            Some(t) => crate::train::cadence::Cadence::parse(&t)
+                .map_err(|m| format!("checkpoint_every: {m}")),
+        }
     }
 }
 

@@ -23,7 +23,7 @@
 //! `cpu_s` and `trained`.
 
 use crate::error::{Result, input, internal, usage};
-use crate::exp::jobs::{Claim, Job, RESULTS_VERSION};
+use crate::exp::jobs::{Claim, Job, RESULTS_VERSION, finish_all};
 use crate::exp::plan::Stage;
 use crate::exp::sweep::{FinetuneEval, Sweep, Work, sort_ranking};
 use crate::fsutil::write_atomic;
@@ -200,16 +200,12 @@ pub fn finetune_ranking(
     w: &dyn Work,
 ) -> Result<Ranked> {
     check_id("held-out session id", heldout).map_err(usage)?;
-    let seed = sweep.plan.seeds.first().copied().unwrap_or(42);
-    let stage_json = serde_json::to_value(stage).map_err(|e| internal(e.to_string()))?;
-    let mut st = stage.clone();
-    st.mode.get_or_insert_with(|| "frozen-core".into());
+    let rs = RankStage::new(sweep, stage)?;
     let n = sweep.pool.len();
     let trained = format!(
         "{n} single-session models ({} epochs) + {n} frozen-core finetunes ({} epochs)",
         sweep.plan.single.epochs, stage.epochs
     );
-    let job_of = |single: &Job| rankft_job(sweep, single, heldout, &stage_json, seed);
     if w.models_per_device() != PerDevice::K(1) {
         finetune_side_by_side(sweep, &[heldout.to_string()], stage, w)?;
     }
@@ -220,18 +216,9 @@ pub fn finetune_ranking(
         Method::Full,
         trained,
         |_, single, ckpt| {
-            job_of(single).run(|work| {
+            rs.job(sweep, single, heldout).run(|work| {
                 let t0 = cpu_seconds();
-                let job = FinetuneEval {
-                    ckpt: Some(ckpt),
-                    session: heldout,
-                    stage: &st,
-                    seed,
-                    split: "val",
-                    only_forward: true,
-                    baselines: false,
-                };
-                let mut m = json!(w.finetune_eval(&job, work)?);
+                let mut m = json!(w.finetune_eval(&rs.request(heldout, ckpt), work)?);
                 m["cpu_s"] = json!(cpu_seconds() - t0);
                 Ok(m)
             })
@@ -239,11 +226,45 @@ pub fn finetune_ranking(
     )
 }
 
-/// The job of finetuning the single-session model of `single` on `heldout` for its ranking.
-fn rankft_job(sweep: &Sweep, single: &Job, heldout: &str, stage: &Value, seed: u64) -> Job {
-    let spec = json!({"base": single.spec, "heldout": heldout, "stage": stage,
-    "seed": seed, "split": "val"});
-    Job::new(sweep.root(), "rankft", spec)
+/// What the ranking finetunes of one stage share: the seed, the stage (frozen-core unless it
+/// says otherwise) and its JSON in the jobs' specs.
+struct RankStage {
+    seed: u64,
+    json: Value,
+    stage: Stage,
+}
+
+impl RankStage {
+    fn new(sweep: &Sweep, stage: &Stage) -> Result<RankStage> {
+        let json = serde_json::to_value(stage).map_err(|e| internal(e.to_string()))?;
+        let mut st = stage.clone();
+        st.mode.get_or_insert_with(|| "frozen-core".into());
+        Ok(RankStage {
+            seed: sweep.plan.seeds.first().copied().unwrap_or(42),
+            json,
+            stage: st,
+        })
+    }
+
+    /// The job of finetuning the single-session model of `single` on `heldout`.
+    fn job(&self, sweep: &Sweep, single: &Job, heldout: &str) -> Job {
+        let spec = json!({"base": single.spec, "heldout": heldout, "stage": self.json,
+        "seed": self.seed, "split": "val"});
+        Job::new(sweep.root(), "rankft", spec)
+    }
+
+    /// What that job asks of the work: finetune `ckpt` on `heldout`, score val forward bps.
+    fn request<'r>(&'r self, heldout: &'r str, ckpt: &'r std::path::Path) -> FinetuneEval<'r> {
+        FinetuneEval {
+            ckpt: Some(ckpt),
+            session: heldout,
+            stage: &self.stage,
+            seed: self.seed,
+            split: "val",
+            only_forward: true,
+            baselines: false,
+        }
+    }
 }
 
 /// The frozen-core finetunes of the rankings of `heldouts` with `stage` (`full`'s, or `short`'s)
@@ -258,72 +279,43 @@ pub fn finetune_side_by_side(
     stage: &Stage,
     w: &dyn Work,
 ) -> Result<()> {
-    let seed = sweep.plan.seeds.first().copied().unwrap_or(42);
-    let stage_json = serde_json::to_value(stage).map_err(|e| internal(e.to_string()))?;
-    let mut st = stage.clone();
-    st.mode.get_or_insert_with(|| "frozen-core".into());
+    let rs = RankStage::new(sweep, stage)?;
     // The single-session models, side by side too.
     let singles: Vec<Job> = sweep.pool.iter().map(|s| sweep.single_job(s)).collect();
     sweep.pretrain_side_by_side(&singles, w)?;
-    let mut singles: Vec<(Job, std::path::PathBuf)> = singles
+    let singles: Vec<(Job, std::path::PathBuf)> = singles
         .into_iter()
         .map(|j| {
             let ckpt = sweep.run_pretrain(&j, w)?;
             Ok((j, ckpt))
         })
         .collect::<Result<_>>()?;
-    let singles = &mut singles;
     let mut jobs = Vec::new();
     for h in heldouts {
         check_id("held-out session id", h).map_err(usage)?;
-        for (single, ckpt) in singles.iter() {
-            jobs.push((h, rankft_job(sweep, single, h, &stage_json, seed), ckpt));
+        for (single, ckpt) in &singles {
+            jobs.push((h, rs.job(sweep, single, h), ckpt));
         }
     }
     let mut claimed = Vec::new();
+    let mut requests = Vec::new();
     for (h, job, ckpt) in &jobs {
         if let Claim::Mine(c) = job.try_claim()? {
-            claimed.push((h, c, ckpt));
+            requests.push((rs.request(h, ckpt), c.job.work_dir()));
+            claimed.push(c);
         }
     }
     if claimed.is_empty() {
         return Ok(());
     }
-    let requests: Vec<(FinetuneEval, std::path::PathBuf)> = claimed
-        .iter()
-        .map(|(h, c, ckpt)| {
-            let req = FinetuneEval {
-                ckpt: Some(ckpt.as_path()),
-                session: h.as_str(),
-                stage: &st,
-                seed,
-                split: "val",
-                only_forward: true,
-                baselines: false,
-            };
-            (req, c.job.work_dir())
-        })
-        .collect();
     let t0 = cpu_seconds();
     let results = w.finetune_eval_group(&requests);
     let share = (cpu_seconds() - t0) / claimed.len() as f64;
-    let mut first_err = None;
-    for ((_, c, _), r) in claimed.into_iter().zip(results) {
-        match r {
-            Ok(m) => {
-                let mut m = json!(m);
-                m["cpu_s"] = json!(share);
-                c.finish(m)?;
-            }
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    finish_all(claimed, results, |m| {
+        let mut m = json!(m);
+        m["cpu_s"] = json!(share);
+        m
+    })
 }
 
 /// The single-session models of the pool (shared with `full`), each given stitchers for

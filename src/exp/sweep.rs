@@ -15,7 +15,7 @@
 //! results are gathered.
 
 use crate::error::{Result, input, internal};
-use crate::exp::jobs::{Claim, Job, RESULTS_VERSION, content_hash};
+use crate::exp::jobs::{Claim, Job, RESULTS_VERSION, content_hash, finish_all};
 use crate::exp::plan::{Order, Plan, Stage};
 use crate::exp::report::PointResult;
 use crate::fsutil::write_atomic;
@@ -426,21 +426,11 @@ impl Sweep {
         let t0 = crate::exp::rank_methods::cpu_seconds();
         let results = w.pretrain_group(&reqs);
         let share = (crate::exp::rank_methods::cpu_seconds() - t0) / reqs.len() as f64;
-        let mut first_err = None;
-        for (c, r) in claimed.into_iter().zip(results) {
-            match r {
-                Ok(ckpt) => {
-                    c.finish(json!({"checkpoint": ckpt, "cpu_s": share}))?;
-                }
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        finish_all(
+            claimed,
+            results,
+            |ckpt| json!({"checkpoint": ckpt, "cpu_s": share}),
+        )
     }
 
     /// With `--models-per-device` above 1: everything the points `todo` need, stage by stage,
@@ -480,45 +470,27 @@ impl Sweep {
         // The pretrainings.
         self.pretrain_side_by_side(&pretrains, w)?;
         // The finetune-and-evaluate jobs.
-        let mut claimed = Vec::new();
-        for (heldout, pre, job, stage, seed) in &evals {
-            let ckpt = match pre {
+        let mut ckpts = Vec::with_capacity(evals.len());
+        for (_, pre, ..) in &evals {
+            ckpts.push(match pre {
                 Some(pj) => Some(self.run_pretrain(pj, w)?),
                 None => None,
-            };
+            });
+        }
+        let mut claimed = Vec::new();
+        let mut reqs: Vec<(FinetuneEval, PathBuf)> = Vec::new();
+        for ((heldout, _, job, stage, seed), ckpt) in evals.iter().zip(&ckpts) {
             if let Claim::Mine(c) = job.try_claim()? {
-                claimed.push((c, heldout, ckpt, stage, *seed));
+                let req = self.eval_request(heldout, ckpt.as_deref(), stage, *seed);
+                reqs.push((req, c.job.work_dir()));
+                claimed.push(c);
             }
         }
-        let reqs: Vec<(FinetuneEval, PathBuf)> = claimed
-            .iter()
-            .map(|(c, heldout, ckpt, stage, seed)| {
-                (
-                    self.eval_request(heldout, ckpt.as_deref(), stage, *seed),
-                    c.job.work_dir(),
-                )
-            })
-            .collect();
-        let results = if reqs.is_empty() {
-            Vec::new()
-        } else {
-            w.finetune_eval_group(&reqs)
-        };
-        let mut first_err = None;
-        for ((c, ..), r) in claimed.into_iter().zip(results) {
-            match r {
-                Ok(m) => {
-                    c.finish(json!(m))?;
-                }
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
+        if claimed.is_empty() {
+            return Ok(());
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        let results = w.finetune_eval_group(&reqs);
+        finish_all(claimed, results, |m| json!(m))
     }
 
     /// Runs point `i` (with everything it needs) and records its labelled result.

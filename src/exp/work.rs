@@ -10,7 +10,6 @@
 //! (bit-identical to an uninterrupted run on the CPU).
 
 use crate::backend::Backend;
-use crate::cpu::CpuBackend;
 use crate::error::{Result, internal, usage};
 use crate::eval::tasks::EvalOpts;
 use crate::exp::plan::{Plan, Stage};
@@ -23,8 +22,8 @@ use crate::train::device::{Device, Worker};
 use crate::train::finetune::Mode;
 use crate::train::group::{PerDevice, train_group_then};
 use crate::train::run::{
-    Exec, Prepared, evaluate_checkpoint_on, finetune_on, prepare_finetune, prepare_pretrain,
-    pretrain_on, resumable,
+    Exec, Prepared, evaluate_checkpoint_in, evaluate_checkpoint_on, prepare_finetune,
+    prepare_pretrain, resumable,
 };
 use crate::train::trainer::Outcome;
 use std::cell::RefCell;
@@ -90,6 +89,22 @@ impl Setup {
                 prepare_finetune(&self.ds, s, ckpt, mode, &rc.train, out, &exec)
             }
         }
+    }
+
+    /// Sets up the pretraining of `sessions` with `stage` and `seed` in `out`.
+    fn pretraining<'a>(
+        &'a self,
+        sessions: &[String],
+        stage: &Stage,
+        seed: u64,
+        out: &Path,
+    ) -> Result<Prepared<'a>> {
+        let idx: Vec<usize> = sessions
+            .iter()
+            .map(|s| self.session(s))
+            .collect::<Result<_>>()?;
+        let rc = self.run_config(stage, seed)?;
+        prepare_pretrain(&self.ds, &idx, &rc, out, &self.exec(out))
     }
 
     fn session(&self, id: &str) -> Result<usize> {
@@ -181,16 +196,12 @@ impl DatasetWork {
         Ok(self)
     }
 
-    /// Runs a job's training to its end in one call of the trainer (resuming what a stopped or
-    /// killed run of the job left in `out`).
-    fn train(
-        &self,
-        out: &Path,
-        step: impl FnOnce(&mut Worker, &Exec) -> Result<Outcome>,
-    ) -> Result<Outcome> {
-        let exec = self.s.exec(out);
+    /// Runs a job's training (set up by `Setup`, resuming what a stopped or killed run of the
+    /// job left in its folder) to its end in one call of the trainer, on the worker's backend.
+    fn train(&self, p: Prepared) -> Result<Outcome> {
         let mut worker = self.worker.borrow_mut();
-        step(&mut worker, &exec)
+        let backend = worker.backend(&p.cfg)?;
+        crate::train::trainer::train(backend, &p.cfg, p.init, &p.run)
     }
 
     /// The evaluation options of a job.
@@ -237,33 +248,15 @@ impl Work for DatasetWork {
         seed: u64,
         work: &Path,
     ) -> Result<PathBuf> {
-        let idx: Vec<usize> = sessions
-            .iter()
-            .map(|s| self.s.session(s))
-            .collect::<Result<_>>()?;
-        let rc = self.s.run_config(stage, seed)?;
-        let out = work.join("run");
-        let o = self.train(&out, |w, exec| {
-            pretrain_on(w, &self.s.ds, &idx, &rc, &out, exec)
-        })?;
-        Ok(o.best_or_last().to_path_buf())
+        let p = self
+            .s
+            .pretraining(sessions, stage, seed, &work.join("run"))?;
+        Ok(self.train(p)?.best_or_last().to_path_buf())
     }
 
     fn finetune_eval(&self, job: &FinetuneEval, work: &Path) -> Result<BTreeMap<String, f64>> {
+        let o = self.train(self.s.prepare(job, &work.join("run"))?)?;
         let s = self.s.session(job.session)?;
-        let rc = self.s.run_config(job.stage, job.seed)?;
-        let out = work.join("run");
-        let o = match job.ckpt {
-            None => self.train(&out, |w, exec| {
-                pretrain_on(w, &self.s.ds, &[s], &rc, &out, exec)
-            })?,
-            Some(ckpt) => {
-                let mode = Mode::parse(job.stage.mode.as_deref().unwrap_or("frozen-core"))?;
-                self.train(&out, |w, exec| {
-                    finetune_on(w, &self.s.ds, s, ckpt, mode, &rc.train, &out, exec)
-                })?
-            }
-        };
         self.eval_on(
             o.best_or_last(),
             s,
@@ -314,20 +307,15 @@ impl Work for DatasetWork {
                 .ok_or_else(|| internal("a group member out of range"))?;
             st.prepare(j, &work.join("run"))
         };
-        let ds = &self.s.ds;
-        let eval = |i: usize, r: Result<(&mut (dyn Backend + Send), Outcome)>| {
+        let eval = |i: usize, r: Result<(&mut dyn Backend, Outcome)>| {
             let (b, o) = r?;
             let (j, _) = jobs
                 .get(i)
                 .ok_or_else(|| internal("a group member out of range"))?;
-            let s = ds
-                .find(j.session)
-                .ok_or_else(|| usage(format!("session `{}` is not in the dataset", j.session)))?;
             let opts = Self::eval_opts(j.split, j.only_forward, j.baselines)?;
-            let (cfg, params, _) = crate::model::checkpoint::load(o.best_or_last())?;
-            crate::eval::tasks::check_fit(&cfg, ds, s)?;
-            b.set_params(&params)?;
-            Ok(crate::eval::tasks::evaluate(b, &cfg, ds, s, &opts)?.metrics())
+            let s = st.session(j.session)?;
+            let report = evaluate_checkpoint_in(|_| Ok(b), o.best_or_last(), &st.ds, s, &opts)?;
+            Ok(report.metrics())
         };
         self.side_by_side("finetunes", jobs.len(), setup, eval)
     }
@@ -344,15 +332,9 @@ impl Work for DatasetWork {
             let (sessions, stage, seed, work) = jobs
                 .get(i)
                 .ok_or_else(|| internal("a group member out of range"))?;
-            let idx: Vec<usize> = sessions
-                .iter()
-                .map(|s| st.session(s))
-                .collect::<Result<_>>()?;
-            let rc = st.run_config(stage, *seed)?;
-            let out = work.join("run");
-            prepare_pretrain(&st.ds, &idx, &rc, &out, &st.exec(&out))
+            st.pretraining(sessions, stage, *seed, &work.join("run"))
         };
-        let path = |_: usize, r: Result<(&mut (dyn Backend + Send), Outcome)>| {
+        let path = |_: usize, r: Result<(&mut dyn Backend, Outcome)>| {
             r.map(|(_, o)| o.best_or_last().to_path_buf())
         };
         self.side_by_side("pretrainings", jobs.len(), setup, path)
@@ -377,7 +359,7 @@ impl DatasetWork {
         what: &str,
         n: usize,
         setup: impl Fn(usize) -> Result<Prepared<'s>> + Sync,
-        then: impl Fn(usize, Result<(&mut (dyn Backend + Send), Outcome)>) -> Result<R> + Sync,
+        then: impl Fn(usize, Result<(&mut dyn Backend, Outcome)>) -> Result<R> + Sync,
     ) -> Vec<Result<R>> {
         let fail_all = |e: crate::error::Error| -> Vec<Result<R>> {
             let (msg, code) = (e.to_string(), e.exit_code());
@@ -416,10 +398,7 @@ impl DatasetWork {
             "training {n} {what} side by side, {} at a time on {threads} CPU threads",
             k.min(threads)
         );
-        let open = |cfg: &crate::model::ModelConfig, t: usize| -> Result<Box<dyn Backend + Send>> {
-            Ok(Box::new(CpuBackend::new(cfg.clone(), t)))
-        };
-        train_group_then(n, k, threads, setup, &open, then)
+        train_group_then(n, k, threads, setup, then)
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(internal("a group member's thread panicked"))))
             .collect()

@@ -53,15 +53,6 @@ pub fn open(
     }
 }
 
-/// Resets a backend built for `cfg` to a fresh one's state: every parameter trainable, zero
-/// moments (the trainer sets the parameters).
-pub fn reset(b: &mut dyn Backend, cfg: &ModelConfig) -> Result<()> {
-    let n = crate::model::ParamTable::new(cfg).total;
-    let zeros = vec![0f32; n];
-    b.set_trainable(&vec![1u8; n])?;
-    b.set_moments(&zeros, &zeros)
-}
-
 /// The backend a worker keeps from one job to the next: a job whose model config equals the
 /// previous job's gets the same backend back (for CUDA: its context, compiled modules,
 /// workspace and captured graphs; for the CPU: its thread pool and workspace), reset to a fresh
@@ -89,7 +80,10 @@ impl Worker {
         let reuse = matches!(&self.kept, Some((c, _)) if c == cfg);
         if reuse {
             if let Some((_, b)) = self.kept.as_mut() {
-                reset(b.as_mut(), cfg)?;
+                let n = crate::model::ParamTable::new(cfg).total;
+                let zeros = vec![0f32; n];
+                b.set_trainable(&vec![1u8; n])?;
+                b.set_moments(&zeros, &zeros)?;
             }
         } else {
             // The old backend goes first, so two never hold device memory at once.

@@ -14,14 +14,14 @@
 //! from job to job), train it to its end and hand it to the caller's `then` (its evaluation). Nothing is shared
 //! between the models, so there is nothing to fuse: stepping them in lockstep would only make
 //! each step wait for the slowest model's, and a model's working set stays in its core's caches
-//! for its whole run. A device backend that runs K models' products in one launch would step
-//! them together instead; the trainer's `Stepper` (open, next, record) is the seam for that.
+//! for its whole run. A device backend that runs K models' products in one launch would have to
+//! step them together instead (not built).
 
 use crate::backend::Backend;
 use crate::error::{Result, internal};
 use crate::model::ModelConfig;
-use crate::train::trainer::{Init, Opened, Outcome, Run, Stepper};
-use std::time::Instant;
+use crate::train::device::{Device, Worker};
+use crate::train::trainer::{Init, Outcome, Run, train};
 
 /// One run of a group, set up.
 pub struct Member<'a> {
@@ -30,39 +30,12 @@ pub struct Member<'a> {
     pub run: Run<'a>,
 }
 
-/// Opens a backend for a member's model on a number of CPU threads.
-pub type Open<'o> = dyn Fn(&ModelConfig, usize) -> Result<Box<dyn Backend + Send>> + Sync + 'o;
-
-/// Trains one run to its end: what `trainer::train` does with it alone.
-fn train_member(
-    backend: &mut dyn Backend,
-    cfg: &ModelConfig,
-    init: Init,
-    run: &Run<'_>,
-) -> Result<Outcome> {
-    let mut stepper = match Stepper::open(backend, cfg, init, run)? {
-        Opened::Finished(o) => return Ok(o),
-        Opened::Steps(s) => s,
-    };
-    while let Some(hp) = stepper.next(backend)? {
-        let t = Instant::now();
-        let st = backend.train_step(stepper.batch(), &hp)?;
-        stepper.record(&st, t.elapsed().as_secs_f64())?;
-    }
-    stepper.outcome()
-}
-
 const PANICKED: &str = "a group member ended without a result (its thread panicked)";
 
-/// Trains every member side by side, `k` of them at a time on `threads` CPU threads (0 = one
-/// per core; at most one model per thread), each on a backend from `open`, and returns each
-/// member's result in order: what `trainer::train` returns for it alone.
-pub fn train_group(
-    members: Vec<Member<'_>>,
-    k: usize,
-    threads: usize,
-    open: &Open<'_>,
-) -> Vec<Result<Outcome>> {
+/// Trains every member side by side on the CPU, `k` of them at a time on `threads` threads
+/// (0 = one per core; at most one model per thread), and returns each member's result in
+/// order: what `trainer::train` returns for it alone.
+pub fn train_group(members: Vec<Member<'_>>, k: usize, threads: usize) -> Vec<Result<Outcome>> {
     let n = members.len();
     let slots: Vec<std::sync::Mutex<Option<Member>>> = members
         .into_iter()
@@ -75,7 +48,7 @@ pub fn train_group(
             .and_then(|mut m| m.take())
             .ok_or_else(|| internal("a group member taken twice"))
     };
-    train_group_then(n, k, threads, take, open, |_, r| r.map(|(_, o)| o))
+    train_group_then(n, k, threads, take, |_, r| r.map(|(_, o)| o))
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(internal(PANICKED))))
         .collect()
@@ -87,16 +60,15 @@ pub fn train_group(
 /// (to evaluate it, say). Returns what `then` returns, in order, None for a member whose
 /// thread panicked (the others go on).
 ///
-/// `min(k, threads, n)` workers each take the next member in order; a worker keeps its backend
-/// for its next member of the same config (its pool and workspace warm), reset to a fresh
-/// backend's state.
+/// `min(k, threads, n)` workers each take the next member in order, on a CPU backend of
+/// `threads / workers` threads that the worker keeps for its next member of the same config
+/// (`train::device::Worker`, as a sweep keeps one from job to job).
 pub fn train_group_then<'a, R: Send>(
     n: usize,
     k: usize,
     threads: usize,
     setup: impl Fn(usize) -> Result<Member<'a>> + Sync,
-    open: &Open<'_>,
-    then: impl Fn(usize, Result<(&mut (dyn Backend + Send), Outcome)>) -> R + Sync,
+    then: impl Fn(usize, Result<(&mut dyn Backend, Outcome)>) -> R + Sync,
 ) -> Vec<Option<R>> {
     let threads = crate::train::device::cpu_threads(threads).max(1);
     let workers = threads.min(k.max(1)).min(n.max(1));
@@ -106,7 +78,7 @@ pub fn train_group_then<'a, R: Send>(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
-                let mut kept: Option<(ModelConfig, Box<dyn Backend + Send>)> = None;
+                let mut worker = Worker::new(Device::Cpu, per, crate::cuda::Settings::default());
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= n {
@@ -114,26 +86,13 @@ pub fn train_group_then<'a, R: Send>(
                     }
                     let out = match setup(i) {
                         Err(e) => then(i, Err(e)),
-                        Ok(m) => {
-                            let backend = match kept.take() {
-                                Some((c, mut b)) if c == m.cfg => {
-                                    crate::train::device::reset(b.as_mut(), &m.cfg).map(|()| b)
-                                }
-                                _ => open(&m.cfg, per),
-                            };
-                            match backend {
-                                Ok(mut b) => {
-                                    let r = train_member(b.as_mut(), &m.cfg, m.init, &m.run);
-                                    let out = match r {
-                                        Ok(o) => then(i, Ok((b.as_mut(), o))),
-                                        Err(e) => then(i, Err(e)),
-                                    };
-                                    kept = Some((m.cfg, b));
-                                    out
-                                }
+                        Ok(m) => match worker.backend(&m.cfg) {
+                            Ok(b) => match train(b, &m.cfg, m.init, &m.run) {
+                                Ok(o) => then(i, Ok((b, o))),
                                 Err(e) => then(i, Err(e)),
-                            }
-                        }
+                            },
+                            Err(e) => then(i, Err(e)),
+                        },
                     };
                     if let Ok(mut d) = done.lock() {
                         d.push((i, out));

@@ -274,9 +274,21 @@ pub fn evaluate_checkpoint_on(
     session: usize,
     opts: &EvalOpts,
 ) -> Result<EvalReport> {
+    evaluate_checkpoint_in(|cfg| worker.backend(cfg), ckpt, ds, session, opts)
+}
+
+/// `evaluate_checkpoint` on the backend `backend(config)` gives for the checkpoint's config
+/// (a worker's, or a group member's that trained it).
+pub fn evaluate_checkpoint_in<'b>(
+    backend: impl FnOnce(&ModelConfig) -> Result<&'b mut dyn crate::backend::Backend>,
+    ckpt: &Path,
+    ds: &Dataset,
+    session: usize,
+    opts: &EvalOpts,
+) -> Result<EvalReport> {
     let (cfg, params, _) = checkpoint::load(ckpt)?;
     crate::eval::tasks::check_fit(&cfg, ds, session)?;
-    let backend = worker.backend(&cfg)?;
+    let backend = backend(&cfg)?;
     backend.set_params(&params)?;
     evaluate(backend, &cfg, ds, session, opts)
 }

@@ -28,9 +28,9 @@
 //! of different seeds compare). A run stopped after step k (at an epoch boundary or part way
 //! through an epoch) and resumed replays exactly what an uninterrupted run does from step k + 1 on.
 
-use crate::backend::{Backend, ForwardOpts, StepHyper, StepStats};
+use crate::backend::{Backend, ForwardOpts, StepHyper};
 use crate::batch::{Batch, BatchIter, BatchOpts};
-use crate::error::{Error, Result, input, internal, io_at, usage};
+use crate::error::{Error, Result, input, io_at, usage};
 use crate::model::{ModelConfig, ParamTable, checkpoint};
 use crate::rng;
 use crate::store::{Dataset, SplitName};
@@ -499,407 +499,6 @@ fn last_losses(path: &Path) -> (Option<f64>, Option<f64>) {
     (train, val)
 }
 
-/// The epoch under way.
-struct Epoch {
-    n: usize,
-    t0: Instant,
-    sums: EpochSums,
-    /// Time of the part of the epoch done before a resume.
-    time_before: f64,
-}
-
-/// A run between its steps: the training loop of `train` turned inside out, so that a caller can
-/// run the steps of several runs side by side (`train::group`). `next` does everything up to the
-/// next step (epoch ends, validation, writes at the cadence, stop signals) and returns the step's
-/// hyper-parameters, its batch in `batch()`; the caller runs `Backend::train_step` and hands the
-/// stats to `record`. `train` is `open`, then `next`/step/`record` until `next` says the run is
-/// done, then `outcome`.
-pub struct Stepper<'r, 'a> {
-    ctx: Ctx<'r, 'a>,
-    _lock: RunLock,
-    train_it: BatchIter<'a>,
-    val_it: BatchIter<'a>,
-    per_epoch: u64,
-    total_steps: u64,
-    sched: crate::train::schedule::OneCycle,
-    dropout_seed: u64,
-    c: Counters,
-    mem: Mem,
-    stop: usize,
-    bar: indicatif::ProgressBar,
-    batch: Batch,
-    epoch: Option<Epoch>,
-    /// The schedule point of the last step taken.
-    pt: crate::train::schedule::Point,
-    last_train: Option<f64>,
-    last_val: Option<f64>,
-    /// Set when `open` found the run finished, or when `next` reached `stop`.
-    done: Option<Outcome>,
-}
-
-/// What `Stepper::open` found.
-pub enum Opened<'r, 'a> {
-    /// The run has steps to take.
-    Steps(Box<Stepper<'r, 'a>>),
-    /// The run was already finished: nothing to do.
-    Finished(Outcome),
-}
-
-impl<'r, 'a> Stepper<'r, 'a> {
-    /// Checks `run`, locks its directory and starts it from `init` on `backend` (built for `cfg`).
-    pub fn open(
-        backend: &mut dyn Backend,
-        cfg: &'r ModelConfig,
-        init: Init,
-        run: &'r Run<'a>,
-    ) -> Result<Opened<'r, 'a>> {
-        let hyper = &run.hyper;
-        hyper.check().map_err(usage)?;
-        let ctx = Ctx {
-            run,
-            cfg,
-            table: ParamTable::new(cfg),
-            ids: check_sessions(run.ds, &run.sessions, cfg, hyper)?,
-            files: Files::new(&run.out),
-        };
-        if matches!(init, Init::Resume) && !can_resume(&run.out) {
-            if run.out.join(RUN_FILE).is_file() {
-                // A process may be writing the run before its first write: that is the error then.
-                let _lock = RunLock::acquire(&run.out)?;
-                return Err(usage(format!(
-                    "nothing to resume in {}: the run stopped before its first write (no {STATE_FILE}); \
-                     start it again without --resume",
-                    run.out.display()
-                )));
-            }
-            return Err(usage(format!(
-                "nothing to resume in {} (no {RUN_FILE} and {STATE_FILE})",
-                run.out.display()
-            )));
-        }
-        let lock = RunLock::acquire(&run.out)?;
-        let ratio = hyper.mask_ratio as f32;
-        let data_seed = rng::key(hyper.seed, STREAM_DATA);
-        let dropout_seed = rng::key(hyper.seed, STREAM_DROPOUT);
-        let train_opts = BatchOpts::train(hyper.batch_size, &hyper.schemes, ratio, data_seed);
-        let val_opts = BatchOpts::validation(hyper.batch_size, &hyper.schemes, ratio, VAL_SEED);
-        let train_it = BatchIter::new(run.ds, &run.sessions, SplitName::Train, train_opts)?;
-        let val_it = BatchIter::new(run.ds, &run.sessions, SplitName::Val, val_opts)?;
-        let per_epoch = train_it.n_batches() as u64;
-        let total_steps = hyper.epochs as u64 * per_epoch;
-        let sched = hyper.schedule();
-
-        let (c, mem) = ctx.start(backend, init, per_epoch)?;
-        if c.epoch >= hyper.epochs {
-            eprintln!(
-                "{}: the run is already finished ({} epochs); nothing to do",
-                run.out.display(),
-                c.epoch
-            );
-            let (train_loss, val_loss) = last_losses(&ctx.files.log);
-            return Ok(Opened::Finished(Outcome {
-                epochs_done: c.epoch,
-                steps: c.step,
-                finished: true,
-                last: ctx.files.last.clone(),
-                best: c.best_epoch.map(|_| ctx.files.best.clone()),
-                best_val: c.best(),
-                best_epoch: c.best_epoch,
-                train_loss,
-                val_loss,
-            }));
-        }
-        if let Some(t) = &run.trainable {
-            backend.set_trainable(t)?;
-        }
-        let stop = run.stop_after.unwrap_or(hyper.epochs).min(hyper.epochs);
-        let todo = (stop as u64 * per_epoch).saturating_sub(c.step);
-        let pt = sched.at(c.step, total_steps);
-        Ok(Opened::Steps(Box::new(Stepper {
-            bar: progress_bar(run.progress, todo),
-            ctx,
-            _lock: lock,
-            train_it,
-            val_it,
-            per_epoch,
-            total_steps,
-            sched,
-            dropout_seed,
-            c,
-            mem,
-            stop,
-            batch: Batch::empty(),
-            epoch: None,
-            pt,
-            last_train: None,
-            last_val: None,
-            done: None,
-        })))
-    }
-
-    /// The run directory.
-    pub fn out(&self) -> &Path {
-        &self.ctx.files.dir
-    }
-
-    /// The batch of the step `next` returned.
-    pub fn batch(&self) -> &Batch {
-        &self.batch
-    }
-
-    fn interrupted(&self, c: &Counters) -> Error {
-        Error::Interrupted(format!(
-            "{}: stopped by a signal with its state saved after {} epochs and {} steps; \
-             resuming (--resume, or running the sweep again) continues from there",
-            self.ctx.files.dir.display(),
-            c.epoch,
-            c.step
-        ))
-    }
-
-    /// Goes up to the next step: returns its hyper-parameters (its batch is `batch()`), or None
-    /// when the run is done (`outcome` then says how it ended). Between steps it finishes
-    /// epochs (validation, the log line, the writes the cadence asks for) and honours a stop
-    /// signal, returning `Error::Interrupted` with the state saved. `backend` must be the one
-    /// `open` started the run on.
-    pub fn next(&mut self, backend: &mut dyn Backend) -> Result<Option<StepHyper>> {
-        loop {
-            if self.done.is_some() {
-                return Ok(None);
-            }
-            let Some(ep) = self.epoch.as_mut() else {
-                let n = self.c.epoch + 1;
-                if n > self.stop {
-                    self.done = Some(self.finished_outcome());
-                    continue;
-                }
-                self.train_it.start_epoch(n as u64 - 1);
-                let (sums, time_before) = match self.c.partial.take() {
-                    Some(p) => {
-                        self.train_it.seek(self.c.batch as usize);
-                        (EpochSums::from_partial(&p), p.time_s)
-                    }
-                    None => (EpochSums::default(), 0.0),
-                };
-                self.c.batch = 0;
-                self.pt = self.sched.at(self.c.step, self.total_steps);
-                self.epoch = Some(Epoch {
-                    n,
-                    t0: Instant::now(),
-                    sums,
-                    time_before,
-                });
-                continue;
-            };
-            let pos = self.train_it.position();
-            let stopping = signals::requested();
-            // After the epoch's last batch the epoch's end decides (validation comes first).
-            let inside = pos < self.train_it.n_batches();
-            if inside
-                && (stopping
-                    || (pos > 0
-                        && self
-                            .ctx
-                            .run
-                            .checkpoint_every
-                            .due_mid_epoch(self.mem.since.elapsed())))
-            {
-                let mut at = self.c.clone();
-                if pos > 0 {
-                    at.batch = pos as u64;
-                    at.partial = Some(
-                        ep.sums
-                            .partial(ep.time_before + ep.t0.elapsed().as_secs_f64()),
-                    );
-                }
-                let params = backend.params()?;
-                self.ctx.write(backend, &at, &params, &mut self.mem)?;
-                if stopping {
-                    self.bar.abandon();
-                    return Err(self.interrupted(&at));
-                }
-            }
-            if self.train_it.next_batch(&mut self.batch) {
-                let hyper = &self.ctx.run.hyper;
-                self.pt = self.sched.at(self.c.step, self.total_steps);
-                self.c.step += 1;
-                return Ok(Some(StepHyper {
-                    lr: self.pt.lr as f32,
-                    beta1: self.pt.beta1 as f32,
-                    beta2: hyper.beta2 as f32,
-                    eps: hyper.eps as f32,
-                    weight_decay: hyper.weight_decay as f32,
-                    clip: hyper.clip as f32,
-                    dropout: hyper.dropout as f32,
-                    step: self.c.step,
-                    seed: rng::key(self.dropout_seed, self.c.step),
-                }));
-            }
-            self.end_epoch(backend)?;
-        }
-    }
-
-    /// Takes in the stats of the step `next` returned, which took `step_s` seconds. A
-    /// non-finite loss or gradient norm stops the run with `Error::Diverged` (the checkpoints
-    /// of the last good epoch kept, a `diverged` log line written).
-    pub fn record(&mut self, st: &StepStats, step_s: f64) -> Result<()> {
-        let Some(ep) = self.epoch.as_mut() else {
-            return Err(internal("a step recorded outside an epoch"));
-        };
-        ep.sums.step_s += step_s;
-        if !st.loss.is_finite() || !st.grad_norm.is_finite() {
-            self.bar.abandon();
-            self.ctx.flush_checkpoints(&mut self.mem)?;
-            let line = EpochLine {
-                epoch: ep.n,
-                step: self.c.step,
-                train_loss: st.loss as f64,
-                val_loss: None,
-                lr: self.pt.lr,
-                beta1: self.pt.beta1,
-                grad_norm: st.grad_norm as f64,
-                time_s: ep.time_before + ep.t0.elapsed().as_secs_f64(),
-                step_s: Some(ep.sums.step_s),
-                best: false,
-                diverged: true,
-            };
-            log::append(&self.ctx.files.log, &line)?;
-            let what = format!(
-                "non-finite training loss ({}, gradient norm {})",
-                st.loss, st.grad_norm
-            );
-            return Err(self
-                .ctx
-                .diverged(&what, ep.n, self.c.step, self.pt.lr, self.c.epoch));
-        }
-        let sums = &mut ep.sums;
-        sums.loss += st.loss as f64 * st.n_targets as f64;
-        sums.targets += st.n_targets;
-        sums.grad_norm += st.grad_norm as f64;
-        sums.steps += 1;
-        self.bar.inc(1);
-        let mean = sums.loss / sums.targets.max(1) as f64;
-        self.bar
-            .set_message(format!("ep {}/{} loss {mean:.4}", ep.n, self.stop));
-        Ok(())
-    }
-
-    /// The end of the epoch under way: validation, the log line, the best parameters, the
-    /// writes the cadence asks for, and a stop signal.
-    fn end_epoch(&mut self, backend: &mut dyn Backend) -> Result<()> {
-        let Some(ep) = self.epoch.take() else {
-            return Err(internal("an epoch ended that had not started"));
-        };
-        let hyper = &self.ctx.run.hyper;
-        let epoch = ep.n;
-        let sums = &ep.sums;
-        let train_loss = sums.loss / sums.targets.max(1) as f64;
-        let validate = epoch % hyper.val_every == 0 || epoch == hyper.epochs;
-        let val = if validate {
-            validation_loss(backend, &mut self.val_it)?
-        } else {
-            None
-        };
-        let params = backend.params()?;
-        let bad_val = val.filter(|v| !v.is_finite());
-        if bad_val.is_some() || params.iter().any(|x| !x.is_finite()) {
-            self.bar.abandon();
-            self.ctx.flush_checkpoints(&mut self.mem)?;
-            let what = match bad_val {
-                Some(v) => format!("non-finite validation loss ({v})"),
-                None => "non-finite parameters".to_string(),
-            };
-            return Err(self
-                .ctx
-                .diverged(&what, epoch, self.c.step, self.pt.lr, self.c.epoch));
-        }
-        let c = &mut self.c;
-        c.epoch = epoch;
-        let improved = match (val, c.best()) {
-            (Some(v), Some(b)) => v < b,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        if improved && let Some(v) = val {
-            c.set_best(v, epoch);
-            self.mem.best = Some((params.clone(), self.ctx.meta("best", c, train_loss, val)));
-            self.mem.best_dirty = true;
-        }
-        let line = EpochLine {
-            epoch,
-            step: c.step,
-            train_loss,
-            val_loss: val,
-            lr: self.pt.lr,
-            beta1: self.pt.beta1,
-            grad_norm: sums.grad_norm / sums.steps.max(1) as f64,
-            time_s: ep.time_before + ep.t0.elapsed().as_secs_f64(),
-            step_s: Some(sums.step_s),
-            best: improved,
-            diverged: false,
-        };
-        log::append(&self.ctx.files.log, &line)?;
-        let meta = self.ctx.meta("last", c, train_loss, val);
-        let stopping = signals::requested();
-        let due = stopping
-            || epoch == self.stop
-            || self.ctx.run.checkpoint_every.due_at_epoch(
-                (epoch - self.mem.since_epoch) as u64,
-                self.mem.since.elapsed(),
-            );
-        if due {
-            checkpoint::save(
-                &self.ctx.files.last,
-                self.ctx.cfg,
-                &self.ctx.table,
-                &params,
-                &meta,
-            )?;
-            self.mem.last = None;
-            let c = self.c.clone();
-            self.ctx.write(backend, &c, &params, &mut self.mem)?;
-        } else {
-            self.mem.last = Some((params, meta));
-        }
-        if stopping && epoch < self.stop {
-            self.bar.abandon();
-            return Err(self.interrupted(&self.c.clone()));
-        }
-        self.last_train = Some(train_loss);
-        self.last_val = val.or(self.last_val);
-        Ok(())
-    }
-
-    fn finished_outcome(&self) -> Outcome {
-        self.bar.finish_and_clear();
-        let c = &self.c;
-        let f = &self.ctx.files;
-        Outcome {
-            epochs_done: c.epoch,
-            steps: c.step,
-            finished: c.epoch >= self.ctx.run.hyper.epochs,
-            last: f.last.clone(),
-            best: c.best_epoch.map(|_| f.best.clone()),
-            best_val: c.best(),
-            best_epoch: c.best_epoch,
-            train_loss: self.last_train,
-            val_loss: self.last_val,
-        }
-    }
-
-    /// How the run ended, once `next` returned None.
-    pub fn outcome(&self) -> Result<Outcome> {
-        self.done
-            .clone()
-            .ok_or_else(|| internal("the outcome of a run that is not done"))
-    }
-
-    /// Steps per epoch.
-    pub fn per_epoch(&self) -> u64 {
-        self.per_epoch
-    }
-}
-
 /// Trains `backend` (built for `cfg`) as `run` says, from `init`. Returns when the run is
 /// finished or `stop_after` epochs are done; a non-finite loss, gradient norm or parameter
 /// stops it with `Error::Diverged`, leaving the checkpoints of the last good epoch in place; a
@@ -911,14 +510,236 @@ pub fn train(
     init: Init,
     run: &Run<'_>,
 ) -> Result<Outcome> {
-    let mut s = match Stepper::open(backend, cfg, init, run)? {
-        Opened::Finished(o) => return Ok(o),
-        Opened::Steps(s) => s,
+    let hyper = &run.hyper;
+    hyper.check().map_err(usage)?;
+    let ctx = Ctx {
+        run,
+        cfg,
+        table: ParamTable::new(cfg),
+        ids: check_sessions(run.ds, &run.sessions, cfg, hyper)?,
+        files: Files::new(&run.out),
     };
-    while let Some(hp) = s.next(backend)? {
-        let t = Instant::now();
-        let st = backend.train_step(s.batch(), &hp)?;
-        s.record(&st, t.elapsed().as_secs_f64())?;
+    if matches!(init, Init::Resume) && !can_resume(&run.out) {
+        if run.out.join(RUN_FILE).is_file() {
+            // A process may be writing the run before its first write: that is the error then.
+            let _lock = RunLock::acquire(&run.out)?;
+            return Err(usage(format!(
+                "nothing to resume in {}: the run stopped before its first write (no {STATE_FILE}); \
+                 start it again without --resume",
+                run.out.display()
+            )));
+        }
+        return Err(usage(format!(
+            "nothing to resume in {} (no {RUN_FILE} and {STATE_FILE})",
+            run.out.display()
+        )));
     }
-    s.outcome()
+    let _lock = RunLock::acquire(&run.out)?;
+    let ratio = hyper.mask_ratio as f32;
+    let data_seed = rng::key(hyper.seed, STREAM_DATA);
+    let dropout_seed = rng::key(hyper.seed, STREAM_DROPOUT);
+    let train_opts = BatchOpts::train(hyper.batch_size, &hyper.schemes, ratio, data_seed);
+    let val_opts = BatchOpts::validation(hyper.batch_size, &hyper.schemes, ratio, VAL_SEED);
+    let mut train_it = BatchIter::new(run.ds, &run.sessions, SplitName::Train, train_opts)?;
+    let mut val_it = BatchIter::new(run.ds, &run.sessions, SplitName::Val, val_opts)?;
+    let per_epoch = train_it.n_batches() as u64;
+    let total_steps = hyper.epochs as u64 * per_epoch;
+    let sched = hyper.schedule();
+
+    let (mut c, mut mem) = ctx.start(backend, init, per_epoch)?;
+    if c.epoch >= hyper.epochs {
+        eprintln!(
+            "{}: the run is already finished ({} epochs); nothing to do",
+            run.out.display(),
+            c.epoch
+        );
+        let (train_loss, val_loss) = last_losses(&ctx.files.log);
+        return Ok(Outcome {
+            epochs_done: c.epoch,
+            steps: c.step,
+            finished: true,
+            last: ctx.files.last.clone(),
+            best: c.best_epoch.map(|_| ctx.files.best.clone()),
+            best_val: c.best(),
+            best_epoch: c.best_epoch,
+            train_loss,
+            val_loss,
+        });
+    }
+    if let Some(t) = &run.trainable {
+        backend.set_trainable(t)?;
+    }
+    let stop = run.stop_after.unwrap_or(hyper.epochs).min(hyper.epochs);
+    let todo = (stop as u64 * per_epoch).saturating_sub(c.step);
+    let bar = progress_bar(run.progress, todo);
+    let mut batch = Batch::empty();
+    let (mut last_train, mut last_val) = (None, None);
+    let interrupted = |c: &Counters| {
+        Error::Interrupted(format!(
+            "{}: stopped by a signal with its state saved after {} epochs and {} steps; \
+             resuming (--resume, or running the sweep again) continues from there",
+            run.out.display(),
+            c.epoch,
+            c.step
+        ))
+    };
+    for epoch in c.epoch + 1..=stop {
+        let t0 = Instant::now();
+        train_it.start_epoch(epoch as u64 - 1);
+        let (mut sums, time_before) = match c.partial.take() {
+            Some(p) => {
+                train_it.seek(c.batch as usize);
+                (EpochSums::from_partial(&p), p.time_s)
+            }
+            None => (EpochSums::default(), 0.0),
+        };
+        c.batch = 0;
+        let mut pt = sched.at(c.step, total_steps);
+        loop {
+            let pos = train_it.position();
+            let stopping = signals::requested();
+            // After the epoch's last batch the epoch's end decides (validation comes first).
+            let inside = pos < train_it.n_batches();
+            if inside
+                && (stopping
+                    || (pos > 0 && run.checkpoint_every.due_mid_epoch(mem.since.elapsed())))
+            {
+                let mut at = c.clone();
+                if pos > 0 {
+                    at.batch = pos as u64;
+                    at.partial = Some(sums.partial(time_before + t0.elapsed().as_secs_f64()));
+                }
+                let params = backend.params()?;
+                ctx.write(backend, &at, &params, &mut mem)?;
+                if stopping {
+                    bar.abandon();
+                    return Err(interrupted(&at));
+                }
+            }
+            if !train_it.next_batch(&mut batch) {
+                break;
+            }
+            pt = sched.at(c.step, total_steps);
+            c.step += 1;
+            let hp = StepHyper {
+                lr: pt.lr as f32,
+                beta1: pt.beta1 as f32,
+                beta2: hyper.beta2 as f32,
+                eps: hyper.eps as f32,
+                weight_decay: hyper.weight_decay as f32,
+                clip: hyper.clip as f32,
+                dropout: hyper.dropout as f32,
+                step: c.step,
+                seed: rng::key(dropout_seed, c.step),
+            };
+            let ts = Instant::now();
+            let st = backend.train_step(&batch, &hp)?;
+            sums.step_s += ts.elapsed().as_secs_f64();
+            if !st.loss.is_finite() || !st.grad_norm.is_finite() {
+                bar.abandon();
+                ctx.flush_checkpoints(&mut mem)?;
+                let line = EpochLine {
+                    epoch,
+                    step: c.step,
+                    train_loss: st.loss as f64,
+                    val_loss: None,
+                    lr: pt.lr,
+                    beta1: pt.beta1,
+                    grad_norm: st.grad_norm as f64,
+                    time_s: time_before + t0.elapsed().as_secs_f64(),
+                    step_s: Some(sums.step_s),
+                    best: false,
+                    diverged: true,
+                };
+                log::append(&ctx.files.log, &line)?;
+                let what = format!(
+                    "non-finite training loss ({}, gradient norm {})",
+                    st.loss, st.grad_norm
+                );
+                return Err(ctx.diverged(&what, epoch, c.step, pt.lr, c.epoch));
+            }
+            sums.loss += st.loss as f64 * st.n_targets as f64;
+            sums.targets += st.n_targets;
+            sums.grad_norm += st.grad_norm as f64;
+            sums.steps += 1;
+            bar.inc(1);
+            let mean = sums.loss / sums.targets.max(1) as f64;
+            bar.set_message(format!("ep {epoch}/{stop} loss {mean:.4}"));
+        }
+        let train_loss = sums.loss / sums.targets.max(1) as f64;
+        let validate = epoch % hyper.val_every == 0 || epoch == hyper.epochs;
+        let val = if validate {
+            validation_loss(backend, &mut val_it)?
+        } else {
+            None
+        };
+        let params = backend.params()?;
+        let bad_val = val.filter(|v| !v.is_finite());
+        if bad_val.is_some() || params.iter().any(|x| !x.is_finite()) {
+            bar.abandon();
+            ctx.flush_checkpoints(&mut mem)?;
+            let what = match bad_val {
+                Some(v) => format!("non-finite validation loss ({v})"),
+                None => "non-finite parameters".to_string(),
+            };
+            return Err(ctx.diverged(&what, epoch, c.step, pt.lr, c.epoch));
+        }
+        c.epoch = epoch;
+        let improved = match (val, c.best()) {
+            (Some(v), Some(b)) => v < b,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if improved && let Some(v) = val {
+            c.set_best(v, epoch);
+            mem.best = Some((params.clone(), ctx.meta("best", &c, train_loss, val)));
+            mem.best_dirty = true;
+        }
+        let line = EpochLine {
+            epoch,
+            step: c.step,
+            train_loss,
+            val_loss: val,
+            lr: pt.lr,
+            beta1: pt.beta1,
+            grad_norm: sums.grad_norm / sums.steps.max(1) as f64,
+            time_s: time_before + t0.elapsed().as_secs_f64(),
+            step_s: Some(sums.step_s),
+            best: improved,
+            diverged: false,
+        };
+        log::append(&ctx.files.log, &line)?;
+        let meta = ctx.meta("last", &c, train_loss, val);
+        let stopping = signals::requested();
+        let due = stopping
+            || epoch == stop
+            || run
+                .checkpoint_every
+                .due_at_epoch((epoch - mem.since_epoch) as u64, mem.since.elapsed());
+        if due {
+            checkpoint::save(&ctx.files.last, cfg, &ctx.table, &params, &meta)?;
+            mem.last = None;
+            ctx.write(backend, &c, &params, &mut mem)?;
+        } else {
+            mem.last = Some((params, meta));
+        }
+        if stopping && epoch < stop {
+            bar.abandon();
+            return Err(interrupted(&c));
+        }
+        last_train = Some(train_loss);
+        last_val = val.or(last_val);
+    }
+    bar.finish_and_clear();
+    Ok(Outcome {
+        epochs_done: c.epoch,
+        steps: c.step,
+        finished: c.epoch >= hyper.epochs,
+        last: ctx.files.last.clone(),
+        best: c.best_epoch.map(|_| ctx.files.best.clone()),
+        best_val: c.best(),
+        best_epoch: c.best_epoch,
+        train_loss: last_train,
+        val_loss: last_val,
+    })
 }

@@ -139,6 +139,22 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// A run directory's `log.jsonl` without its timings (`time_s`, `step_s`: the only fields that
+/// differ between two runs of the same training).
+pub fn log_sans_times(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .expect("read log.jsonl")
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("a log line");
+            let o = v.as_object_mut().expect("a log line object");
+            o.remove("time_s");
+            o.remove("step_s");
+            v
+        })
+        .collect()
+}
+
 /// Copies a directory tree (fixtures into a temp dir before altering them).
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
